@@ -1,0 +1,209 @@
+"""Images in and out: decoding any reasonable file to RGB, resizing, color, atomic saving."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import BrushworkError
+
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB, compositing transparency onto white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        if image.mode == "F":
+            peak = max(float(array.max()), 1.0)
+        image = Image.fromarray(np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(source: str | Path | Image.Image) -> Image.Image:
+    """Open a file (or take a PIL image) as upright 8-bit RGB, or fail with a clear message."""
+    if isinstance(source, Image.Image):
+        return _to_rgb(ImageOps.exif_transpose(source))
+    path = Path(source)
+    if not path.exists():
+        raise BrushworkError(f"image not found: {path}")
+    if not path.is_file():
+        raise BrushworkError(f"not a file: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return _to_rgb(image)
+    except UnidentifiedImageError:
+        raise BrushworkError(f"not an image file (or a format Pillow cannot read): {path}") from None
+    except PermissionError:
+        raise BrushworkError(f"cannot read {path}: permission denied") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise BrushworkError(f"cannot decode {path} (truncated or corrupt?): {e}") from None
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL RGB -> 1×3×H×W float tensor in [0, 1]."""
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def to_pil(tensor: torch.Tensor) -> Image.Image:
+    array = tensor.detach().float().clamp(0, 1).squeeze(0).permute(1, 2, 0).mul(255).round().byte().cpu().numpy()
+    return Image.fromarray(array, "RGB")
+
+
+def fit_size(width: int, height: int, long_side: int) -> tuple[int, int]:
+    """(w, h) scaled so the longer side is `long_side`, keeping the aspect ratio."""
+    scale = long_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def resize(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize a 1×3×H×W tensor to (w, h); antialiased when shrinking."""
+    w, h = size
+    if tensor.shape[-2:] == (h, w):
+        return tensor
+    return F.interpolate(tensor, size=(h, w), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+
+
+def parse_crop(text: str) -> tuple[float, float, float, float]:
+    """'x,y,w,h' in pixels, or in fractions of the image when every value is at most 1."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or any(not np.isfinite(v) or v < 0 for v in values):
+        raise BrushworkError(f"bad crop {text!r}: expected x,y,w,h as four non-negative numbers")
+    return values  # type: ignore[return-value]
+
+
+def crop(image: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
+    x, y, w, h = box
+    if max(box) <= 1.0:
+        x, w = x * image.width, w * image.width
+        y, h = y * image.height, h * image.height
+    left, top, right, bottom = round(x), round(y), round(x + w), round(y + h)
+    if right <= left or bottom <= top or right > image.width or bottom > image.height:
+        raise BrushworkError(f"crop {box} does not fit inside the {image.width}x{image.height} style image")
+    return image.crop((left, top, right, bottom))
+
+
+# --- color ---------------------------------------------------------------------------------
+
+# ITU-R BT.601 luma and the YIQ chroma axes, as in Gatys et al., "Preserving Color in Neural
+# Artistic Style Transfer" (2016).
+_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
+
+
+def rgb_to_yiq(image: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ij,njhw->nihw", _RGB_TO_YIQ.to(image), image)
+
+
+def yiq_to_rgb(image: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ij,njhw->nihw", _YIQ_TO_RGB.to(image), image)
+
+
+def luminance(image: torch.Tensor) -> torch.Tensor:
+    """The Y channel repeated over three channels, so VGG sees a gray image."""
+    return rgb_to_yiq(image)[:, :1].expand(-1, 3, -1, -1).contiguous()
+
+
+def match_luminance(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Shift and scale the style's luminance to the content's mean and spread (gray, 3 channels)."""
+    y_style, y_content = luminance(style), luminance(content)
+    matched = (y_style - y_style.mean()) / y_style.std().clamp_min(1e-6) * y_content.std() + y_content.mean()
+    return matched.clamp(0, 1)
+
+
+def with_chroma_of(luma: torch.Tensor, color_source: torch.Tensor) -> torch.Tensor:
+    """Combine the luminance of `luma` with the I/Q chroma of `color_source` (same size)."""
+    yiq = rgb_to_yiq(color_source)
+    yiq[:, :1] = rgb_to_yiq(luma)[:, :1]
+    return yiq_to_rgb(yiq).clamp(0, 1)
+
+
+def match_histogram(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Linear color transfer: give the style image the content's color mean and covariance.
+
+    x' = A (x − μ_s) + μ_c with A = Σ_c^½ Σ_s^−½ (symmetric square roots), the
+    "image analogies" variant from Gatys et al.'s color-preservation paper.
+    """
+
+    def stats(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = image.reshape(3, -1).double()
+        mean = pixels.mean(1, keepdim=True)
+        centered = pixels - mean
+        cov = centered @ centered.T / pixels.shape[1] + 1e-5 * torch.eye(3, dtype=torch.float64)
+        return mean, cov
+
+    def sqrtm(matrix: torch.Tensor, power: float) -> torch.Tensor:
+        values, vectors = torch.linalg.eigh(matrix)
+        return vectors @ torch.diag(values.clamp_min(1e-10).pow(power)) @ vectors.T
+
+    mean_s, cov_s = stats(style)
+    mean_c, cov_c = stats(content)
+    transform = sqrtm(cov_c, 0.5) @ sqrtm(cov_s, -0.5)
+    pixels = style.reshape(3, -1).double()
+    matched = transform @ (pixels - mean_s) + mean_c
+    return matched.reshape(style.shape).to(style.dtype).clamp(0, 1)
+
+
+# --- saving --------------------------------------------------------------------------------
+
+
+def check_output_path(path: str | Path, overwrite: bool) -> Path:
+    """Fail before any work if `path` cannot be written as asked."""
+    path = Path(path)
+    if path.suffix.lower() not in SAVE_FORMATS:
+        raise BrushworkError(f"unsupported output type {path.suffix or '(none)'!r}; use .png, .jpg or .webp")
+    if path.exists() and not overwrite:
+        raise BrushworkError(f"{path} exists; pass --overwrite to replace it")
+    if path.is_dir():
+        raise BrushworkError(f"{path} is a directory")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise BrushworkError(f"output folder does not exist: {parent}")
+    if not os.access(parent, os.W_OK):
+        raise BrushworkError(f"output folder is not writable: {parent}")
+    return path
+
+
+def save_image(image: Image.Image, path: str | Path, overwrite: bool = True) -> Path:
+    """Write atomically: a temp file in the same folder, then a rename, so a crash or Ctrl-C
+    never leaves a half-written picture under the real name."""
+    path = check_output_path(path, overwrite)
+    fmt = SAVE_FORMATS[path.suffix.lower()]
+    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    write_atomic(path, buffer.getvalue())
+    return path
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Same temp-file-and-rename guarantee for non-image outputs (traces, reports)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,437 @@
+"""The engine: images in -> VGG features -> losses -> optimizer -> image out, coarse to fine.
+
+`Options` is every knob of a run; `Engine` holds one loaded network (and a cache of style
+targets) so many runs can share it; `Engine.run` does the work and reports through a
+callback, leaving progress bars, snapshots and traces to the caller.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from PIL import Image
+
+from . import images
+from .errors import BrushworkError
+from .losses import ContentLoss, StyleLoss, TVLoss, gram_matrix
+from .presets import DEFAULT_PRESET, get_preset
+from .vgg import LAYER_INDEX, VGG19, check_layers, load_vgg19
+
+OPTIMIZERS = ("lbfgs", "adam")
+DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
+COLOR_MODES = ("none", "luminance", "histogram")
+PRECISIONS = ("auto", "fp32", "bf16")
+MULTISCALE_FROM = 384  # outputs this large (longest side) or larger default to coarse-to-fine
+DEFAULT_MAX_PIXELS = 2048 * 2048
+# How a multi-scale run splits --steps between its scales, coarse to fine.
+SCALE_SPLIT = {1: [1.0], 2: [0.6, 0.4], 3: [0.5, 0.3, 0.2]}
+
+
+@dataclass
+class Options:
+    """Every setting of a stylization run. The CLI flags map one to one onto these fields."""
+
+    preset: str = DEFAULT_PRESET
+    style_layers: tuple[str, ...] | None = None  # None: the preset's
+    content_layers: tuple[str, ...] | None = None
+    style_layer_weights: tuple[float, ...] | None = None  # None: equal
+    style_weights: tuple[float, ...] | None = None  # blend of several style images; None: equal
+    content_weight: float = 1.0
+    style_weight: float = 5.0
+    tv_weight: float = 0.0
+    optimizer: str = "lbfgs"
+    lr: float | None = None  # None: 1.0 for L-BFGS, 0.02 for Adam
+    steps: int = 300
+    scales: int | None = None  # None: 3 from 384 px up, else 1
+    steps_per_scale: tuple[int, ...] | None = None  # None: derived from `steps`, see schedule()
+    init: str = "content"  # content | noise | path to an image
+    seed: int = 0
+    size: int = 512  # longest side of the output
+    style_scale: float = 1.0  # style image's longest side relative to the output's
+    style_crop: tuple[float, float, float, float] | None = None
+    preserve_color: str = "none"
+    pooling: str = "max"
+    weights: str | None = None
+    weights_format: str = "auto"
+    device: str = "auto"
+    precision: str = "auto"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def replace(self, **changes) -> "Options":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def layers(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(style layers, content layers) after applying the preset and overrides."""
+        preset = get_preset(self.preset)
+        return tuple(self.style_layers or preset.style_layers), tuple(self.content_layers or preset.content_layers)
+
+    def validate(self, n_styles: int) -> None:
+        """Raise BrushworkError for anything that cannot run, before any work is done."""
+        style_layers, content_layers = self.layers
+        check_layers(style_layers, "style layer")
+        check_layers(content_layers, "content layer")
+
+        def finite_non_negative(name: str, values) -> None:
+            for v in values:
+                if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                    raise BrushworkError(f"{name} must be finite and non-negative, got {v}")
+
+        finite_non_negative("--content-weight", [self.content_weight])
+        finite_non_negative("--style-weight", [self.style_weight])
+        finite_non_negative("--tv-weight", [self.tv_weight])
+        if self.style_layer_weights is not None:
+            finite_non_negative("--style-layer-weights", self.style_layer_weights)
+            if len(self.style_layer_weights) != len(style_layers):
+                raise BrushworkError(
+                    f"--style-layer-weights has {len(self.style_layer_weights)} values "
+                    f"for {len(style_layers)} style layers ({', '.join(style_layers)})"
+                )
+            if sum(self.style_layer_weights) <= 0:
+                raise BrushworkError("--style-layer-weights must not all be zero")
+        if self.style_weights is not None:
+            finite_non_negative("--style-weights", self.style_weights)
+            if len(self.style_weights) != n_styles:
+                raise BrushworkError(f"--style-weights has {len(self.style_weights)} values for {n_styles} style images")
+            if sum(self.style_weights) <= 0:
+                raise BrushworkError("--style-weights must not all be zero")
+        if self.optimizer not in OPTIMIZERS:
+            raise BrushworkError(f"unknown optimizer {self.optimizer!r}; use {' or '.join(OPTIMIZERS)}")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise BrushworkError(f"--lr must be a positive number, got {self.lr}")
+        if self.steps < 1:
+            raise BrushworkError(f"--steps must be at least 1, got {self.steps}")
+        if self.scales is not None and self.scales < 1:
+            raise BrushworkError(f"--scales must be at least 1, got {self.scales}")
+        if self.steps_per_scale is not None and any(s < 1 for s in self.steps_per_scale):
+            raise BrushworkError("--steps-per-scale values must be at least 1")
+        if self.size < 1:
+            raise BrushworkError(f"--size must be positive, got {self.size}")
+        if not (math.isfinite(self.style_scale) and self.style_scale > 0):
+            raise BrushworkError(f"--style-scale must be a positive number, got {self.style_scale}")
+        if self.preserve_color not in COLOR_MODES:
+            raise BrushworkError(f"unknown color mode {self.preserve_color!r}; use {', '.join(COLOR_MODES)}")
+        if self.precision not in PRECISIONS:
+            raise BrushworkError(f"unknown precision {self.precision!r}; use {', '.join(PRECISIONS)}")
+        if self.init not in ("content", "noise") and not Path(self.init).is_file():
+            raise BrushworkError(f"--init must be content, noise or an image file; {self.init!r} is none of these")
+        if n_styles < 1:
+            raise BrushworkError("at least one style image is needed")
+
+
+@dataclass
+class StepRecord:
+    """One optimizer evaluation, as written to a --trace file."""
+
+    step: int
+    scale: int
+    width: int
+    height: int
+    content: float
+    style: float
+    tv: float
+    total: float
+    seconds: float
+
+
+@dataclass
+class Progress:
+    """What a callback sees after each step whose losses were read."""
+
+    step: int
+    total_steps: int
+    scale: int
+    n_scales: int
+    record: StepRecord
+    image: torch.Tensor  # the image being optimized, at the current scale (do not modify)
+    _finish: Callable[[torch.Tensor], torch.Tensor] = field(repr=False)
+
+    def preview(self) -> Image.Image:
+        """The current image as the final output would look (colour restored if preserving)."""
+        return images.to_pil(self._finish(self.image.detach()))
+
+
+@dataclass
+class Result:
+    image: Image.Image
+    records: list[StepRecord]
+    stop_reason: str  # "done" | "interrupted" | "diverged"
+    seconds: float
+    size: tuple[int, int]
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
+        raise BrushworkError(f"unknown device {name!r}; use auto, cpu, cuda or mps")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BrushworkError("--device cuda was asked for, but no CUDA GPU is available")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise BrushworkError("--device mps was asked for, but MPS is not available")
+    return torch.device(name)
+
+
+def cpu_has_bf16() -> bool:
+    """AVX512-BF16 or AMX: CPUs where oneDNN runs bf16 convolutions natively."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
+    if precision == "fp32":
+        return torch.float32
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if device.type == "cpu" and cpu_has_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
+def min_side(layers: tuple[str, ...]) -> int:
+    """Smallest image side that still leaves a 2×2 feature map at the deepest layer."""
+    deepest = max(LAYER_INDEX[name] for name in layers)
+    pools = sum(1 for name in list(LAYER_INDEX)[:deepest] if name.startswith("pool"))
+    return 2 * 2**pools
+
+
+def scale_sizes(width: int, height: int, n_scales: int) -> list[tuple[int, int]]:
+    """Output sizes of each scale, coarse to fine, halving the side each time."""
+    return [images.fit_size(width, height, round(max(width, height) / 2**k)) for k in reversed(range(n_scales))]
+
+
+def schedule(options: Options, width: int, height: int, layers: tuple[str, ...]) -> list[tuple[tuple[int, int], int]]:
+    """[(size, steps)] per scale, coarse to fine.
+
+    Single-scale runs `steps` evaluations at full size. Multi-scale (the default from 384 px)
+    starts near 1/4 of the side and doubles it each scale; `steps` is then the total number of
+    evaluations, split by SCALE_SPLIT (coarse scales are 4× cheaper per step than the next,
+    so most of the work happens where it costs least), unless `steps_per_scale` says
+    exactly how many each scale gets.
+    """
+    long_side = max(width, height)
+    n = options.scales
+    if n is None:
+        n = 3 if long_side >= MULTISCALE_FROM else 1
+    smallest = min_side(layers)
+    while n > 1 and min(scale_sizes(width, height, n)[0]) < smallest:
+        n -= 1
+    sizes = scale_sizes(width, height, n)
+    if options.steps_per_scale is not None:
+        if len(options.steps_per_scale) != n:
+            raise BrushworkError(f"--steps-per-scale has {len(options.steps_per_scale)} values for {n} scales")
+        steps = list(options.steps_per_scale)
+    else:
+        split = SCALE_SPLIT[n] if n in SCALE_SPLIT else [1 / n] * n
+        steps = [max(1, round(options.steps * part)) for part in split]
+    return list(zip(sizes, steps))
+
+
+def image_key(image: Image.Image) -> str:
+    """A content hash, so cached targets are shared between runs on the same picture."""
+    return hashlib.sha1(image.tobytes() + repr(image.size).encode()).hexdigest()
+
+
+class Engine:
+    """One loaded VGG19 on one device, reusable across runs (the compare grid shares it).
+
+    Style Gram targets are cached by (image, size, layers): runs that differ only in weights,
+    steps or optimizer never recompute them.
+    """
+
+    def __init__(
+        self,
+        device: str = "auto",
+        weights: str | None = None,
+        weights_format: str = "auto",
+        pooling: str = "max",
+        layers: tuple[str, ...] | None = None,
+    ):
+        self.device = pick_device(device)
+        self.vgg: VGG19 = load_vgg19(weights, pooling, layers, weights_format).to(self.device)
+        self.vgg.to(memory_format=torch.channels_last)
+        self._gram_cache: dict[tuple, dict[str, torch.Tensor]] = {}
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+
+    def _autocast(self, dtype: torch.dtype):
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+    def features(self, image: torch.Tensor, layers: tuple[str, ...], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        with self._autocast(dtype):
+            return self.vgg(image.to(self.device, memory_format=torch.channels_last), layers)
+
+    def style_grams(self, key: tuple, image: torch.Tensor, layers: tuple[str, ...], dtype: torch.dtype):
+        cache_key = (key, tuple(image.shape), layers, dtype)
+        if cache_key not in self._gram_cache:
+            with torch.no_grad():
+                feats = self.features(image, layers, dtype)
+                self._gram_cache[cache_key] = {name: gram_matrix(f) for name, f in feats.items()}
+        return self._gram_cache[cache_key]
+
+    def run(
+        self,
+        content: Image.Image,
+        styles: list[Image.Image],
+        options: Options,
+        callback: Callable[[Progress], None] | None = None,
+    ) -> Result:
+        """Stylize `content` (RGB PIL) with `styles`; see Options for the knobs."""
+        options.validate(len(styles))
+        if options.pooling != self.vgg.pooling:
+            raise BrushworkError(f"this engine was loaded with {self.vgg.pooling} pooling, not {options.pooling}")
+        style_layers, content_layers = options.layers
+        all_layers = tuple(dict.fromkeys(style_layers + content_layers))
+        missing = [n for n in all_layers if n not in self.vgg.layers]
+        if missing:
+            raise BrushworkError(f"layers {missing} were cut from this engine's network")
+        dtype = pick_dtype(options.precision, self.device)
+        started = time.perf_counter()
+
+        width, height = images.fit_size(*content.size, options.size)
+        if width * height > options.max_pixels:
+            raise BrushworkError(
+                f"output of {width}x{height} = {width * height:,} pixels is over the limit of "
+                f"{options.max_pixels:,}; use a smaller --size or raise --max-pixels"
+            )
+        smallest = min_side(all_layers)
+        if min(width, height) < smallest:
+            raise BrushworkError(
+                f"output of {width}x{height} is too small for layer {max(all_layers, key=LAYER_INDEX.get)}: "
+                f"its shorter side must be at least {smallest} px (raise --size or use shallower layers)"
+            )
+        plan = schedule(options, width, height, all_layers)
+
+        if options.style_crop is not None:
+            styles = [images.crop(s, options.style_crop) for s in styles]
+        style_keys = [image_key(s) for s in styles]
+        content_full = images.to_tensor(content)
+        style_full = [images.to_tensor(s) for s in styles]
+        content_target_image = images.resize(content_full, (width, height))
+        if options.preserve_color == "histogram":
+            style_full = [images.match_histogram(s, content_target_image) for s in style_full]
+            style_keys = [k + ":hist:" + image_key(content) for k in style_keys]
+        if options.preserve_color == "luminance":
+            style_full = [images.match_luminance(s, content_target_image) for s in style_full]
+            style_keys = [k + ":lum:" + image_key(content) for k in style_keys]
+
+        def finish(x: torch.Tensor) -> torch.Tensor:
+            """Optimized image -> output look: in luminance mode, put the content's colours back."""
+            x = x.detach().float().cpu().clamp(0, 1)
+            if options.preserve_color == "luminance":
+                return images.with_chroma_of(x, images.resize(content_full, (x.shape[-1], x.shape[-2])))
+            return x
+
+        style_layer_weights = dict(zip(style_layers, options.style_layer_weights or [1.0] * len(style_layers)))
+        content_layer_weights = {name: 1.0 for name in content_layers}
+        style_weights = list(options.style_weights or [1.0] * len(styles))
+        tv_loss = TVLoss()
+        lr = options.lr or DEFAULT_LR[options.optimizer]
+        generator = torch.Generator().manual_seed(options.seed)
+        total_steps = sum(steps for _, steps in plan)
+
+        x = self._initial_image(options, content_full, plan[0][0], generator)
+        records: list[StepRecord] = []
+        stop_reason = "done"
+        step = 0
+        last_good = x.clone()
+        try:
+            for scale_index, ((w, h), n_steps) in enumerate(plan):
+                content_s = images.resize(content_full, (w, h))
+                if options.preserve_color == "luminance":
+                    content_s = images.luminance(content_s)
+                style_size = max(1, round(max(w, h) * options.style_scale))
+                grams = []
+                for key, style in zip(style_keys, style_full):
+                    style_s = images.resize(style, images.fit_size(style.shape[-1], style.shape[-2], style_size))
+                    if min(style_s.shape[-2:]) < smallest:
+                        raise BrushworkError(
+                            f"the style image at {style_s.shape[-1]}x{style_s.shape[-2]} is too small for the chosen "
+                            f"layers (shorter side must be at least {smallest} px); raise --style-scale"
+                        )
+                    grams.append(self.style_grams((key,), style_s, style_layers, dtype))
+                style_loss = StyleLoss(StyleLoss.blend(grams, style_weights), style_layer_weights)
+                with torch.no_grad():
+                    content_loss = ContentLoss(self.features(content_s, content_layers, dtype), content_layer_weights)
+
+                x = images.resize(x, (w, h)).to(self.device).contiguous()
+                x.requires_grad_(True)
+                if options.optimizer == "lbfgs":
+                    # One evaluation per .step(); tolerances off so it never stops on its own:
+                    # relative losses have tiny pixel gradients that the defaults mistake for convergence.
+                    optimizer = torch.optim.LBFGS(
+                        [x], lr=lr, max_iter=1, history_size=100, tolerance_grad=-1, tolerance_change=-1
+                    )
+                else:
+                    optimizer = torch.optim.Adam([x], lr=lr)
+
+                def closure() -> torch.Tensor:
+                    optimizer.zero_grad(set_to_none=True)
+                    feats = self.features(x, all_layers, dtype)
+                    c = content_loss(feats)
+                    s = style_loss(feats)
+                    t = tv_loss(x)
+                    total = options.content_weight * c + options.style_weight * s + options.tv_weight * t
+                    total.backward()
+                    closure.losses = (c.detach(), s.detach(), t.detach(), total.detach())
+                    return total
+
+                for _ in range(n_steps):
+                    before = x.detach().clone()
+                    optimizer.step(closure)
+                    step += 1
+                    c, s, t, total = (float(v) for v in closure.losses)
+                    if not math.isfinite(total):
+                        x = before  # the image whose loss was just evaluated
+                        stop_reason = "diverged"
+                        break
+                    last_good = before
+                    if options.optimizer == "adam":
+                        with torch.no_grad():
+                            x.clamp_(0, 1)
+                    record = StepRecord(step, scale_index, w, h, c, s, t, total, time.perf_counter() - started)
+                    records.append(record)
+                    if callback is not None:
+                        callback(Progress(step, total_steps, scale_index, len(plan), record, x, finish))
+                if stop_reason != "done":
+                    break
+                x = x.detach().clamp(0, 1)
+        except KeyboardInterrupt:
+            stop_reason = "interrupted"
+        except torch.OutOfMemoryError as e:
+            raise BrushworkError(
+                f"out of memory on {self.device} at {width}x{height}; try a smaller --size (e.g. {options.size * 3 // 4})"
+            ) from e
+        image = finish(last_good if stop_reason == "diverged" else x)
+        if tuple(image.shape[-2:]) != (height, width):
+            image = images.resize(image, (width, height))
+        return Result(images.to_pil(image), records, stop_reason, time.perf_counter() - started, (width, height))
+
+    def _initial_image(
+        self, options: Options, content: torch.Tensor, size: tuple[int, int], generator: torch.Generator
+    ) -> torch.Tensor:
+        if options.init == "content":
+            x = images.resize(content, size)
+            return images.luminance(x) if options.preserve_color == "luminance" else x
+        if options.init == "noise":
+            w, h = size
+            return torch.rand(1, 3, h, w, generator=generator)
+        return images.resize(images.to_tensor(images.load_image(options.init)), size)
