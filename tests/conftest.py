@@ -1,0 +1,61 @@
+"""Shared fixtures: tiny test pictures and one loaded engine for the whole session.
+
+Every picture comes from scikit-image's wheel (or is generated), so the tests run offline
+and need nothing outside the repository.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from brushwork import images
+from brushwork.optimize import Engine, Options
+
+SKIMAGE_DATA = Path(str(importlib.resources.files("skimage") / "data"))
+SHARED_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "images"
+
+# Small enough to keep every run around a second on a shared 2-core CPU.
+TINY = Options(size=64, steps=8, device="cpu")
+
+
+def sample(name: str, long_side: int = 96) -> Image.Image:
+    """A scikit-image sample photo as RGB, shrunk so that resizing costs nothing."""
+    image = images.load_image(SKIMAGE_DATA / name)
+    image.thumbnail((long_side, long_side), Image.LANCZOS)
+    return image
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    """The full default VGG19 on CPU, loaded once."""
+    return Engine(device="cpu")
+
+
+@pytest.fixture(scope="session")
+def content() -> Image.Image:
+    return sample("astronaut.png")
+
+
+@pytest.fixture(scope="session")
+def style() -> Image.Image:
+    return sample("ihc.png")
+
+
+@pytest.fixture(scope="session")
+def style2() -> Image.Image:
+    return sample("chelsea.png")
+
+
+@pytest.fixture(scope="session")
+def image_files(tmp_path_factory, content, style, style2) -> dict[str, Path]:
+    """The test pictures as files, for the CLI and the path-taking API."""
+    folder = tmp_path_factory.mktemp("images")
+    paths = {}
+    for name, image in (("content", content), ("style", style), ("style2", style2)):
+        paths[name] = folder / f"{name}.png"
+        image.save(paths[name])
+    return paths
