@@ -121,7 +121,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     output = images.check_output_path(args.output, args.overwrite)
     if args.trace:
-        images.check_output_path(Path(args.trace).with_suffix(".png"), True)  # folder exists and is writable
+        images.check_writable(args.trace, args.overwrite)
     content = images.load_image(args.content)
     styles = [images.load_image(s) for s in args.style]
     options.validate(len(styles))

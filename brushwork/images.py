@@ -34,10 +34,23 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _upright(image: Image.Image) -> Image.Image:
+    """The picture turned as its EXIF orientation tag says.
+
+    While turning, Pillow re-encodes the rest of the EXIF block, which raises assorted errors
+    (struct.error, TypeError, AttributeError...) on corrupt tags; such a picture is better
+    loaded as stored than refused.
+    """
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:
+        return image
+
+
 def load_image(source: str | Path | Image.Image) -> Image.Image:
     """Open a file (or take a PIL image) as upright 8-bit RGB, or fail with a clear message."""
     if isinstance(source, Image.Image):
-        return _to_rgb(ImageOps.exif_transpose(source))
+        return _to_rgb(_upright(source))
     path = Path(source)
     if not path.exists():
         raise BrushworkError(f"image not found: {path}")
@@ -46,8 +59,9 @@ def load_image(source: str | Path | Image.Image) -> Image.Image:
     try:
         with Image.open(path) as image:
             image.load()
-            image = ImageOps.exif_transpose(image)
-            return _to_rgb(image)
+            return _to_rgb(_upright(image))
+    except Image.DecompressionBombError as e:
+        raise BrushworkError(f"{path} is too large to open safely: {e}") from None
     except UnidentifiedImageError:
         raise BrushworkError(f"not an image file (or a format Pillow cannot read): {path}") from None
     except PermissionError:
@@ -168,14 +182,20 @@ def match_histogram(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
 
 
 def check_output_path(path: str | Path, overwrite: bool) -> Path:
-    """Fail before any work if `path` cannot be written as asked."""
+    """Fail before any work if the image `path` cannot be written as asked."""
     path = Path(path)
     if path.suffix.lower() not in SAVE_FORMATS:
         raise BrushworkError(f"unsupported output type {path.suffix or '(none)'!r}; use .png, .jpg or .webp")
-    if path.exists() and not overwrite:
-        raise BrushworkError(f"{path} exists; pass --overwrite to replace it")
+    return check_writable(path, overwrite)
+
+
+def check_writable(path: str | Path, overwrite: bool) -> Path:
+    """Fail before any work if any output file (image, trace, report) cannot be written as asked."""
+    path = Path(path)
     if path.is_dir():
         raise BrushworkError(f"{path} is a directory")
+    if path.exists() and not overwrite:
+        raise BrushworkError(f"{path} exists; pass --overwrite to replace it")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise BrushworkError(f"output folder does not exist: {parent}")
