@@ -230,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", dest="demo_steps", type=int, default=300, help="optimizer steps (default 300)")
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(func=cmd_demo)
+    from . import compare; compare.add_parser(sub)  # noqa: E702 (`compare` and `score`; compare imports this module)
     from .web import serve; serve.add_parser(sub)  # noqa: E702 (imports fastapi only when `serve` runs)
     return parser
 
