@@ -269,6 +269,7 @@ def test_serve_command(tmp_path):
                 time.sleep(0.2)
         server.send_signal(signal.SIGINT)
         assert server.wait(timeout=60) == 0
+        assert "server stopped" in server.stderr.read()
     finally:
         server.kill()
         server.wait()

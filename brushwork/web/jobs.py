@@ -242,9 +242,8 @@ class JobQueue:
         self._thread = threading.Thread(target=self._work, name="brushwork-worker", daemon=True)
         self._thread.start()
 
-    def close(self, timeout: float = 60.0) -> None:
-        """Stop taking jobs, stop the running one at its next step, mark all unfinished ones
-        interrupted, and wait for the worker to leave its files complete."""
+    def stop(self) -> None:
+        """Stop taking jobs: waiting ones are marked interrupted now, the running one at its next step."""
         with self._lock:
             self._closing = True
             waiting = [self._jobs[job_id] for job_id in self._waiting]
@@ -253,6 +252,10 @@ class JobQueue:
                 job.status, job.error, job.finished = "interrupted", INTERRUPTED, time.time()
                 self._changed(job)
             self._lock.notify_all()
+
+    def close(self, timeout: float = 60.0) -> None:
+        """stop(), then wait for the worker, so that it leaves its files complete."""
+        self.stop()
         if self._thread is not None:
             self._thread.join(timeout)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
+import threading
 from pathlib import Path
 
 from ..errors import BrushworkError
@@ -34,8 +36,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from .app import create_app
     except ImportError as e:
         raise BrushworkError(f"the web app needs the web extra ({e.name} is missing): pip install 'brushwork[web]'") from None
-    if not 0 <= args.port <= 65535:
-        raise BrushworkError(f"--port must be between 0 and 65535, got {args.port}")
+    if not 1 <= args.port <= 65535:
+        raise BrushworkError(f"--port must be between 1 and 65535, got {args.port}")
+    try:  # a clear message now, rather than uvicorn's after startup
+        socket.create_server((args.host, args.port)).close()
+    except OSError as e:
+        raise BrushworkError(f"cannot listen on {args.host} port {args.port}: {e.strerror or e}") from None
     data = Path(args.data) if args.data else default_data_dir()
     try:
         data.mkdir(parents=True, exist_ok=True)
@@ -47,6 +53,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.host not in LOOPBACK:
         print(f"brushwork: warning: listening on {args.host}: anyone who can reach it can use this server",
               file=sys.stderr, flush=True)
-    # Open event streams would hold a graceful shutdown forever; cut them after 3 s.
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=3)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            """On Ctrl-C, stop the jobs first, so that open event streams end with the jobs'
+            last state instead of holding the shutdown (in a thread: this is a signal handler)."""
+            threading.Thread(target=app.state.queue.stop).start()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=30)
+    try:
+        Server(config).run()
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C once it has shut down cleanly
+        pass
+    print("brushwork: server stopped", file=sys.stderr)
     return 0

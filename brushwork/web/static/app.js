@@ -183,8 +183,8 @@ function render() {
   if (state.preview_version && state.preview_version !== watching.preview) {
     watching.preview = state.preview_version;
     $("#preview").src = `/api/jobs/${state.id}/preview?v=${state.preview_version}`;
-    $("#preview").hidden = false;
   }
+  $("#preview").hidden = !watching.preview || state.status === "done"; // once done, the result shows it
   if (finished) {
     watching.source.close();
     if (state.status === "done") showResult(state);
