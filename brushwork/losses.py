@@ -36,8 +36,10 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
 
 
 def relative_error(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """‖value − target‖² / ‖target‖². A one-image target against a batch of N counts the target
+    N times, so a batch's error is the mean of its images' errors (fast-mode training)."""
     with torch.autocast(value.device.type, enabled=False):
-        value, target = value.float(), target.float()
+        value, target = value.float(), target.float().expand_as(value)
         return (value - target).pow(2).sum() / target.pow(2).sum().clamp_min(1e-12)
 
 

@@ -1,0 +1,77 @@
+"""`brushwork export MODEL --onnx OUT.onnx`: the network as ONNX, checked against PyTorch.
+
+The graph takes `image` (N×3×H×W float RGB in [0, 1], any N, H, W) and returns `stylized`
+of the same shape; strength and colour preservation are left to the caller. After writing,
+onnxruntime runs it on a test image and the result must match PyTorch's (fp32) within
+TOLERANCE, else the file is removed and the command fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+from .. import images
+from ..errors import BrushworkError
+from .apply import resolve_model
+from .net import load_model
+
+TOLERANCE = 1e-4  # max |onnxruntime − PyTorch| on a [0, 1] image
+OPSET = 17
+
+
+def export_onnx(model_path: Path, output: Path, overwrite: bool = False) -> float:
+    """Write the ONNX file and return the largest difference from PyTorch on a test input."""
+    output = Path(output)
+    if output.suffix != ".onnx":
+        raise BrushworkError(f"the ONNX file must end in .onnx, got {output}")
+    if output.exists() and not overwrite:
+        raise BrushworkError(f"{output} exists; pass --overwrite to replace it")
+    if not output.parent.is_dir():
+        raise BrushworkError(f"output folder does not exist: {output.parent}")
+    try:
+        import onnx  # noqa: F401  (torch.onnx needs it)
+        import onnxruntime
+    except ImportError:
+        raise BrushworkError('ONNX export needs onnx and onnxruntime: pip install "brushwork[fast]"') from None
+    net = load_model(model_path).net.float().eval()
+    example = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter announces its own deprecation
+        torch.onnx.export(
+            net, (example,), buffer, dynamo=False, opset_version=OPSET, input_names=["image"], output_names=["stylized"],
+            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "stylized": {0: "batch", 2: "height", 3: "width"}},
+        )  # fmt: skip
+    data = buffer.getvalue()
+    check = torch.rand(2, 3, 72, 90, generator=torch.Generator().manual_seed(1))  # another size, batch and aspect
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"image": check.numpy()})
+    with torch.no_grad():
+        expected = net(check)
+    difference = float((torch.from_numpy(got) - expected).abs().max())
+    if not difference <= TOLERANCE:
+        raise BrushworkError(f"the exported model differs from PyTorch by {difference:.2e} (> {TOLERANCE}); not written")
+    images.write_atomic(output, data)
+    return difference
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    difference = export_onnx(resolve_model(args.model), Path(args.onnx), args.overwrite)
+    if not args.quiet:
+        print(f"wrote {args.onnx} (onnxruntime matches PyTorch within {difference:.1e})", file=sys.stderr)
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a fast-mode model to ONNX (checked with onnxruntime)")
+    p.add_argument("model", help="a .safetensors model from `brushwork train`, or a shipped name (starry-night)")
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="ONNX file to write")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", "-q", action="store_true")
+    p.set_defaults(func=cmd_export)

@@ -1,0 +1,273 @@
+"""Fast mode: training, the model file, apply (images, folders, video), ONNX export, bad input.
+
+Networks here are width 4 on 32-64 px crops, so the whole file stays well under two minutes.
+"""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from brushwork import cli, images
+from brushwork.errors import BrushworkError
+from brushwork.fast import apply, export, train
+from brushwork.fast.net import TransformNet, load_model, model_metadata
+from brushwork.optimize import Options
+
+from conftest import sample
+
+CPU = Options(device="cpu", precision="fp32")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from a second thread, and on a busy machine two OpenMP threads
+    waiting on each other make these tests several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    for name in ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg"):
+        sample(name, 96).save(folder / (Path(name).stem + ".png"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def style_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("style") / "ihc.png"
+    sample("ihc.png", 96).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A random width-4 network saved as a model file (what it paints does not matter here)."""
+    torch.manual_seed(0)
+    net = TransformNet(width=4, blocks=1)
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    train.save_model(path, net, model_metadata(net, "ihc", {"style_weight": 5.0}, iteration=0))
+    return path
+
+
+def config(style_file: Path, data_dir: Path, output: Path, **changes) -> train.TrainConfig:
+    base = dict(styles=[str(style_file)], data=str(data_dir), output=output, options=CPU.replace(lr=1e-2),
+                iterations=12, batch=2, crop=48, width=4, blocks=1, holdout=1, sample_every=6, checkpoint_every=6, quiet=True)  # fmt: skip
+    return train.TrainConfig(**{**base, **changes})
+
+
+def test_training_lowers_the_loss_and_writes_model_samples_and_metadata(style_file, data_dir, tmp_path):
+    out = tmp_path / "m.safetensors"
+    result = train.train(config(style_file, data_dir, out))
+    assert result.stop_reason == "done" and result.iteration == 12
+    assert np.mean(result.losses[-3:]) < 0.8 * np.mean(result.losses[:3])
+    model = load_model(out)
+    assert model.style == "ihc" and model.net.width == 4 and model.net.blocks == 1
+    assert model.options["style_weight"] == 5.0 and model.options["lr"] == 1e-2
+    training = json.loads(model.metadata["training"])
+    assert training["iteration"] == 12 and training["crop"] == 48
+    assert len(training["photos"]) == 3  # one of the four held out
+    samples = sorted(p.name for p in train.samples_dir(out).iterdir())
+    assert len(samples) == 2 and samples[0].endswith("_000006.jpg")  # the held-out photo, at 6 and 12
+
+
+def test_interrupted_training_keeps_its_checkpoint_and_resume_continues(style_file, data_dir, tmp_path, monkeypatch):
+    out = tmp_path / "m.safetensors"
+    original = train.TrainProgress.update
+
+    def interrupt_at_3(self, iteration, *losses):
+        original(self, iteration, *losses)
+        if iteration == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.TrainProgress, "update", interrupt_at_3)
+    result = train.train(config(style_file, data_dir, out, holdout=0))
+    assert result.stop_reason == "interrupted" and result.iteration == 3
+    assert not out.exists()
+    checkpoint = train.checkpoint_path(out)
+    assert load_model(checkpoint).metadata["iteration"] == "3"
+    monkeypatch.setattr(train.TrainProgress, "update", original)
+
+    resumed = train.train(config(style_file, data_dir, out, holdout=0, iterations=5, resume=True, width=None, blocks=None))
+    assert resumed.stop_reason == "done" and resumed.iteration == 5 and len(resumed.losses) == 2
+    assert load_model(out).metadata["iteration"] == "5"
+    with pytest.raises(BrushworkError, match="differs from the checkpoint"):
+        train.train(config(style_file, data_dir, out, holdout=0, iterations=6, resume=True, width=8))
+
+
+def test_save_then_load_gives_identical_outputs_and_metadata(tmp_path):
+    torch.manual_seed(1)
+    net = TransformNet(width=4, blocks=2).eval()
+    metadata = model_metadata(net, "starry_night", {"content_weight": 1.0, "style_layers": ["relu1_1"]}, iteration=7)
+    path = tmp_path / "m.safetensors"
+    train.save_model(path, net, metadata)
+    model = load_model(path)
+    assert model.metadata == metadata
+    assert model.options == {"content_weight": 1.0, "style_layers": ["relu1_1"]}
+    x = torch.rand(2, 3, 37, 50)  # odd sizes come back at their own size
+    with torch.no_grad():
+        expected = net(x)
+    got = model.net(x)
+    assert got.shape == x.shape and torch.equal(got, expected)
+
+
+def test_onnx_export_matches_pytorch(tiny_model, tmp_path):
+    import onnxruntime
+
+    out = tmp_path / "m.onnx"
+    assert cli.main(["export", str(tiny_model), "--onnx", str(out), "-q"]) == 0
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = torch.rand(3, 3, 40, 56)
+    (got,) = session.run(None, {"image": x.numpy()})
+    with torch.no_grad():
+        expected = load_model(tiny_model).net(x)
+    assert np.abs(got - expected.numpy()).max() < export.TOLERANCE
+
+
+def write_pictures(folder: Path) -> list[Path]:
+    folder.mkdir()
+    paths = []
+    for i, (name, size) in enumerate((("astronaut.png", 64), ("coffee.png", 64), ("chelsea.png", 64), ("rocket.jpg", 48))):
+        paths.append(folder / f"p{i}.png")
+        sample(name, size).save(paths[-1])
+    return paths
+
+
+def test_folder_in_batches_equals_one_by_one(tiny_model, tmp_path):
+    paths = write_pictures(tmp_path / "in")
+    assert cli.main(["apply", "-m", str(tiny_model), str(tmp_path / "in"), "-o", str(tmp_path / "batched"), "--batch", "4", "-q"]) == 0
+    for path in paths:
+        single = tmp_path / f"single_{path.name}"
+        assert cli.main(["apply", "-m", str(tiny_model), str(path), "-o", str(single), "--batch", "1", "-q"]) == 0
+        batched = np.asarray(Image.open(tmp_path / "batched" / path.name))
+        assert batched.shape == np.asarray(Image.open(path)).shape
+        assert np.array_equal(batched, np.asarray(Image.open(single)))
+
+
+def test_strength_zero_returns_the_input_and_preserve_color_keeps_chroma(tiny_model):
+    model = load_model(tiny_model)
+    picture = sample("coffee.png", 64)
+    (same,) = apply.stylize_images(model, [picture], apply.Settings(strength=0.0, device="cpu"))
+    assert np.abs(np.asarray(same, int) - np.asarray(picture, int)).max() <= 1
+    (kept,) = apply.stylize_images(model, [picture], apply.Settings(preserve_color=True, device="cpu"))
+    chroma = lambda im: images.rgb_to_yiq(images.to_tensor(im))[:, 1:]  # noqa: E731
+    (plain,) = apply.stylize_images(model, [picture], apply.Settings(device="cpu"))
+    assert (chroma(kept) - chroma(picture)).abs().mean() < 0.5 * (chroma(plain) - chroma(picture)).abs().mean()
+
+
+def make_video(path: Path, frames: int = 10, size: tuple[int, int] = (64, 48), fps: int = 12, audio: bool = True, video: bool = True):
+    """A square moving over a noise background, with a 440 Hz tone."""
+    w, h = size
+    container = av.open(str(path), "w")
+    streams = []
+    if video:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        background = (np.random.default_rng(0).random((h, w, 3)) * 255).astype(np.uint8)
+        for i in range(frames):
+            frame = background.copy()
+            frame[8:24, 2 + 3 * i : 18 + 3 * i] = (255, 0, 0)
+            streams.append((stream, av.VideoFrame.from_ndarray(frame, format="rgb24")))
+    if audio:
+        sound = container.add_stream("aac", rate=16000)
+        tone = (0.3 * np.sin(np.arange(16000 * frames // fps) * 2 * np.pi * 440 / 16000)).astype(np.float32)
+        for start in range(0, len(tone), 1024):
+            chunk = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format="flt", layout="mono")
+            chunk.sample_rate, chunk.pts = 16000, start
+            streams.append((sound, chunk))
+    for stream, frame in streams:
+        container.mux(stream.encode(frame))
+    for stream in container.streams:
+        container.mux(stream.encode())
+    container.close()
+
+
+def video_facts(path: Path) -> tuple[int, int, int, Fraction, list[str]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        audio = [s.codec_context.name for s in container.streams.audio]
+        rate = stream.average_rate
+        frames = sum(1 for _ in container.decode(video=0))
+        return frames, stream.codec_context.width, stream.codec_context.height, rate, audio
+
+
+def test_video_keeps_frames_size_rate_and_audio_and_reports_flicker(tiny_model, tmp_path, capsys):
+    source, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_video(source)
+    assert cli.main(["apply", "-m", str(tiny_model), str(source), "-o", str(out), "--batch", "3"]) == 0
+    assert video_facts(out) == video_facts(source) == (10, 64, 48, Fraction(12), ["aac"])
+    message = capsys.readouterr().err
+    assert "10 frames" in message and "flicker" in message
+
+
+def test_deflicker_lowers_measured_flicker(tiny_model, tmp_path):
+    source = tmp_path / "in.mp4"
+    make_video(source, audio=False)
+    stylizer = apply.Stylizer(load_model(tiny_model), apply.Settings(device="cpu"))
+    ratios = []
+    for strength in (0.0, 0.8):
+        settings = apply.Settings(deflicker=strength, device="cpu")
+        job = apply.Job(source, tmp_path / f"out{strength}.mp4", video=True)
+        ratios.append(apply.stylize_video(stylizer, job, settings, overwrite=False).flicker_ratio)
+    assert ratios[1] < ratios[0]
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str]:
+    code = cli.main(args)
+    return code, capsys.readouterr().err
+
+
+def test_bad_inputs_fail_cleanly(tiny_model, style_file, tmp_path, capsys):
+    picture = tmp_path / "p.png"
+    sample("coffee.png", 48).save(picture)
+    not_ours = tmp_path / "other.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({"weight": torch.zeros(2)}, str(not_ours))
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(tiny_model.read_bytes()[:200])
+    audio_only = tmp_path / "sound.mp4"
+    make_video(audio_only, video=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "fake.jpg").write_text("not a picture")
+    cases = [
+        (["apply", "-m", str(not_ours), str(picture), "-o", str(tmp_path / "o.png")], "not a brushwork fast-mode model"),
+        (["apply", "-m", str(corrupt), str(picture), "-o", str(tmp_path / "o.png")], "corrupt"),
+        (["apply", "-m", "no-such-style", str(picture), "-o", str(tmp_path / "o.png")], "neither a file nor a shipped model"),
+        (["apply", "-m", str(tiny_model), str(audio_only), "-o", str(tmp_path / "o.mp4")], "has no video stream"),
+        (["apply", "-m", str(tiny_model), str(picture), "-o", str(tmp_path / "missing" / "o.png")], "output folder does not exist"),
+        (["apply", "-m", str(tiny_model), str(picture), "-o", str(picture)], "exists; pass --overwrite"),
+        (["apply", "-m", str(tiny_model), str(picture), "-o", str(tmp_path / "o.png"), "--strength", "2"], "--strength"),
+        (["export", str(corrupt), "--onnx", str(tmp_path / "m.onnx")], "corrupt"),
+        (["train", "-s", str(style_file), "--data", str(empty), "-o", str(tmp_path / "m.safetensors")], "no readable images"),
+        (["train", "-s", str(style_file), "--data", str(tmp_path / "nope"), "-o", str(tmp_path / "m.safetensors")], "not a folder"),
+        (["train", "-s", str(style_file), "--data", str(empty), "-o", str(tmp_path / "m.safetensors"), "--resume"], "no checkpoint"),
+    ]
+    for args, message in cases:
+        code, err = run_cli(args, capsys)
+        assert code == 2, args
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("brushwork: error:") and message in last, (args, err)
+        assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.safetensors", "empty", "other.safetensors", "p.png", "sound.mp4"]
+
+
+def test_shipped_model_is_found_by_name():
+    models = apply.shipped_models()
+    assert "starry-night" in models
+    model = load_model(apply.resolve_model("starry-night"))
+    assert model.style == "starry_night"
+    (out,) = apply.stylize_images(model, [sample("chelsea.png", 64)], apply.Settings(device="cpu"))
+    assert out.size == sample("chelsea.png", 64).size
