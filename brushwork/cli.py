@@ -232,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
     from . import compare; compare.add_parser(sub)  # noqa: E702 (`compare` and `score`; compare imports this module)
     from .web import serve; serve.add_parser(sub)  # noqa: E702 (imports fastapi only when `serve` runs)
+    from .fast import train; train.add_parser(sub)  # noqa: E702 (fast imports this module)
+    from .fast import apply; apply.add_parser(sub)  # noqa: E702
+    from .fast import export; export.add_parser(sub)  # noqa: E702
     return parser
 
 
