@@ -352,6 +352,10 @@ def caption(row: dict) -> list[str]:
     return lines + [f"loss {loss} · {row['seconds']:.1f} s{stop}"]
 
 
+def style_name(i: int, n: int) -> str:
+    return f"style {i + 1}" if n > 1 else "style"
+
+
 def thumbnail(image: Image.Image, box: int) -> Image.Image:
     thumb = image.copy()
     thumb.thumbnail((box, box), Image.Resampling.LANCZOS)
@@ -391,7 +395,7 @@ def render_sheet(
 
     input_box = max(96, box * 2 // 3)
     inputs = [("content", thumbnail(content, input_box))]
-    inputs += [(f"style {i + 1}" if len(styles) > 1 else "style", thumbnail(s, input_box)) for i, s in enumerate(styles)]
+    inputs += [(style_name(i, len(styles)), thumbnail(s, input_box)) for i, s in enumerate(styles)]
     width = int(max(grid_w + pad, pad + sum(t.width + pad for _, t in inputs), 480))
     title = "brushwork compare" + (f": {page.title}" if page.title else "")
     fixed_lines = wrap(f"fixed: {fixed}", small, width - 2 * pad) if fixed else []
@@ -467,7 +471,7 @@ def render_html(
            + (f"<br>fixed: {e(fixed)}" if fixed else "") + "</p>",
            '<div class="inputs">']
     out += [f'<figure><img src="{data_uri(im)}" alt="{e(name)}"><figcaption>{e(name)}</figcaption></figure>'
-            for name, im in [("content", content)] + [(f"style {i + 1}", s) for i, s in enumerate(styles)]]
+            for name, im in [("content", content)] + [(style_name(i, len(styles)), s) for i, s in enumerate(styles)]]
     out.append("</div>")
 
     def cell_html(cell: Cell) -> str:
@@ -556,16 +560,22 @@ def prepare(args: argparse.Namespace) -> tuple[Options, list[Axis], list[Cell], 
     input_keys = [image_key(content)] + [image_key(s) for s in styles]
     for cell in cells:
         cell.key = cell_key(cell, input_keys)
+    try:
+        (out_dir / "cells").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BrushworkError(f"cannot create {out_dir / 'cells'}: {e.strerror}") from None
+    for output in (out_dir / "index.html", out_dir / "cells" / "cell.png"):
+        images.check_writable(output, overwrite=True)
     return base, axes, cells, content, styles, out_dir
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     base, axes, cells, content, styles, out_dir = prepare(args)
     cell_dir = out_dir / "cells"
-    cell_dir.mkdir(parents=True, exist_ok=True)
 
     # One network per setup, holding every layer its cells (and the scorer, if it shares the setup) need.
-    layers: dict[tuple, set[str]] = {(base.device, None, "auto", "max"): set(SCORE_LAYERS)}
+    score_setup = (base.device, None, "auto", "max")
+    layers: dict[tuple, set[str]] = {score_setup: set(SCORE_LAYERS)}
     for cell in cells:
         o = cell.options
         style_layers, content_layers = o.layers
@@ -576,8 +586,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return api.get_engine(*setup, tuple(sorted(layers[setup])))
 
     started = time.perf_counter()
-    rows, interrupted = compute(cells, axes, content, styles, cell_dir, (base.device, None, "auto", "max"), engine,
-                                args.quiet)
+    rows, interrupted = compute(cells, axes, content, styles, cell_dir, score_setup, engine, args.quiet)
     if interrupted:
         print(f"brushwork: interrupted; {len(rows)} of {len(cells)} cells are saved in {cell_dir}. "
               "Run the same command again to finish the rest.", file=sys.stderr)
