@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from brushwork import images
+from brushwork import api, images
 from brushwork.optimize import Engine, Options
 
 SKIMAGE_DATA = Path(str(importlib.resources.files("skimage") / "data"))
 SHARED_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "images"
 
 # Small enough to keep every run around a second on a shared 2-core CPU.
-TINY = Options(size=64, steps=8, device="cpu")
+TINY = Options(size=48, steps=5, device="cpu")
 
 
 def sample(name: str, long_side: int = 96) -> Image.Image:
@@ -31,8 +31,10 @@ def sample(name: str, long_side: int = 96) -> Image.Image:
 
 @pytest.fixture(scope="session")
 def engine() -> Engine:
-    """The full default VGG19 on CPU, loaded once."""
-    return Engine(device="cpu")
+    """The default VGG19 on CPU (cut after relu5_1), loaded once. It is the very engine that
+    `brushwork.stylize(..., device="cpu")` and `brushwork stylize --device cpu` pick, so API
+    and in-process CLI tests share it too."""
+    return api.engine_for(TINY)
 
 
 @pytest.fixture(scope="session")
