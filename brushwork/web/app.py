@@ -34,8 +34,8 @@ from .jobs import ACTIVE, CONTENT_FILE, RESULT_FILES, Job, JobQueue, style_file
 MB = 1024 * 1024
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 KEEPALIVE_SECONDS = 15.0
-# What the page starts with: the engine's defaults, but a size and step count that finish in
-# a minute or two on a laptop CPU.
+# What the page starts with: the engine's defaults, but a size and step count meant for a CPU
+# (the engine's 512 px and 300 steps suit a GPU); the page lets users raise them.
 DEFAULTS = {"preset": Options.preset, "size": 256, "style_weight": Options.style_weight, "steps": 100,
             "preserve_color": Options.preserve_color}
 SIZE_RANGE = (32, 2048)

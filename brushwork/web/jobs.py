@@ -144,7 +144,8 @@ class JobQueue:
 
     def jobs(self) -> list[Job]:
         """Newest first."""
-        return sorted(self._jobs.values(), key=lambda job: job.created, reverse=True)
+        with self._lock:
+            return sorted(self._jobs.values(), key=lambda job: job.created, reverse=True)
 
     def state(self, job: Job, losses: bool = True) -> dict:
         """The job as the API shows it (JSON-ready)."""
