@@ -11,7 +11,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
 from . import __version__, images
 from .api import engine_for
@@ -106,7 +106,14 @@ def add_stylize_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> Options:
-    changes = {field: parse_option(field, getattr(args, field)) for field in FLAG_BY_FIELD if getattr(args, field) is not None}
+    changes = {}
+    for flag, field, parse, _ in STYLIZE_FLAGS:
+        text = getattr(args, field)
+        if text is not None:
+            try:
+                changes[field] = parse(text)
+            except BrushworkError as e:
+                raise BrushworkError(f"{flag}: {e}") from None  # say which of many flags was wrong
     return Options(**changes)
 
 
@@ -197,15 +204,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
         setattr(args, field, None)
     args.size, args.steps = str(args.demo_size), str(args.demo_steps)
     args.save_every, args.trace = None, None
-    print(f"demo: {content.name} in the style of {style.name} (scikit-image sample images)", file=sys.stderr)
+    images.check_output_path(args.output, args.overwrite)  # before the banner, so a refusal stays one line
+    if not args.quiet:
+        print(f"demo: {content.name} in the style of {style.name} (scikit-image sample images)", file=sys.stderr)
     return cmd_stylize(args)
 
 
 # --- main ----------------------------------------------------------------------------------
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, except that a usage mistake is one line like every other error (exit code 2)
+    instead of the whole usage text. Subcommand parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="brushwork", description="Neural style transfer: paint a photo in a painting's style.")
+    parser = Parser(prog="brushwork", description="Neural style transfer: paint a photo in a painting's style.")
     parser.add_argument("--version", action="version", version=f"brushwork {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
