@@ -199,7 +199,8 @@ def test_bad_uploads_and_limits_get_clear_json_errors(tmp_path, uploads):
         response = client.post("/api/jobs", files=upload, data=data)
         assert response.status_code == status, (upload[0][1][0], data, response.text)
         assert message in response.json()["error"], response.json()
-    oversized = client.post("/api/jobs", content=b"x" * 2 * 1024 * 1024, headers={"content-type": "multipart/form-data"})
+    junk = b"x" * 2 * 1024 * 1024  # declared in Content-Length, refused before any parsing
+    oversized = client.post("/api/jobs", content=junk, headers={"content-type": "multipart/form-data"})
     assert oversized.status_code == 413 and "over the upload limit" in oversized.json()["error"]
     assert client.get("/api/jobs").json() == {"jobs": []}  # nothing was queued
     assert not any(p.is_file() for p in tmp_path.rglob("*"))  # and nothing was written
@@ -245,6 +246,12 @@ def test_restart_marks_unfinished_jobs_interrupted(tmp_path, uploads):
         state = client.get(f"/api/jobs/{job['id']}").json()
         assert state["status"] == "interrupted" and "server stopped" in state["error"]
     assert client.post(f"/api/jobs/{crashed['id']}/cancel").status_code == 409
+
+
+def test_serve_without_the_web_extra_says_what_to_install(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if not installed
+    assert main(["serve"]) == 2
+    assert "pip install 'brushwork[web]'" in capsys.readouterr().err
 
 
 def test_serve_command(tmp_path):

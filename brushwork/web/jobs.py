@@ -78,6 +78,12 @@ class Job:
     SAVED = ("id", "settings", "content_name", "style_names", "status", "created", "started", "finished", "step",
              "total_steps", "elapsed", "losses", "width", "height", "error", "warning")
 
+    def eta(self) -> float | None:
+        """Seconds left, from the mean step time so far (None unless running and a step is done)."""
+        if self.status != "running" or not self.step:
+            return None
+        return self.elapsed / self.step * (self.total_steps - self.step)
+
     def to_json(self) -> bytes:
         return json.dumps({name: getattr(self, name) for name in self.SAVED}).encode()
 
@@ -151,9 +157,6 @@ class JobQueue:
         """The job as the API shows it (JSON-ready)."""
         with self._lock:
             position = self._waiting.index(job.id) + 1 if job.status == "queued" and job.id in self._waiting else None
-            eta = None
-            if job.status == "running" and job.step:
-                eta = job.elapsed / job.step * (job.total_steps - job.step)
             state = {
                 "id": job.id,
                 "status": job.status,
@@ -167,7 +170,7 @@ class JobQueue:
                 "total_steps": job.total_steps,
                 "loss": job.losses[-1][4] if job.losses else None,
                 "elapsed": job.elapsed,
-                "eta_seconds": eta,
+                "eta_seconds": job.eta(),
                 "width": job.width,
                 "height": job.height,
                 "error": job.error,
@@ -291,9 +294,8 @@ class JobQueue:
                 job.losses.append([r.step, r.content, r.style, r.tv, r.total])
                 if preview is not None:
                     job.preview, job.preview_version = preview, job.preview_version + 1
-                eta = job.elapsed / job.step * (job.total_steps - job.step)
                 self._publish(job, "progress", {
-                    "step": job.step, "total_steps": job.total_steps, "elapsed": job.elapsed, "eta_seconds": eta,
+                    "step": job.step, "total_steps": job.total_steps, "elapsed": job.elapsed, "eta_seconds": job.eta(),
                     "record": job.losses[-1], "preview_version": job.preview_version,
                 })
 

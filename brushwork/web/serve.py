@@ -22,10 +22,11 @@ def default_data_dir() -> Path:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="run the web app: upload pictures, watch the painting appear (needs brushwork[web])")
+    p = sub.add_parser("serve", help="run the web app: upload pictures, watch them painted (needs brushwork[web])")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--data", metavar="DIR", help=f"folder for uploads, results and job history (default {default_data_dir()})")
+    p.add_argument("--data", metavar="DIR",
+                   help=f"folder for uploads, results and job history (default {default_data_dir()})")
     p.set_defaults(func=cmd_serve)
 
 
@@ -35,7 +36,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         from .app import create_app
     except ImportError as e:
-        raise BrushworkError(f"the web app needs the web extra ({e.name} is missing): pip install 'brushwork[web]'") from None
+        raise BrushworkError(
+            f"the web app needs the web extra ({e.name} is missing): pip install 'brushwork[web]'"
+        ) from None
     if not 1 <= args.port <= 65535:
         raise BrushworkError(f"--port must be between 1 and 65535, got {args.port}")
     try:  # a clear message now, rather than uvicorn's after startup
@@ -49,7 +52,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise BrushworkError(f"cannot use {data} as the data folder: {e.strerror}") from None
     app = create_app(data)
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"brushwork: serving on http://{host}:{args.port}/ (jobs in {data}); Ctrl-C stops", file=sys.stderr, flush=True)
+    print(f"brushwork: serving on http://{host}:{args.port}/ (jobs in {data}); Ctrl-C stops",
+          file=sys.stderr, flush=True)
     if args.host not in LOOPBACK:
         print(f"brushwork: warning: listening on {args.host}: anyone who can reach it can use this server",
               file=sys.stderr, flush=True)
