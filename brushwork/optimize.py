@@ -167,6 +167,19 @@ class Result:
     size: tuple[int, int]
 
 
+@dataclass
+class Plan:
+    """What a run will do, worked out before it starts."""
+
+    width: int
+    height: int
+    layers: tuple[str, ...]  # every layer the losses read
+    dtype: torch.dtype
+    scales: list[tuple[tuple[int, int], int]]  # [((w, h), steps)], coarse to fine
+    memory_needed: int  # estimated bytes for activations at the largest scale
+    free: int | None  # bytes free on the device when planned
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
@@ -243,6 +256,50 @@ def schedule(options: Options, width: int, height: int, layers: tuple[str, ...])
     return list(zip(sizes, steps))
 
 
+# Peak memory of one forward + input-gradient backward, in bytes per activation element up to
+# the deepest layer, measured on this project's CPU machine (RSS growth at 256-768 px): autograd
+# keeps about one copy of every activation plus the gradient being propagated.
+BYTES_PER_ACTIVATION = {torch.float32: 4.8, torch.bfloat16: 3.6}
+
+
+def activation_elements(width: int, height: int, layers: tuple[str, ...]) -> int:
+    """Number of values VGG19 produces up to the deepest of `layers` for one w×h image."""
+    deepest = max(LAYER_INDEX[name] for name in layers)
+    total, channels = 0, 3
+    for name in list(LAYER_INDEX)[: deepest + 1]:
+        if name.startswith("pool"):
+            width, height = width // 2, height // 2
+        elif name.startswith("conv"):
+            channels = {"1": 64, "2": 128, "3": 256, "4": 512, "5": 512}[name[4]]
+        total += channels * width * height
+    return total
+
+
+def estimate_peak_bytes(width: int, height: int, layers: tuple[str, ...], dtype: torch.dtype) -> int:
+    """Memory a run needs on top of the loaded network, at its largest scale."""
+    return int(activation_elements(width, height, layers) * BYTES_PER_ACTIVATION.get(dtype, 4.8))
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Free memory where the activations will live (None when the platform does not say)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cpu":
+        try:
+            for line in Path("/proc/meminfo").read_text().splitlines():
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+    return None
+
+
+def largest_fitting_size(options: Options, width: int, height: int, layers, dtype, free: int) -> int:
+    """The largest --size whose estimate fits in `free` bytes (memory grows with the square)."""
+    needed = estimate_peak_bytes(width, height, layers, dtype)
+    return max(1, int(options.size * math.sqrt(free / needed) * 0.95))
+
+
 def image_key(image: Image.Image) -> str:
     """A content hash, so cached targets are shared between runs on the same picture."""
     return hashlib.sha1(image.tobytes() + repr(image.size).encode()).hexdigest()
@@ -287,6 +344,37 @@ class Engine:
                 self._gram_cache[cache_key] = {name: gram_matrix(f) for name, f in feats.items()}
         return self._gram_cache[cache_key]
 
+    def plan(self, content_size: tuple[int, int], options: Options) -> "Plan":
+        """Check a run against the limits (size, layers, memory) and lay out its scales."""
+        style_layers, content_layers = options.layers
+        layers = tuple(dict.fromkeys(style_layers + content_layers))
+        missing = [n for n in layers if n not in self.vgg.layers]
+        if missing:
+            raise BrushworkError(f"layers {missing} were cut from this engine's network")
+        if options.pooling != self.vgg.pooling:
+            raise BrushworkError(f"this engine was loaded with {self.vgg.pooling} pooling, not {options.pooling}")
+        dtype = pick_dtype(options.precision, self.device)
+        width, height = images.fit_size(*content_size, options.size)
+        if width * height > options.max_pixels:
+            raise BrushworkError(
+                f"output of {width}x{height} = {width * height:,} pixels is over the limit of "
+                f"{options.max_pixels:,}; use a smaller --size or raise --max-pixels"
+            )
+        smallest = min_side(layers)
+        if min(width, height) < smallest:
+            raise BrushworkError(
+                f"output of {width}x{height} is too small for layer {max(layers, key=LAYER_INDEX.get)}: "
+                f"its shorter side must be at least {smallest} px (raise --size or use shallower layers)"
+            )
+        needed = estimate_peak_bytes(width, height, layers, dtype)
+        free = available_bytes(self.device)
+        if free is not None and needed > free:
+            raise BrushworkError(
+                f"a {width}x{height} run needs about {needed / 2**30:.1f} GiB but {free / 2**30:.1f} GiB is free on "
+                f"{self.device}; the largest --size that fits is about {largest_fitting_size(options, width, height, layers, dtype, free)}"
+            )
+        return Plan(width, height, layers, dtype, schedule(options, width, height, layers), needed, free)
+
     def run(
         self,
         content: Image.Image,
@@ -296,42 +384,21 @@ class Engine:
     ) -> Result:
         """Stylize `content` (RGB PIL) with `styles`; see Options for the knobs."""
         options.validate(len(styles))
-        if options.pooling != self.vgg.pooling:
-            raise BrushworkError(f"this engine was loaded with {self.vgg.pooling} pooling, not {options.pooling}")
+        plan = self.plan(content.size, options)
         style_layers, content_layers = options.layers
-        all_layers = tuple(dict.fromkeys(style_layers + content_layers))
-        missing = [n for n in all_layers if n not in self.vgg.layers]
-        if missing:
-            raise BrushworkError(f"layers {missing} were cut from this engine's network")
-        dtype = pick_dtype(options.precision, self.device)
         started = time.perf_counter()
-
-        width, height = images.fit_size(*content.size, options.size)
-        if width * height > options.max_pixels:
-            raise BrushworkError(
-                f"output of {width}x{height} = {width * height:,} pixels is over the limit of "
-                f"{options.max_pixels:,}; use a smaller --size or raise --max-pixels"
-            )
-        smallest = min_side(all_layers)
-        if min(width, height) < smallest:
-            raise BrushworkError(
-                f"output of {width}x{height} is too small for layer {max(all_layers, key=LAYER_INDEX.get)}: "
-                f"its shorter side must be at least {smallest} px (raise --size or use shallower layers)"
-            )
-        plan = schedule(options, width, height, all_layers)
 
         if options.style_crop is not None:
             styles = [images.crop(s, options.style_crop) for s in styles]
         style_keys = [image_key(s) for s in styles]
         content_full = images.to_tensor(content)
         style_full = [images.to_tensor(s) for s in styles]
-        content_target_image = images.resize(content_full, (width, height))
-        if options.preserve_color == "histogram":
-            style_full = [images.match_histogram(s, content_target_image) for s in style_full]
-            style_keys = [k + ":hist:" + image_key(content) for k in style_keys]
-        if options.preserve_color == "luminance":
-            style_full = [images.match_luminance(s, content_target_image) for s in style_full]
-            style_keys = [k + ":lum:" + image_key(content) for k in style_keys]
+        if options.preserve_color != "none":
+            # Recolour the style images once, against the content at output size.
+            reference = images.resize(content_full, (plan.width, plan.height))
+            recolor = images.match_histogram if options.preserve_color == "histogram" else images.match_luminance
+            style_full = [recolor(s, reference) for s in style_full]
+            style_keys = [f"{k}:{options.preserve_color}:{image_key(content)}" for k in style_keys]
 
         def finish(x: torch.Tensor) -> torch.Tensor:
             """Optimized image -> output look: in luminance mode, put the content's colours back."""
@@ -341,36 +408,41 @@ class Engine:
             return x
 
         style_layer_weights = dict(zip(style_layers, options.style_layer_weights or [1.0] * len(style_layers)))
-        content_layer_weights = {name: 1.0 for name in content_layers}
         style_weights = list(options.style_weights or [1.0] * len(styles))
         tv_loss = TVLoss()
         lr = options.lr or DEFAULT_LR[options.optimizer]
-        generator = torch.Generator().manual_seed(options.seed)
-        total_steps = sum(steps for _, steps in plan)
+        total_steps = sum(steps for _, steps in plan.scales)
+        # Reading a loss value waits for the GPU; on accelerators read every few steps instead.
+        sync_every = 1 if self.device.type == "cpu" else 10
 
-        x = self._initial_image(options, content_full, plan[0][0], generator)
+        x = self._initial_image(options, content_full, plan.scales[0][0], torch.Generator().manual_seed(options.seed))
         records: list[StepRecord] = []
         stop_reason = "done"
         step = 0
         last_good = x.clone()
         try:
-            for scale_index, ((w, h), n_steps) in enumerate(plan):
+            for scale_index, ((w, h), n_steps) in enumerate(plan.scales):
                 content_s = images.resize(content_full, (w, h))
                 if options.preserve_color == "luminance":
                     content_s = images.luminance(content_s)
                 style_size = max(1, round(max(w, h) * options.style_scale))
+                final_scale = scale_index == len(plan.scales) - 1
                 grams = []
                 for key, style in zip(style_keys, style_full):
-                    style_s = images.resize(style, images.fit_size(style.shape[-1], style.shape[-2], style_size))
-                    if min(style_s.shape[-2:]) < smallest:
+                    sw, sh = style.shape[-1], style.shape[-2]
+                    if not final_scale:  # coarse scales may enlarge the style to stay computable
+                        style_size = max(style_size, math.ceil(min_side(style_layers) * max(sw, sh) / min(sw, sh)))
+                    style_s = images.resize(style, images.fit_size(sw, sh, style_size))
+                    if min(style_s.shape[-2:]) < min_side(style_layers):
                         raise BrushworkError(
                             f"the style image at {style_s.shape[-1]}x{style_s.shape[-2]} is too small for the chosen "
-                            f"layers (shorter side must be at least {smallest} px); raise --style-scale"
+                            f"layers (shorter side must be at least {min_side(style_layers)} px); raise --style-scale"
                         )
-                    grams.append(self.style_grams((key,), style_s, style_layers, dtype))
+                    grams.append(self.style_grams((key,), style_s, style_layers, plan.dtype))
                 style_loss = StyleLoss(StyleLoss.blend(grams, style_weights), style_layer_weights)
                 with torch.no_grad():
-                    content_loss = ContentLoss(self.features(content_s, content_layers, dtype), content_layer_weights)
+                    content_targets = self.features(content_s, content_layers, plan.dtype)
+                content_loss = ContentLoss(content_targets, dict.fromkeys(content_layers, 1.0))
 
                 x = images.resize(x, (w, h)).to(self.device).contiguous()
                 x.requires_grad_(True)
@@ -382,48 +454,55 @@ class Engine:
                     )
                 else:
                     optimizer = torch.optim.Adam([x], lr=lr)
+                losses: list[torch.Tensor] = []
 
                 def closure() -> torch.Tensor:
                     optimizer.zero_grad(set_to_none=True)
-                    feats = self.features(x, all_layers, dtype)
-                    c = content_loss(feats)
-                    s = style_loss(feats)
-                    t = tv_loss(x)
+                    feats = self.features(x, plan.layers, plan.dtype)
+                    c, s, t = content_loss(feats), style_loss(feats), tv_loss(x)
                     total = options.content_weight * c + options.style_weight * s + options.tv_weight * t
                     total.backward()
-                    closure.losses = (c.detach(), s.detach(), t.detach(), total.detach())
+                    losses.append(torch.stack([c, s, t, total]).detach())
                     return total
 
-                for _ in range(n_steps):
+                pending: list[tuple[int, float, torch.Tensor]] = []  # (step, seconds, image evaluated)
+                for i in range(n_steps):
                     before = x.detach().clone()
                     optimizer.step(closure)
                     step += 1
-                    c, s, t, total = (float(v) for v in closure.losses)
-                    if not math.isfinite(total):
-                        x = before  # the image whose loss was just evaluated
-                        stop_reason = "diverged"
-                        break
-                    last_good = before
                     if options.optimizer == "adam":
                         with torch.no_grad():
                             x.clamp_(0, 1)
-                    record = StepRecord(step, scale_index, w, h, c, s, t, total, time.perf_counter() - started)
-                    records.append(record)
+                    pending.append((step, time.perf_counter() - started, before))
+                    if len(pending) < sync_every and i < n_steps - 1:
+                        continue
+                    values = torch.stack(losses[-len(pending):]).tolist()
+                    for (at, seconds, evaluated), (c, s, t, total) in zip(pending, values):
+                        if not math.isfinite(total):
+                            stop_reason = "diverged"
+                            break
+                        last_good = evaluated
+                        records.append(StepRecord(at, scale_index, w, h, c, s, t, total, seconds))
+                    pending.clear()
+                    if stop_reason != "done":
+                        break
                     if callback is not None:
-                        callback(Progress(step, total_steps, scale_index, len(plan), record, x, finish))
+                        callback(Progress(step, total_steps, scale_index, len(plan.scales), records[-1], x, finish))
                 if stop_reason != "done":
                     break
                 x = x.detach().clamp(0, 1)
         except KeyboardInterrupt:
             stop_reason = "interrupted"
         except torch.OutOfMemoryError as e:
-            raise BrushworkError(
-                f"out of memory on {self.device} at {width}x{height}; try a smaller --size (e.g. {options.size * 3 // 4})"
-            ) from e
+            suggestion = ""
+            if plan.free is not None:
+                largest = largest_fitting_size(options, plan.width, plan.height, plan.layers, plan.dtype, plan.free)
+                suggestion = f"; the largest --size that fits is about {min(largest, options.size * 3 // 4)}"
+            raise BrushworkError(f"out of memory on {self.device} at {plan.width}x{plan.height}{suggestion}") from e
         image = finish(last_good if stop_reason == "diverged" else x)
-        if tuple(image.shape[-2:]) != (height, width):
-            image = images.resize(image, (width, height))
-        return Result(images.to_pil(image), records, stop_reason, time.perf_counter() - started, (width, height))
+        if tuple(image.shape[-2:]) != (plan.height, plan.width):
+            image = images.resize(image, (plan.width, plan.height))
+        return Result(images.to_pil(image), records, stop_reason, time.perf_counter() - started, (plan.width, plan.height))
 
     def _initial_image(
         self, options: Options, content: torch.Tensor, size: tuple[int, int], generator: torch.Generator

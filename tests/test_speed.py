@@ -1,0 +1,114 @@
+"""Issue 3: coarse-to-fine, bf16, memory estimate. Tiny images, few steps."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from brushwork import images
+from brushwork.optimize import Engine, Options, activation_elements, estimate_peak_bytes, schedule
+from brushwork.score import score
+
+GATYS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1", "relu4_2")
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def pair() -> tuple[Image.Image, Image.Image]:
+    from brushwork.cli import demo_images
+
+    content, style = demo_images()
+    return images.load_image(content), images.load_image(style)
+
+
+def test_schedule_defaults_to_multiscale_from_384():
+    assert len(schedule(Options(size=256), 256, 171, GATYS_LAYERS)) == 1
+    plan = schedule(Options(size=512, steps=300), 512, 341, GATYS_LAYERS)
+    assert [size for size, _ in plan] == [(128, 85), (256, 170), (512, 341)]
+    assert sum(steps for _, steps in plan) == 300
+    assert plan[0][1] > plan[-1][1]  # most steps where they are cheap
+
+
+def test_schedule_drops_scales_too_small_for_the_layers():
+    # 64 px output: a quarter would be 16 px, below relu5_1's 32 px minimum
+    assert [size for size, _ in schedule(Options(size=64, scales=3), 64, 64, GATYS_LAYERS)] == [(32, 32), (64, 64)]
+
+
+def test_multiscale_reaches_requested_size_and_beats_single_scale(engine, pair):
+    content, style = pair
+    steps = 15
+    single = engine.run(content, [style], Options(size=128, scales=1, steps=steps, precision="fp32"))
+    multi = engine.run(content, [style], Options(size=128, scales=2, steps_per_scale=(30, steps), precision="fp32"))
+    assert multi.image.size == single.image.size == (128, 128)
+    assert [r.width for r in multi.records][:1] == [64]  # it really started coarse
+    # Same number of full-size steps: the cheap coarse start leaves a lower full-size objective.
+    assert score(multi.image, content, style, engine).objective < score(single.image, content, style, engine).objective
+
+
+def test_bf16_and_fp32_agree(engine, pair):
+    content, style = pair
+    x = images.resize(images.to_tensor(content), (96, 96))
+    for name, f32 in engine.features(x, GATYS_LAYERS, torch.float32).items():
+        bf = engine.features(x, GATYS_LAYERS, torch.bfloat16)[name].float()
+        rel = (bf - f32).norm() / f32.norm()
+        assert rel < 0.05, name
+    runs = {
+        p: engine.run(content, [style], Options(size=96, scales=1, steps=10, precision=p)) for p in ("fp32", "bf16")
+    }
+    scores = {p: score(r.image, content, style, engine) for p, r in runs.items()}
+    assert scores["bf16"].objective == pytest.approx(scores["fp32"].objective, rel=0.1)
+    diff = np.abs(np.asarray(runs["bf16"].image, float) - np.asarray(runs["fp32"].image, float)).mean()
+    assert diff < 8  # of 255: the same picture, not a different one
+
+
+def test_activation_count_matches_the_network(engine):
+    names = list(engine.vgg.layers)[: list(engine.vgg.layers).index("relu5_1") + 1]
+    with torch.no_grad():
+        out = engine.vgg(torch.rand(1, 3, 64, 48), names)
+    assert activation_elements(48, 64, ("relu5_1",)) == sum(t.numel() for t in out.values())
+
+
+def test_memory_estimate_within_2x_of_measured_peak():
+    """Measure RSS growth of a real 256 px step in a fresh process (no other allocations)."""
+    code = textwrap.dedent(
+        """
+        import json, resource, torch
+        from PIL import Image
+        from brushwork.optimize import Engine, Options
+        e = Engine(device="cpu")
+        c = Image.effect_noise((320, 320), 40).convert("RGB")
+        e.run(c.resize((64, 64)), [c], Options(size=64, steps=2, scales=1, precision="fp32"))
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        plan = e.plan(c.size, Options(size=320, scales=1, precision="fp32"))
+        e.run(c, [c], Options(size=320, steps=2, scales=1, precision="fp32"))
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print(json.dumps({"estimate": plan.memory_needed, "measured": peak - base}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    numbers = json.loads(out.stdout.strip().splitlines()[-1])
+    assert numbers["measured"] / 2 <= numbers["estimate"] <= numbers["measured"] * 2, numbers
+
+
+def test_estimate_grows_with_area_and_shrinks_with_bf16():
+    small = estimate_peak_bytes(256, 256, GATYS_LAYERS, torch.float32)
+    assert estimate_peak_bytes(512, 512, GATYS_LAYERS, torch.float32) == pytest.approx(4 * small, rel=0.02)
+    assert estimate_peak_bytes(256, 256, GATYS_LAYERS, torch.bfloat16) < small
+
+
+def test_plan_refuses_a_run_that_cannot_fit(engine):
+    from brushwork.errors import BrushworkError
+
+    with pytest.raises(BrushworkError, match=r"largest --size that fits is about \d+"):
+        engine.plan((4000, 3000), Options(size=40000, max_pixels=10**12))
