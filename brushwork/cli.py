@@ -137,12 +137,26 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
     reporter = ProgressReporter("stylize", enabled=not args.quiet)
 
+    snapshots_saved = 0
+
     def callback(progress: Progress) -> None:
+        nonlocal snapshots_saved
         reporter(progress)
-        if args.save_every and progress.step % args.save_every == 0:
+        # Steps arrive in batches on a GPU, so save when a multiple of N has been passed.
+        if args.save_every and progress.step // args.save_every > snapshots_saved:
+            snapshots_saved = progress.step // args.save_every
             images.save_image(progress.preview(), snapshot_path(output, progress.step), overwrite=True)
 
     engine = engine_for(options)
+    plan = engine.plan(content.size, options)
+    if not args.quiet:
+        scales = " -> ".join(f"{w}x{h}:{steps}" for (w, h), steps in plan.scales)
+        precision = "bf16" if plan.dtype.itemsize == 2 else "fp32"
+        print(
+            f"plan: {scales} steps on {engine.device} ({precision}); "
+            f"estimated peak memory {plan.memory_needed / 2**30:.2f} GiB beyond the network",
+            file=sys.stderr,
+        )
     try:
         result = engine.run(content, styles, options, callback)
     finally:
