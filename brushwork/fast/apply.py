@@ -261,7 +261,7 @@ def open_video(path: Path):
 
 
 def stylize_video(stylizer: Stylizer, job: Job, settings: Settings, overwrite: bool) -> VideoReport:
-    """Decode, stylize in batches of frames, encode H.264 at the same rate and size, copy the audio.
+    """Decode, stylize in batches of frames, encode H.264 with the same timestamps and size, copy the audio.
 
     Written to a temp file next to the target and renamed at the end, like images.
     """
@@ -274,7 +274,6 @@ def stylize_video(stylizer: Stylizer, job: Job, settings: Settings, overwrite: b
     width, height = in_video.codec_context.width, in_video.codec_context.height
     if settings.size is not None:
         width, height = images.fit_size(width, height, settings.size)
-    width, height = width + width % 2, height + height % 2  # yuv420p needs even sides
     tmp = job.target.with_name(f".{job.target.name}.tmp{job.target.suffix}")
     deflicker = Deflicker(settings.deflicker)
     frames_done = 0
@@ -283,7 +282,9 @@ def stylize_video(stylizer: Stylizer, job: Job, settings: Settings, overwrite: b
         try:
             rate = in_video.average_rate or in_video.guessed_rate or Fraction(25)
             out_video = sink.add_stream("libx264", rate=rate)
-            out_video.width, out_video.height, out_video.pix_fmt = width, height, "yuv420p"
+            out_video.width, out_video.height = width, height
+            # 4:2:0 chroma needs even sides; odd-sized videos keep their size in 4:4:4.
+            out_video.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
             out_video.time_base = in_video.time_base
             out_video.options = {"crf": "18", "preset": "medium"}
             out_audio = sink.add_stream_from_template(in_audio) if in_audio is not None else None

@@ -14,7 +14,6 @@ A checkpoint (network + Adam state, itself a loadable model) is written every
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import json
 import math
@@ -244,7 +243,8 @@ def train(config: TrainConfig) -> TrainResult:
             "device": str(device), "dtype": str(dtype).removeprefix("torch."),
         }  # fmt: skip
         return model_metadata(
-            net, style_name(config.styles), dataclasses.asdict(options), iteration=iteration, training=json.dumps(training)
+            net, style_name(config.styles), {f: getattr(options, f) for f in TRAIN_FIELDS}, iteration=iteration,
+            training=json.dumps(training),
         )
 
     samples = samples_dir(config.output)
