@@ -106,6 +106,8 @@ class Options:
             raise BrushworkError(f"unknown optimizer {self.optimizer!r}; use {' or '.join(OPTIMIZERS)}")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise BrushworkError(f"--lr must be a positive number, got {self.lr}")
+        if not (isinstance(self.seed, int) and -(2**63) <= self.seed < 2**64):
+            raise BrushworkError(f"--seed must be a whole number from -2**63 to 2**64 - 1, got {self.seed}")
         if self.steps < 1:
             raise BrushworkError(f"--steps must be at least 1, got {self.steps}")
         if self.scales is not None and self.scales < 1:
@@ -384,12 +386,13 @@ class Engine:
     ) -> Result:
         """Stylize `content` (RGB PIL) with `styles`; see Options for the knobs."""
         options.validate(len(styles))
+        if options.style_crop is not None:
+            styles = [images.crop(s, options.style_crop) for s in styles]
+        init_image = images.load_image(options.init) if options.init not in ("content", "noise") else None
         plan = self.plan(content.size, options)
         style_layers, content_layers = options.layers
         started = time.perf_counter()
 
-        if options.style_crop is not None:
-            styles = [images.crop(s, options.style_crop) for s in styles]
         style_keys = [image_key(s) for s in styles]
         content_full = images.to_tensor(content)
         style_full = [images.to_tensor(s) for s in styles]
@@ -415,7 +418,7 @@ class Engine:
         # Reading a loss value waits for the GPU; on accelerators read every few steps instead.
         sync_every = 1 if self.device.type == "cpu" else 10
 
-        x = self._initial_image(options, content_full, plan.scales[0][0], torch.Generator().manual_seed(options.seed))
+        x = self._initial_image(options, content_full, init_image, plan.scales[0][0])
         records: list[StepRecord] = []
         stop_reason = "done"
         step = 0
@@ -425,11 +428,11 @@ class Engine:
                 content_s = images.resize(content_full, (w, h))
                 if options.preserve_color == "luminance":
                     content_s = images.luminance(content_s)
-                style_size = max(1, round(max(w, h) * options.style_scale))
                 final_scale = scale_index == len(plan.scales) - 1
                 grams = []
                 for key, style in zip(style_keys, style_full):
                     sw, sh = style.shape[-1], style.shape[-2]
+                    style_size = max(1, round(max(w, h) * options.style_scale))
                     if not final_scale:  # coarse scales may enlarge the style to stay computable
                         style_size = max(style_size, math.ceil(min_side(style_layers) * max(sw, sh) / min(sw, sh)))
                     style_s = images.resize(style, images.fit_size(sw, sh, style_size))
@@ -493,24 +496,28 @@ class Engine:
                 x = x.detach().clamp(0, 1)
         except KeyboardInterrupt:
             stop_reason = "interrupted"
-        except torch.OutOfMemoryError as e:
-            suggestion = ""
+        except RuntimeError as e:  # CUDA raises OutOfMemoryError; the CPU and MPS allocators plain RuntimeErrors
+            message = str(e).lower()
+            if not (isinstance(e, torch.OutOfMemoryError) or "out of memory" in message or "can't allocate" in message):
+                raise
+            size = options.size * 3 // 4
             if plan.free is not None:
-                largest = largest_fitting_size(options, plan.width, plan.height, plan.layers, plan.dtype, plan.free)
-                suggestion = f"; the largest --size that fits is about {min(largest, options.size * 3 // 4)}"
-            raise BrushworkError(f"out of memory on {self.device} at {plan.width}x{plan.height}{suggestion}") from e
+                size = min(size, largest_fitting_size(options, plan.width, plan.height, plan.layers, plan.dtype, plan.free))
+            raise BrushworkError(
+                f"out of memory on {self.device} at {plan.width}x{plan.height}; try --size {size} or smaller"
+            ) from e
         image = finish(last_good if stop_reason == "diverged" else x)
         if tuple(image.shape[-2:]) != (plan.height, plan.width):
             image = images.resize(image, (plan.width, plan.height))
         return Result(images.to_pil(image), records, stop_reason, time.perf_counter() - started, (plan.width, plan.height))
 
     def _initial_image(
-        self, options: Options, content: torch.Tensor, size: tuple[int, int], generator: torch.Generator
+        self, options: Options, content: torch.Tensor, init_image: Image.Image | None, size: tuple[int, int]
     ) -> torch.Tensor:
-        if options.init == "content":
-            x = images.resize(content, size)
-            return images.luminance(x) if options.preserve_color == "luminance" else x
+        if init_image is not None:
+            return images.resize(images.to_tensor(init_image), size)
         if options.init == "noise":
             w, h = size
-            return torch.rand(1, 3, h, w, generator=generator)
-        return images.resize(images.to_tensor(images.load_image(options.init)), size)
+            return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(options.seed))
+        x = images.resize(content, size)
+        return images.luminance(x) if options.preserve_color == "luminance" else x

@@ -243,16 +243,12 @@ def test_out_of_memory_names_a_size(engine, content, style, monkeypatch):
         engine.run(content, [style], TINY)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="optimize.py: a CPU allocation failure is a plain RuntimeError, not torch.OutOfMemoryError, so it escapes",
-)
 def test_cpu_out_of_memory_names_a_size(engine, content, style, monkeypatch):
     def oom(*args, **kwargs):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory")
 
     monkeypatch.setattr(Engine, "features", oom)
-    with pytest.raises(BrushworkError, match="smaller --size"):
+    with pytest.raises(BrushworkError, match=r"out of memory on cpu at 48x48; try --size 36 or smaller"):
         engine.run(content, [style], TINY)
 
 
@@ -308,7 +304,6 @@ def test_bad_engine_settings():
         Engine(device="cpu", weights_format="keras")
 
 
-@pytest.mark.xfail(strict=True, reason="optimize.py: Options.validate does not bound --seed; manual_seed overflows")
 def test_huge_seed(engine, content, style):
     with pytest.raises(BrushworkError, match="--seed"):
         engine.run(content, [style], TINY.replace(seed=2**64))
