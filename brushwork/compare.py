@@ -12,7 +12,8 @@ How a grid is run, and why:
   default from 384 px) the run splits the largest value between its scales, so an earlier
   snapshot shows that run part-way, possibly still at a coarser scale (upsampled to the
   output size), not what a shorter run with its own split would give; pass `--scales 1`
-  when the steps axis should mean "a run of this many steps".
+  when the steps axis should mean "a run of this many steps". Accelerators call back only
+  every few steps; a snapshot the engine did not report is run on its own.
 * Every finished cell is cached in DIR/cells under a hash of its full options, the run it is
   a snapshot of and its input images, so an interrupted or extended compare recomputes only
   what is new.
@@ -209,8 +210,9 @@ def run_group(
 ) -> tuple[str, dict[int, Shot]]:
     """One Engine.run of the group's longest `steps`; shorter cells are its snapshots.
 
-    Returns the run's stop reason and a Shot per finished cell (by cell index); after Ctrl-C
-    only the snapshots taken before it.
+    Returns the run's stop reason and a Shot per finished cell (by cell index). Left out: after
+    Ctrl-C, the cells not reached; and any snapshot the engine did not report (on accelerators
+    it reads losses, and calls back, only every few steps), which the caller runs on its own.
     """
     run_steps = group[0].run_steps
     options = group[0].options.replace(steps=run_steps)
@@ -230,13 +232,17 @@ def run_group(
         result = engine.run(content, styles, options, callback)
     finally:
         reporter.close()
+    reached = result.records[-1].step if result.records else 0
+    final = Shot(result.image, result.records[-1] if result.records else None, result.stop_reason, result.seconds)
     shots = {}
     for cell in group:
-        if cell.options.steps in snapshots:
-            shots[cell.index] = snapshots[cell.options.steps]
-        elif result.stop_reason != "interrupted":
-            last = result.records[-1] if result.records else None
-            shots[cell.index] = Shot(result.image, last, result.stop_reason, result.seconds)
+        steps = cell.options.steps
+        if steps in snapshots:
+            shots[cell.index] = snapshots[steps]
+        elif result.stop_reason == "interrupted":
+            continue
+        elif steps >= run_steps or (result.stop_reason == "diverged" and steps > reached):
+            shots[cell.index] = final
     return result.stop_reason, shots
 
 
@@ -292,22 +298,28 @@ def cell_label(cell: Cell, axes: list[Axis]) -> str:
     return " ".join(f"{a.key}={a.labels[i]}" for a, i in zip(axes, cell.coords))
 
 
-def compute(
-    cells: list[Cell], axes: list[Axis], content: Image.Image, styles: list[Image.Image], cell_dir: Path,
-    score_setup: tuple, engine: Callable[[tuple], Engine], quiet: bool,
-) -> tuple[dict[int, dict], bool]:
-    """Run or load every cell; returns their rows by cell index, and whether Ctrl-C stopped it.
-
-    `engine(setup)` gives the network for a (device, weights, weights_format, pooling) setup."""
-    rows: dict[int, dict] = {}
+def load_cached(cells: list[Cell], cell_dir: Path) -> dict[int, dict]:
+    """Rows of the cells finished by an earlier run, by cell index."""
+    rows = {}
     for cell in cells:
         cached = cell_dir / f"{cell.key}.json"
         if cached.is_file() and (cell_dir / f"{cell.key}.png").is_file():
             rows[cell.index] = json.loads(cached.read_text())
+    return rows
+
+
+def compute(
+    cells: list[Cell], axes: list[Axis], rows: dict[int, dict], content: Image.Image, styles: list[Image.Image],
+    cell_dir: Path, score_setup: tuple, engine: Callable[[tuple], Engine], quiet: bool,
+) -> bool:
+    """Run every cell not in `rows` and add its row; returns whether Ctrl-C stopped it.
+
+    `engine(setup)` gives the network for a (device, weights, weights_format, pooling) setup."""
     overall = GridProgress(len(cells), len(rows), enabled=not quiet)
+    queue = [[c for c in group if c.index not in rows] for group in run_groups(cells)]
     try:
-        for group in run_groups(cells):
-            todo = [c for c in group if c.index not in rows]
+        while queue:
+            todo = queue.pop(0)
             if not todo:
                 continue
             o = todo[0].options
@@ -316,6 +328,9 @@ def compute(
             reporter = ProgressReporter(desc, enabled=not quiet, position=1 if overall.bar else 0)
             stop_reason, shots = run_group(engine((o.device, o.weights, o.weights_format, o.pooling)), content,
                                            styles, todo, reporter)
+            if stop_reason != "interrupted":  # a snapshot the engine did not report gets a run of its own
+                missed = [c for c in todo if c.index not in shots]
+                queue[:0] = [[dataclasses.replace(c, run_steps=c.options.steps)] for c in missed]
             for cell in todo:
                 if cell.index not in shots:
                     continue
@@ -325,10 +340,10 @@ def compute(
                 rows[cell.index] = row
                 overall.cell_done(cell_label(cell, axes), row["seconds"])
             if stop_reason == "interrupted":
-                return rows, True
+                return True
     finally:
         overall.close()
-    return rows, False
+    return False
 
 
 # --- outputs -------------------------------------------------------------------------------
@@ -585,8 +600,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         """Loaded on first use (api.get_engine keeps it), so a fully cached grid loads nothing."""
         return api.get_engine(*setup, tuple(sorted(layers[setup])))
 
+    rows = load_cached(cells, cell_dir)
+    for cell in cells:  # limits of size, layers and memory, checked before any optimization
+        if cell.index not in rows:
+            o = cell.options
+            engine((o.device, o.weights, o.weights_format, o.pooling)).plan(content.size, o)
     started = time.perf_counter()
-    rows, interrupted = compute(cells, axes, content, styles, cell_dir, score_setup, engine, args.quiet)
+    interrupted = compute(cells, axes, rows, content, styles, cell_dir, score_setup, engine, args.quiet)
     if interrupted:
         print(f"brushwork: interrupted; {len(rows)} of {len(cells)} cells are saved in {cell_dir}. "
               "Run the same command again to finish the rest.", file=sys.stderr)

@@ -197,11 +197,11 @@ def test_extended_grid_computes_only_new_cells(files, tmp_path, runs):
 
 def test_three_keys_with_a_steps_axis(files, tmp_path, runs, capsys):
     out = tmp_path / "grid"
-    argv = compare_args(files, out, "--vary", "preset=gatys,tutorial", "--vary", "style-weight=1,20",
+    argv = compare_args(files, out, "--vary", "tv-weight=0,1", "--vary", "style-weight=1,20",
                         "--vary", "steps=2,4", steps=False)
     argv.remove("-q")
     assert cli.main(argv) == 0
-    # One run of the longest steps per (preset, style-weight), not one per cell.
+    # One run of the longest steps per (tv-weight, style-weight), not one per cell.
     assert len(runs) == 4 and {o.steps for o in runs} == {4}
     assert (out / "sheet_steps=2.png").is_file() and (out / "sheet_steps=4.png").is_file()
     assert not (out / "sheet.png").exists()
@@ -215,7 +215,7 @@ def test_three_keys_with_a_steps_axis(files, tmp_path, runs, capsys):
     assert all(f'href="{r["image"]}"' in page for r in results)
 
     # On one scale, the snapshot at step 2 is exactly what a 2-step run gives.
-    short = next(r for r in results if r["vary"] == {"preset": "gatys", "style-weight": "1", "steps": "2"})
+    short = next(r for r in results if r["vary"] == {"tv-weight": "0", "style-weight": "1", "steps": "2"})
     runs.clear()
     alone = tmp_path / "alone"
     assert cli.main(compare_args(files, alone, "--vary", "steps=2", "--style-weight", "1", steps=False)) == 0
@@ -260,3 +260,30 @@ def test_compare_rejects_a_file_as_output_folder(files, tmp_path, capsys):
     out.write_text("")
     assert cli.main(compare_args(files, out, "--vary", "style-weight=1,2")) == 2
     assert "exists and is not a folder" in capsys.readouterr().err
+
+
+def test_a_snapshot_the_engine_does_not_report_gets_its_own_run(files, tmp_path, monkeypatch):
+    """On accelerators the engine calls back only every few steps; a missed snapshot is run alone."""
+    calls: list[int] = []
+    original = Engine.run
+
+    def every_fourth_step(self, content, styles, options, callback=None):
+        calls.append(options.steps)
+        sparse = (lambda p: callback(p) if p.step % 4 == 0 else None) if callback else None
+        return original(self, content, styles, options, sparse)
+
+    monkeypatch.setattr(Engine, "run", every_fourth_step)
+    out = tmp_path / "grid"
+    assert cli.main(compare_args(files, out, "--vary", "steps=2,4", steps=False)) == 0
+    assert calls == [4, 2]
+    rows = json.loads((out / "results.json").read_text())["cells"]
+    assert [(r["steps_done"], r["run_steps"]) for r in rows] == [(2, 2), (4, 4)]
+
+
+def test_cells_too_small_for_the_layers_fail_before_any_run(files, tmp_path, runs, capsys):
+    out = tmp_path / "grid"
+    argv = ["compare", files["content"], "--style", files["style"], "-o", str(out), "--vary", "size=48,20",
+            "--steps", "2", "--device", "cpu", "-q"]
+    assert cli.main(argv) == 2
+    assert "too small for layer relu5_1" in capsys.readouterr().err
+    assert runs == [] and not list((out / "cells").iterdir())
