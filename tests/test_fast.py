@@ -62,7 +62,7 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 def config(style_file: Path, data_dir: Path, output: Path, **changes) -> train.TrainConfig:
-    base = dict(styles=[str(style_file)], data=str(data_dir), output=output, options=CPU.replace(lr=1e-2),
+    base = dict(styles=[str(style_file)], data=str(data_dir), output=output, options=CPU.replace(lr=5e-3),
                 iterations=12, batch=2, crop=48, width=4, blocks=1, holdout=1, sample_every=6, checkpoint_every=6, quiet=True)  # fmt: skip
     return train.TrainConfig(**{**base, **changes})
 
@@ -74,7 +74,7 @@ def test_training_lowers_the_loss_and_writes_model_samples_and_metadata(style_fi
     assert np.mean(result.losses[-3:]) < 0.8 * np.mean(result.losses[:3])
     model = load_model(out)
     assert model.style == "ihc" and model.net.width == 4 and model.net.blocks == 1
-    assert model.options["style_weight"] == 5.0 and model.options["lr"] == 1e-2
+    assert model.options["style_weight"] == 5.0 and model.options["lr"] == 5e-3
     training = json.loads(model.metadata["training"])
     assert training["iteration"] == 12 and training["crop"] == 48
     assert len(training["photos"]) == 3  # one of the four held out

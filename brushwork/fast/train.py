@@ -207,6 +207,7 @@ def train(config: TrainConfig) -> TrainResult:
             if shape[key] is not None and shape[key] != int(saved[key]):
                 raise BrushworkError(f"--{key} {shape[key]} differs from the checkpoint's {saved[key]}")
             shape[key] = int(saved[key])
+    torch.manual_seed(options.seed)  # the network's initial weights
     net = TransformNet(shape["width"] or 16, 5 if shape["blocks"] is None else shape["blocks"])
     engine = engine_for(options)
     device = engine.device
@@ -263,8 +264,7 @@ def train(config: TrainConfig) -> TrainResult:
                 images.save_image(image, samples / f"{path.stem}_{iteration:06d}.jpg", overwrite=True)
         net.train()
 
-    generator = torch.Generator().manual_seed(options.seed * 1_000_003 + start)
-    torch.manual_seed(options.seed)
+    generator = torch.Generator().manual_seed(options.seed * 1_000_003 + start)  # crops
     started = time.perf_counter()
     losses: list[float] = []
     reporter = TrainProgress(start, config.iterations, config.quiet)
