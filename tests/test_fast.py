@@ -166,7 +166,7 @@ def test_strength_zero_returns_the_input_and_preserve_color_keeps_chroma(tiny_mo
     assert (chroma(kept) - chroma(picture)).abs().mean() < 0.5 * (chroma(plain) - chroma(picture)).abs().mean()
 
 
-def make_video(path: Path, frames: int = 10, size: tuple[int, int] = (64, 48), fps: int = 12, audio: bool = True, video: bool = True):
+def make_video(path: Path, frames: int = 10, size: tuple[int, int] = (64, 48), fps: int = 12, audio: str | None = "aac", video: bool = True):
     """A square moving over a noise background, with a 440 Hz tone."""
     w, h = size
     container = av.open(str(path), "w")
@@ -180,7 +180,7 @@ def make_video(path: Path, frames: int = 10, size: tuple[int, int] = (64, 48), f
             frame[8:24, 2 + 3 * i : 18 + 3 * i] = (255, 0, 0)
             streams.append((stream, av.VideoFrame.from_ndarray(frame, format="rgb24")))
     if audio:
-        sound = container.add_stream("aac", rate=16000)
+        sound = container.add_stream(audio, rate=16000)
         tone = (0.3 * np.sin(np.arange(16000 * frames // fps) * 2 * np.pi * 440 / 16000)).astype(np.float32)
         for start in range(0, len(tone), 1024):
             chunk = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format="flt", layout="mono")
@@ -211,9 +211,17 @@ def test_video_keeps_frames_size_rate_and_audio_and_reports_flicker(tiny_model, 
     assert "10 frames" in message and "flicker" in message
 
 
+def test_audio_that_mp4_cannot_hold_is_reencoded_and_mkv_copies_it(tiny_model, tmp_path):
+    source = tmp_path / "in.mkv"
+    make_video(source, audio="pcm_s16le")
+    for target, codec in ((tmp_path / "out.mp4", "aac"), (tmp_path / "out.mkv", "pcm_s16le")):
+        assert cli.main(["apply", "-m", str(tiny_model), str(source), "-o", str(target), "-q"]) == 0
+        assert video_facts(target)[:3] == (10, 64, 48) and video_facts(target)[4] == [codec]
+
+
 def test_deflicker_lowers_measured_flicker(tiny_model, tmp_path):
     source = tmp_path / "in.mp4"
-    make_video(source, audio=False)
+    make_video(source, audio=None)
     stylizer = apply.Stylizer(load_model(tiny_model), apply.Settings(device="cpu"))
     ratios = []
     for strength in (0.0, 0.8):

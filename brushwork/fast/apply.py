@@ -40,6 +40,7 @@ from .net import FastModel, load_model
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}
 VIDEO_OUTPUT_SUFFIXES = {".mp4", ".mkv", ".mov"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+MP4_AUDIO_CODECS = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
 MOTION_SCALE = 0.02  # input change (in [0, 1] units) at which deflicker blending has faded to 1/e
 
 
@@ -261,7 +262,8 @@ def open_video(path: Path):
 
 
 def stylize_video(stylizer: Stylizer, job: Job, settings: Settings, overwrite: bool) -> VideoReport:
-    """Decode, stylize in batches of frames, encode H.264 with the same timestamps and size, copy the audio.
+    """Decode, stylize in batches of frames, encode H.264 with the same timestamps and size, copy
+    the audio (or re-encode it as AAC where the output container cannot hold it).
 
     Written to a temp file next to the target and renamed at the end, like images.
     """
@@ -287,7 +289,13 @@ def stylize_video(stylizer: Stylizer, job: Job, settings: Settings, overwrite: b
             out_video.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
             out_video.time_base = in_video.time_base
             out_video.options = {"crf": "18", "preset": "medium"}
-            out_audio = sink.add_stream_from_template(in_audio) if in_audio is not None else None
+            copy_audio = in_audio is not None and can_copy_audio(in_audio.codec_context.name, job.target)
+            if in_audio is None:
+                out_audio = None
+            elif copy_audio:
+                out_audio = sink.add_stream_from_template(in_audio)
+            else:
+                out_audio = sink.add_stream("aac", rate=in_audio.codec_context.sample_rate)
 
             pending: list[av.VideoFrame] = []
 
@@ -313,12 +321,15 @@ def stylize_video(stylizer: Stylizer, job: Job, settings: Settings, overwrite: b
                         pending.append(frame)
                         if len(pending) == settings.batch:
                             flush()
-                elif packet.dts is not None:
+                elif copy_audio and packet.dts is not None:
                     packet.stream = out_audio
                     sink.mux(packet)
+                elif not copy_audio:
+                    for sound in packet.decode():
+                        sink.mux(out_audio.encode(sound))
             flush()
-            for packet in out_video.encode():
-                sink.mux(packet)
+            for stream in (out_video, out_audio) if out_audio is not None and not copy_audio else (out_video,):
+                sink.mux(stream.encode())
         finally:
             sink.close()
         if frames_done == 0:
@@ -332,6 +343,12 @@ def stylize_video(stylizer: Stylizer, job: Job, settings: Settings, overwrite: b
     change_in = float(np.mean(deflicker.change_in)) if deflicker.change_in else 0.0
     change_out = float(np.mean(deflicker.change_out)) if deflicker.change_out else 0.0
     return VideoReport(frames_done, time.perf_counter() - started, change_in, change_out)
+
+
+def can_copy_audio(codec: str, target: Path) -> bool:
+    """Matroska holds any audio codec; MP4 and MOV only some (PCM, for one, is refused), so
+    other tracks are re-encoded as AAC."""
+    return target.suffix.lower() == ".mkv" or codec in MP4_AUDIO_CODECS
 
 
 def frame_tensor(frame, width: int, height: int) -> torch.Tensor:
