@@ -261,7 +261,7 @@ def open_video(path: Path):
     return container
 
 
-def stylize_video(stylizer: Stylizer, job: Job, settings: Settings, overwrite: bool) -> VideoReport:
+def stylize_video(stylizer: Stylizer, job: Job, settings: Settings) -> VideoReport:
     """Decode, stylize in batches of frames, encode H.264 with the same timestamps and size, copy
     the audio (or re-encode it as AAC where the output container cannot hold it).
 
@@ -401,20 +401,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
             images.save_image(images.to_pil(out), job.target, overwrite=True)
             say(f"wrote {job.target} ({out.shape[-1]}x{out.shape[-2]}, {seconds:.2f} s per image)")
     for job in (j for j in jobs if j.video):
-        report = stylize_video(stylizer, job, settings, args.overwrite)
+        report = stylize_video(stylizer, job, settings)
+        ratio = f"{report.flicker_ratio:.2f}" if math.isfinite(report.flicker_ratio) else "n/a (the input does not change)"
         say(
             f"wrote {job.target} ({report.frames} frames, {report.frames / report.seconds:.1f} frames/s); "
-            f"flicker {report.flicker_ratio:.2f}: output frames change {report.flicker_out:.4f} per frame, "
+            f"flicker {ratio}: output frames change {report.flicker_out:.4f} per frame, "
             f"input frames {report.flicker_in:.4f} (deflicker {settings.deflicker})"
         )
     return 0
-
-
-def _fraction(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise BrushworkError(f"expected a number, got {text!r}") from None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -423,11 +417,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", "-m", required=True, help="a .safetensors model from `brushwork train`, or a shipped name (starry-night)")
     p.add_argument("--output", "-o", required=True, help="output file (one input) or folder (several inputs or a folder)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--strength", type=_fraction, default=1.0, help="blend with the input: 1 = full style, 0 = the input (default 1)")
+    p.add_argument("--strength", type=float, default=1.0, help="blend with the input: 1 = full style, 0 = the input (default 1)")
     p.add_argument("--preserve-color", action="store_true", help="keep the input's colours, take the stylized brightness")
     p.add_argument("--size", type=int, help="resize inputs so the longest side is this many px (default: keep)")
     p.add_argument("--batch", type=int, default=4, help="images or video frames per network call (default 4)")
-    p.add_argument("--deflicker", type=_fraction, default=0.5, help="video: blend static parts with the previous frame, 0 = off (default 0.5)")
+    p.add_argument("--deflicker", type=float, default=0.5, help="video: blend static parts with the previous frame, 0 = off (default 0.5)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="auto: bf16 where fast")
     p.add_argument("--quiet", "-q", action="store_true")
