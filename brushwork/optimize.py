@@ -253,8 +253,11 @@ def schedule(options: Options, width: int, height: int, layers: tuple[str, ...])
             raise BrushworkError(f"--steps-per-scale has {len(options.steps_per_scale)} values for {n} scales")
         steps = list(options.steps_per_scale)
     else:
+        n = min(n, options.steps)
+        sizes = sizes[-n:]
         split = SCALE_SPLIT[n] if n in SCALE_SPLIT else [1 / n] * n
-        steps = [max(1, round(options.steps * part)) for part in split]
+        steps = [max(1, round(options.steps * part)) for part in split[:-1]]
+        steps.append(max(1, options.steps - sum(steps)))  # the finest scale takes the rounding
     return list(zip(sizes, steps))
 
 
@@ -346,8 +349,12 @@ class Engine:
                 self._gram_cache[cache_key] = {name: gram_matrix(f) for name, f in feats.items()}
         return self._gram_cache[cache_key]
 
-    def plan(self, content_size: tuple[int, int], options: Options) -> "Plan":
-        """Check a run against the limits (size, layers, memory) and lay out its scales."""
+    def plan(
+        self, content_size: tuple[int, int], options: Options, style_sizes: list[tuple[int, int]] = ()
+    ) -> "Plan":
+        """Check a run against the limits (size, layers, memory) and lay out its scales.
+
+        `style_sizes` are the (cropped) style images' sizes, checked against the layers too."""
         style_layers, content_layers = options.layers
         layers = tuple(dict.fromkeys(style_layers + content_layers))
         missing = [n for n in layers if n not in self.vgg.layers]
@@ -368,6 +375,14 @@ class Engine:
                 f"output of {width}x{height} is too small for layer {max(layers, key=LAYER_INDEX.get)}: "
                 f"its shorter side must be at least {smallest} px (raise --size or use shallower layers)"
             )
+        style_min = min_side(style_layers)
+        for sw, sh in style_sizes:
+            fitted = images.fit_size(sw, sh, max(1, round(max(width, height) * options.style_scale)))
+            if min(fitted) < style_min:
+                raise BrushworkError(
+                    f"the style image at {fitted[0]}x{fitted[1]} is too small for the chosen layers "
+                    f"(shorter side must be at least {style_min} px); raise --style-scale or --size"
+                )
         needed = estimate_peak_bytes(width, height, layers, dtype)
         free = available_bytes(self.device)
         if free is not None and needed > free:
@@ -389,7 +404,7 @@ class Engine:
         if options.style_crop is not None:
             styles = [images.crop(s, options.style_crop) for s in styles]
         init_image = images.load_image(options.init) if options.init not in ("content", "noise") else None
-        plan = self.plan(content.size, options)
+        plan = self.plan(content.size, options, [s.size for s in styles])
         style_layers, content_layers = options.layers
         started = time.perf_counter()
 
@@ -433,14 +448,9 @@ class Engine:
                 for key, style in zip(style_keys, style_full):
                     sw, sh = style.shape[-1], style.shape[-2]
                     style_size = max(1, round(max(w, h) * options.style_scale))
-                    if not final_scale:  # coarse scales may enlarge the style to stay computable
+                    if not final_scale:  # coarse scales may enlarge the style to stay computable (plan checked the final one)
                         style_size = max(style_size, math.ceil(min_side(style_layers) * max(sw, sh) / min(sw, sh)))
                     style_s = images.resize(style, images.fit_size(sw, sh, style_size))
-                    if min(style_s.shape[-2:]) < min_side(style_layers):
-                        raise BrushworkError(
-                            f"the style image at {style_s.shape[-1]}x{style_s.shape[-2]} is too small for the chosen "
-                            f"layers (shorter side must be at least {min_side(style_layers)} px); raise --style-scale"
-                        )
                     grams.append(self.style_grams((key,), style_s, style_layers, plan.dtype))
                 style_loss = StyleLoss(StyleLoss.blend(grams, style_weights), style_layer_weights)
                 with torch.no_grad():
