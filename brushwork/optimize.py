@@ -30,8 +30,9 @@ COLOR_MODES = ("none", "luminance", "histogram")
 PRECISIONS = ("auto", "fp32", "bf16")
 MULTISCALE_FROM = 384  # outputs this large (longest side) or larger default to coarse-to-fine
 DEFAULT_MAX_PIXELS = 2048 * 2048
+LBFGS_HISTORY = 100
 # How a multi-scale run splits --steps between its scales, coarse to fine.
-SCALE_SPLIT = {1: [1.0], 2: [0.6, 0.4], 3: [0.5, 0.3, 0.2]}
+SCALE_SPLIT = {1: [1.0], 2: [0.65, 0.35], 3: [0.55, 0.3, 0.15]}
 
 
 @dataclass
@@ -280,9 +281,18 @@ def activation_elements(width: int, height: int, layers: tuple[str, ...]) -> int
     return total
 
 
-def estimate_peak_bytes(width: int, height: int, layers: tuple[str, ...], dtype: torch.dtype) -> int:
-    """Memory a run needs on top of the loaded network, at its largest scale."""
-    return int(activation_elements(width, height, layers) * BYTES_PER_ACTIVATION.get(dtype, 4.8))
+def estimate_peak_bytes(
+    width: int, height: int, layers: tuple[str, ...], dtype: torch.dtype, image_copies: int = 0
+) -> int:
+    """Memory a run needs on top of the loaded network, at its largest scale: activations, plus
+    `image_copies` fp32 image-sized vectors the optimizer keeps (L-BFGS: two per history entry)."""
+    activations = activation_elements(width, height, layers) * BYTES_PER_ACTIVATION.get(dtype, 4.8)
+    return int(activations + image_copies * 3 * width * height * 4)
+
+
+def optimizer_copies(options: Options, steps: int) -> int:
+    """Image-sized vectors the optimizer holds after `steps` steps."""
+    return 2 * min(LBFGS_HISTORY, steps) if options.optimizer == "lbfgs" else 2
 
 
 def available_bytes(device: torch.device) -> int | None:
@@ -299,10 +309,65 @@ def available_bytes(device: torch.device) -> int | None:
     return None
 
 
-def largest_fitting_size(options: Options, width: int, height: int, layers, dtype, free: int) -> int:
+def largest_fitting_size(size: int, needed: int, free: int) -> int:
     """The largest --size whose estimate fits in `free` bytes (memory grows with the square)."""
-    needed = estimate_peak_bytes(width, height, layers, dtype)
-    return max(1, int(options.size * math.sqrt(free / needed) * 0.95))
+    return max(1, int(size * math.sqrt(free / needed) * 0.95))
+
+
+class LBFGS:
+    """L-BFGS on one image tensor, one evaluation per step, without line search.
+
+    The update of torch.optim.LBFGS(max_iter=1, no line search), with two changes:
+    * pixels are clamped to [0, 1] after each step and the step actually taken is what enters
+      the curvature history. Unclamped, a few percent of the pixels drift out of range, where
+      the style loss likes them, and clamping the output afterwards costs several percent of
+      the objective;
+    * it never reads a value back to the host (torch's reads the loss and tests the curvature
+      with Python `if`s), so on a GPU the steps queue up without waiting: a curvature pair that
+      torch would skip is kept with weight 0 instead, which changes nothing in the recursion.
+    """
+
+    def __init__(self, param: torch.Tensor, lr: float = 1.0, history_size: int = LBFGS_HISTORY):
+        self.param, self.lr, self.history_size = param, lr, history_size
+        self.pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (s, y, 1 / yᵀs)
+        self.prev_grad: torch.Tensor | None = None
+        self.prev_step: torch.Tensor | None = None
+        self.h_diag = torch.ones((), device=param.device)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.param.grad = None
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:
+        with torch.enable_grad():
+            loss = closure()
+        grad = self.param.grad.reshape(-1).float()
+        if self.prev_grad is None:
+            direction = -grad
+            t = (1.0 / grad.abs().sum()).clamp(max=1.0) * self.lr  # torch's first, cautious step
+        else:
+            y, s = grad - self.prev_grad, self.prev_step
+            ys = y.dot(s)
+            curved = ys > 1e-10
+            self.pairs.append((s, y, torch.where(curved, 1.0 / ys, torch.zeros_like(ys))))
+            self.pairs = self.pairs[-self.history_size :]
+            self.h_diag = torch.where(curved, ys / y.dot(y), self.h_diag)
+            direction = grad.neg()
+            alphas = []
+            for s_i, y_i, rho_i in reversed(self.pairs):
+                alpha = rho_i * s_i.dot(direction)
+                direction.addcmul_(y_i, alpha, value=-1)  # in place, alpha stays on the device
+                alphas.append(alpha)
+            direction.mul_(self.h_diag)
+            for (s_i, y_i, rho_i), alpha in zip(self.pairs, reversed(alphas)):
+                direction.addcmul_(s_i, alpha - rho_i * y_i.dot(direction))
+            t = self.lr
+        self.prev_grad = grad
+        before = self.param.detach().clone()
+        self.param.add_((direction * t).view_as(self.param)).clamp_(0, 1)
+        # The step actually taken after clamping to valid pixels, so the curvature pairs stay true.
+        self.prev_step = (self.param.detach() - before).reshape(-1)
+        return loss.detach()
 
 
 def image_key(image: Image.Image) -> str:
@@ -383,14 +448,15 @@ class Engine:
                     f"the style image at {fitted[0]}x{fitted[1]} is too small for the chosen layers "
                     f"(shorter side must be at least {style_min} px); raise --style-scale or --size"
                 )
-        needed = estimate_peak_bytes(width, height, layers, dtype)
+        scales = schedule(options, width, height, layers)
+        needed = estimate_peak_bytes(width, height, layers, dtype, optimizer_copies(options, scales[-1][1]))
         free = available_bytes(self.device)
         if free is not None and needed > free:
             raise BrushworkError(
                 f"a {width}x{height} run needs about {needed / 2**30:.1f} GiB but {free / 2**30:.1f} GiB is free on "
-                f"{self.device}; the largest --size that fits is about {largest_fitting_size(options, width, height, layers, dtype, free)}"
+                f"{self.device}; the largest --size that fits is about {largest_fitting_size(options.size, needed, free)}"
             )
-        return Plan(width, height, layers, dtype, schedule(options, width, height, layers), needed, free)
+        return Plan(width, height, layers, dtype, scales, needed, free)
 
     def run(
         self,
@@ -459,14 +525,7 @@ class Engine:
 
                 x = images.resize(x, (w, h)).to(self.device).contiguous()
                 x.requires_grad_(True)
-                if options.optimizer == "lbfgs":
-                    # One evaluation per .step(); tolerances off so it never stops on its own:
-                    # relative losses have tiny pixel gradients that the defaults mistake for convergence.
-                    optimizer = torch.optim.LBFGS(
-                        [x], lr=lr, max_iter=1, history_size=100, tolerance_grad=-1, tolerance_change=-1
-                    )
-                else:
-                    optimizer = torch.optim.Adam([x], lr=lr)
+                optimizer = LBFGS(x, lr) if options.optimizer == "lbfgs" else torch.optim.Adam([x], lr=lr)
                 losses: list[torch.Tensor] = []
 
                 def closure() -> torch.Tensor:
@@ -512,7 +571,7 @@ class Engine:
                 raise
             size = options.size * 3 // 4
             if plan.free is not None:
-                size = min(size, largest_fitting_size(options, plan.width, plan.height, plan.layers, plan.dtype, plan.free))
+                size = min(size, largest_fitting_size(options.size, plan.memory_needed, plan.free))
             raise BrushworkError(
                 f"out of memory on {self.device} at {plan.width}x{plan.height}; try --size {size} or smaller"
             ) from e

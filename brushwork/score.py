@@ -35,8 +35,15 @@ class Score:
         return self.content + STYLE_FACTOR * self.style
 
 
-def score(output: Image.Image, content: Image.Image, style: Image.Image, engine: Engine | None = None) -> Score:
-    """Distances of `output` from `content` and `style` (all RGB PIL images)."""
+def score(
+    output: Image.Image,
+    content: Image.Image,
+    style: Image.Image,
+    engine: Engine | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Score:
+    """Distances of `output` from `content` and `style` (all RGB PIL images). `dtype` other
+    than fp32 is only for measuring what reduced precision changes (the speed benchmark)."""
     engine = engine or Engine()
     out = images.to_tensor(output)
     w, h = output.size
@@ -45,8 +52,8 @@ def score(output: Image.Image, content: Image.Image, style: Image.Image, engine:
     style_t = images.resize(style_t, images.fit_size(style_t.shape[-1], style_t.shape[-2], max(w, h)))
     layers = SCORE_STYLE_LAYERS + SCORE_CONTENT_LAYERS
     with torch.no_grad():
-        feats = engine.features(out, layers, torch.float32)
-        content_loss = ContentLoss(engine.features(content_t, SCORE_CONTENT_LAYERS, torch.float32), {"relu4_2": 1.0})
-        style_feats = engine.features(style_t, SCORE_STYLE_LAYERS, torch.float32)
+        feats = engine.features(out, layers, dtype)
+        content_loss = ContentLoss(engine.features(content_t, SCORE_CONTENT_LAYERS, dtype), {"relu4_2": 1.0})
+        style_feats = engine.features(style_t, SCORE_STYLE_LAYERS, dtype)
         style_loss = StyleLoss({n: gram_matrix(f) for n, f in style_feats.items()}, dict.fromkeys(SCORE_STYLE_LAYERS, 1.0))
         return Score(float(content_loss(feats)), float(style_loss(feats)))

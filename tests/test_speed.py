@@ -112,3 +112,48 @@ def test_plan_refuses_a_run_that_cannot_fit(engine):
 
     with pytest.raises(BrushworkError, match=r"largest --size that fits is about \d+"):
         engine.plan((4000, 3000), Options(size=40000, max_pixels=10**12))
+
+
+def _quadratic_closure(x, optimizer, target):
+    torch.manual_seed(0)
+    a = torch.randn(40, x.numel()) / 10
+
+    def closure():
+        optimizer.zero_grad()
+        loss = (a @ (x.reshape(-1) - target.reshape(-1))).pow(2).sum() + (x - target).pow(4).sum()
+        loss.backward()
+        return loss
+
+    return closure
+
+
+def test_lbfgs_matches_torch_inside_the_pixel_range():
+    """Away from the [0, 1] bounds, our host-sync-free L-BFGS takes torch.optim.LBFGS's steps."""
+    from brushwork.optimize import LBFGS
+
+    target = torch.linspace(0.3, 0.7, 30).reshape(1, 3, 2, 5)
+    ours_x = torch.full((1, 3, 2, 5), 0.5, requires_grad=True)
+    theirs_x = torch.full((1, 3, 2, 5), 0.5, requires_grad=True)
+    ours = LBFGS(ours_x, lr=0.5, history_size=5)
+    theirs = torch.optim.LBFGS([theirs_x], lr=0.5, max_iter=1, history_size=5, tolerance_grad=-1, tolerance_change=-1)
+    ours_closure, theirs_closure = _quadratic_closure(ours_x, ours, target), _quadratic_closure(theirs_x, theirs, target)
+    losses = []
+    for _ in range(20):
+        losses.append(float(ours.step(ours_closure)))
+        theirs.step(theirs_closure)
+        torch.testing.assert_close(ours_x, theirs_x, rtol=1e-4, atol=1e-6)
+    assert losses[-1] < 0.01 * losses[0]
+
+
+def test_lbfgs_keeps_pixels_in_range():
+    from brushwork.optimize import LBFGS
+
+    target = torch.linspace(-0.5, 1.5, 30).reshape(1, 3, 2, 5)  # half of it out of range
+    x = torch.full((1, 3, 2, 5), 0.5, requires_grad=True)
+    optimizer = LBFGS(x, lr=1.0, history_size=10)
+    closure = _quadratic_closure(x, optimizer, target)
+    losses = [float(optimizer.step(closure)) for _ in range(30)]
+    assert 0 <= x.min() and x.max() <= 1
+    best = target.clamp(0, 1)  # the constrained optimum of this separable-enough problem is near it
+    assert (x.detach() - best).abs().mean() < 0.05
+    assert losses[-1] < losses[0]
