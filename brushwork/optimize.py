@@ -32,7 +32,7 @@ MULTISCALE_FROM = 384  # outputs this large (longest side) or larger default to 
 DEFAULT_MAX_PIXELS = 2048 * 2048
 LBFGS_HISTORY = 100
 # How a multi-scale run splits --steps between its scales, coarse to fine.
-SCALE_SPLIT = {1: [1.0], 2: [0.65, 0.35], 3: [0.55, 0.3, 0.15]}
+SCALE_SPLIT = {1: [1.0], 2: [0.7, 0.3], 3: [0.6, 0.27, 0.13]}
 
 
 @dataclass

@@ -157,3 +157,19 @@ def test_lbfgs_keeps_pixels_in_range():
     best = target.clamp(0, 1)  # the constrained optimum of this separable-enough problem is near it
     assert (x.detach() - best).abs().mean() < 0.05
     assert losses[-1] < losses[0]
+
+
+def test_gram_backward_is_exact():
+    from brushwork.losses import gram_matrix
+
+    features = torch.randn(2, 4, 3, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda f: gram_matrix(f.float()).double(), (features,), eps=1e-3, atol=1e-3)
+    # and against plain autograd, in fp32
+    f = torch.randn(1, 8, 6, 7, requires_grad=True)
+    weights = torch.randn(1, 8, 8)
+    (gram_matrix(f) * weights).sum().backward()
+    ours = f.grad.clone()
+    f.grad = None
+    flat = f.reshape(1, 8, 42)
+    ((flat @ flat.transpose(1, 2) / 42) * weights).sum().backward()
+    torch.testing.assert_close(ours, f.grad)
