@@ -342,6 +342,10 @@ class LBFGS:
         with torch.enable_grad():
             loss = closure()
         grad = self.param.grad.reshape(-1).float()
+        # Pixels held at 0 or 1 by the clamp whose gradient pushes them further out are not free
+        # to move: leave them out of the step and of the curvature pairs (projected gradient).
+        flat = self.param.detach().reshape(-1)
+        grad = grad.masked_fill(((flat <= 0) & (grad > 0)) | ((flat >= 1) & (grad < 0)), 0)
         if self.prev_grad is None:
             direction = -grad
             t = (1.0 / grad.abs().sum()).clamp(max=1.0) * self.lr  # torch's first, cautious step
