@@ -31,6 +31,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 MULTISCALE_FROM = 384  # outputs this large (longest side) or larger default to coarse-to-fine
 DEFAULT_MAX_PIXELS = 2048 * 2048
 LBFGS_HISTORY = 100
+MAX_PIXEL_STEP = 0.25
 # How a multi-scale run splits --steps between its scales, coarse to fine.
 SCALE_SPLIT = {1: [1.0], 2: [0.7, 0.3], 3: [0.6, 0.27, 0.13]}
 
@@ -327,12 +328,21 @@ class LBFGS:
       torch would skip is kept with weight 0 instead, which changes nothing in the recursion.
     """
 
-    def __init__(self, param: torch.Tensor, lr: float = 1.0, history_size: int = LBFGS_HISTORY):
+    def __init__(
+        self,
+        param: torch.Tensor,
+        lr: float = 1.0,
+        history_size: int = LBFGS_HISTORY,
+        h_diag: torch.Tensor | None = None,
+    ):
+        """`h_diag`: a known scale of the inverse Hessian (from the previous, coarser scale) for
+        the first step; without one the first step is torch's cautious min(1, 1/‖g‖₁)."""
         self.param, self.lr, self.history_size = param, lr, history_size
         self.pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (s, y, 1 / yᵀs)
         self.prev_grad: torch.Tensor | None = None
         self.prev_step: torch.Tensor | None = None
-        self.h_diag = torch.ones((), device=param.device)
+        self.first_h_diag = h_diag
+        self.h_diag = torch.ones((), device=param.device) if h_diag is None else h_diag
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.param.grad = None
@@ -348,7 +358,10 @@ class LBFGS:
         grad = grad.masked_fill(((flat <= 0) & (grad > 0)) | ((flat >= 1) & (grad < 0)), 0)
         if self.prev_grad is None:
             direction = -grad
-            t = (1.0 / grad.abs().sum()).clamp(max=1.0) * self.lr  # torch's first, cautious step
+            if self.first_h_diag is None:
+                t = (1.0 / grad.abs().sum()).clamp(max=1.0) * self.lr  # torch's first, cautious step
+            else:
+                t = self.first_h_diag * self.lr
         else:
             y, s = grad - self.prev_grad, self.prev_step
             ys = y.dot(s)
@@ -367,8 +380,12 @@ class LBFGS:
                 direction.addcmul_(s_i, alpha - rho_i * y_i.dot(direction))
             t = self.lr
         self.prev_grad = grad
+        step = direction * t
+        # No pixel moves more than MAX_PIXEL_STEP in one step: a curvature pair spoiled by bf16
+        # noise (tiny steps right after a rescale) must not throw the image away.
+        step = step * (MAX_PIXEL_STEP / step.abs().max().clamp_min(1e-12)).clamp(max=1.0)
         before = self.param.detach().clone()
-        self.param.add_((direction * t).view_as(self.param)).clamp_(0, 1)
+        self.param.add_(step.view_as(self.param)).clamp_(0, 1)
         # The step actually taken after clamping to valid pixels, so the curvature pairs stay true.
         self.prev_step = (self.param.detach() - before).reshape(-1)
         return loss.detach()
@@ -508,6 +525,7 @@ class Engine:
         stop_reason = "done"
         step = 0
         last_good = x.clone()
+        optimizer: LBFGS | torch.optim.Adam | None = None
         try:
             for scale_index, ((w, h), n_steps) in enumerate(plan.scales):
                 content_s = images.resize(content_full, (w, h))
@@ -527,9 +545,16 @@ class Engine:
                     content_targets = self.features(content_s, content_layers, plan.dtype)
                 content_loss = ContentLoss(content_targets, dict.fromkeys(content_layers, 1.0))
 
+                x_pixels = x.shape[-1] * x.shape[-2]
                 x = images.resize(x, (w, h)).to(self.device).contiguous()
                 x.requires_grad_(True)
-                optimizer = LBFGS(x, lr) if options.optimizer == "lbfgs" else torch.optim.Adam([x], lr=lr)
+                if options.optimizer == "lbfgs":
+                    # The losses are means over positions, so the inverse Hessian grows with the
+                    # pixel count: the last scale's estimate, scaled, makes a sound first step here.
+                    h_diag = None if optimizer is None else optimizer.h_diag * (w * h) / x_pixels
+                    optimizer = LBFGS(x, lr, h_diag=h_diag)
+                else:
+                    optimizer = torch.optim.Adam([x], lr=lr)
                 losses: list[torch.Tensor] = []
 
                 def closure() -> torch.Tensor:
