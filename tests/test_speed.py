@@ -120,12 +120,12 @@ def test_plan_refuses_a_run_that_cannot_fit(engine):
         engine.plan((4000, 3000), Options(size=40000, max_pixels=10**12))
 
 
-def _quadratic_closure(x, optimizer, target):
+def _quadratic_closure(x, target):
     torch.manual_seed(0)
     a = torch.randn(40, x.numel()) / 10
 
     def closure():
-        optimizer.zero_grad()
+        x.grad = None
         loss = (a @ (x.reshape(-1) - target.reshape(-1))).pow(2).sum() + (x - target).pow(4).sum()
         loss.backward()
         return loss
@@ -142,7 +142,7 @@ def test_lbfgs_matches_torch_inside_the_pixel_range():
     theirs_x = torch.full((1, 3, 2, 5), 0.5, requires_grad=True)
     ours = LBFGS(ours_x, lr=0.5, history_size=5)
     theirs = torch.optim.LBFGS([theirs_x], lr=0.5, max_iter=1, history_size=5, tolerance_grad=-1, tolerance_change=-1)
-    ours_closure, theirs_closure = _quadratic_closure(ours_x, ours, target), _quadratic_closure(theirs_x, theirs, target)
+    ours_closure, theirs_closure = _quadratic_closure(ours_x, target), _quadratic_closure(theirs_x, target)
     losses = []
     for _ in range(20):
         losses.append(float(ours.step(ours_closure)))
@@ -151,13 +151,42 @@ def test_lbfgs_matches_torch_inside_the_pixel_range():
     assert losses[-1] < 0.01 * losses[0]
 
 
+def test_lbfgs_leaves_out_pairs_without_curvature_like_torch():
+    """On a non-convex loss some steps have sᵀy ≤ 0; torch drops those pairs, ours masks them
+    out of the compact product: the same steps while the history has room."""
+    from brushwork.optimize import LBFGS
+
+    torch.manual_seed(0)
+    phase = torch.rand(1, 3, 4, 4) * 6
+
+    def closure_for(x):
+        def closure():
+            x.grad = None
+            loss = (torch.sin(8 * x + phase) * 0.05).sum() + ((x - 0.5) ** 2).sum()
+            loss.backward()
+            return loss
+
+        return closure
+
+    ours_x = torch.full((1, 3, 4, 4), 0.5, requires_grad=True)
+    theirs_x = torch.full((1, 3, 4, 4), 0.5, requires_grad=True)
+    ours = LBFGS(ours_x, lr=0.5, history_size=50)
+    theirs = torch.optim.LBFGS([theirs_x], lr=0.5, max_iter=1, history_size=50, tolerance_grad=-1, tolerance_change=-1)
+    for _ in range(30):
+        ours.step(closure_for(ours_x))
+        theirs.step(closure_for(theirs_x))
+        torch.testing.assert_close(ours_x, theirs_x, rtol=1e-4, atol=1e-5)
+    skipped = ours.count - len(theirs.state[theirs._params[0]]["old_dirs"])
+    assert skipped > 0  # the case under test happened
+
+
 def test_lbfgs_keeps_pixels_in_range():
     from brushwork.optimize import LBFGS
 
     target = torch.linspace(-0.5, 1.5, 30).reshape(1, 3, 2, 5)  # half of it out of range
     x = torch.full((1, 3, 2, 5), 0.5, requires_grad=True)
     optimizer = LBFGS(x, lr=1.0, history_size=10)
-    closure = _quadratic_closure(x, optimizer, target)
+    closure = _quadratic_closure(x, target)
     losses = [float(optimizer.step(closure)) for _ in range(40)]
     assert 0 <= x.min() and x.max() <= 1
     # As good as the obvious feasible guess, the target clamped into range.
@@ -182,3 +211,51 @@ def test_gram_backward_is_exact():
     flat = f.reshape(1, 8, 42)
     ((flat @ flat.transpose(1, 2) / 42) * weights).sum().backward()
     torch.testing.assert_close(ours, f.grad)
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@needs_cuda
+def test_cuda_graph_replay_recomputes_at_the_changed_image():
+    from brushwork.losses import ContentLoss, StyleLoss, gram_matrix
+    from brushwork.optimize import cuda_graphed
+
+    engine = Engine(device="cuda")
+    torch.manual_seed(0)
+    content, style = torch.rand(2, 1, 3, 64, 64, device="cuda")
+    with torch.no_grad():
+        style_loss = StyleLoss({n: gram_matrix(f) for n, f in engine.features(style, GATYS_LAYERS[:5], torch.float32).items()},
+                               dict.fromkeys(GATYS_LAYERS[:5], 1.0))  # fmt: skip
+        content_loss = ContentLoss(engine.features(content, ("relu4_2",), torch.float32), {"relu4_2": 1.0})
+    x = torch.rand(1, 3, 64, 64, device="cuda", requires_grad=True)
+
+    def evaluate() -> torch.Tensor:
+        x.grad = None
+        feats = engine.features(x, GATYS_LAYERS, torch.bfloat16)
+        loss = content_loss(feats) + 5 * style_loss(feats)
+        loss.backward()
+        return loss.detach()
+
+    replay = cuda_graphed(evaluate, x)
+    first = replay().clone()
+    with torch.no_grad():
+        x.mul_(0.5).add_(0.25)  # in place, as the optimizers change it
+    replayed, replayed_grad = replay().clone(), x.grad.clone()
+    eager, eager_grad = evaluate(), x.grad
+    assert not torch.allclose(first, replayed)  # the graph really ran again, on the new pixels
+    torch.testing.assert_close(replayed, eager, rtol=1e-3, atol=0)
+    torch.testing.assert_close(replayed_grad, eager_grad, rtol=1e-3, atol=1e-7)
+
+
+@needs_cuda
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_cuda_run_with_graphs_matches_eager(pair, optimizer):
+    engine = Engine(device="cuda")
+    options = Options(size=128, steps=40, optimizer=optimizer, device="cuda")
+    graphed = engine.run(pair[0], [pair[1]], options)
+    engine.cuda_graphs = False
+    eager = engine.run(pair[0], [pair[1]], options)
+    assert graphed.stop_reason == eager.stop_reason == "done"
+    assert graphed.records[-1].total < 0.8 * graphed.records[0].total
+    assert graphed.records[-1].total == pytest.approx(eager.records[-1].total, rel=0.03)
