@@ -363,12 +363,13 @@ class LBFGS:
             self.yy = torch.zeros(m, m, device=s.device)
         k, used = self.count % m, min(self.count + 1, m)
         self.history[k, 0], self.history[k, 1] = s, y
-        dots = self.history[:used].view(2 * used, n) @ torch.stack([s, y], 1)  # rows s_i, y_i; columns ·s, ·y
-        self.sy[:used, k] = dots[0::2, 1]
-        self.sy[k, :used] = dots[1::2, 0]
-        self.yy[:used, k] = self.yy[k, :used] = dots[1::2, 1]
+        # Three matrix-vector products (one (2m×N)·(N×2) product is 2-3× slower on a CPU).
+        stored_s, stored_y = self.history[:used, 0], self.history[:used, 1]
+        self.sy[:used, k] = stored_s @ y
+        self.sy[k, :used] = stored_y @ s
+        self.yy[:used, k] = self.yy[k, :used] = stored_y @ y
         self.count += 1
-        ys, yy = dots[2 * k, 1], dots[2 * k + 1, 1]
+        ys, yy = self.sy[k, k], self.yy[k, k]
         self.h_diag = torch.where(ys > 1e-10, ys / yy, self.h_diag)
 
     def _inverse_hessian_times(self, g: torch.Tensor) -> torch.Tensor:
@@ -478,7 +479,6 @@ class Engine:
         self._gram_cache: dict[tuple, dict[str, torch.Tensor]] = {}
         self.cuda_graphs = True  # on CUDA devices, see cuda_graphed; off only to measure what it gains
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
             torch.backends.cudnn.allow_tf32 = True
 
     def _autocast(self, dtype: torch.dtype):
