@@ -124,6 +124,11 @@ def main() -> int:
     scorer = Engine(device="cpu")
     quality: dict[str, dict[str, dict[str, float]]] = {name: {} for name in table}
     seconds: dict[str, list[float]] = {name: [] for name in table}
+    first = next(iter(pictures.values()))
+    first = first.resize(images.fit_size(*first.size, args.quality_size), Image.BICUBIC)
+    for name, function in table.items():
+        if name != optimization:
+            function(first)  # warm up at this size too (kernels per shape, especially on a GPU)
     for photo_name, photo in pictures.items():
         content = photo.resize(images.fit_size(*photo.size, args.quality_size), Image.BICUBIC)
         for name, function in table.items():

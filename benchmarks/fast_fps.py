@@ -33,6 +33,8 @@ from brushwork.fast.net import load_model
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def frames_per_second(step, batch: int, frames: int, repeats: int, device: torch.device) -> float:

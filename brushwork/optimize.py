@@ -325,12 +325,13 @@ class LBFGS:
       the objective;
     * it never reads a value back to the host (torch's reads the loss and tests the curvature
       with Python `if`s), so on a GPU the steps queue up without waiting: a pair without
-      positive curvature, which torch drops, is masked out of the product instead;
+      positive curvature, which torch drops, keeps its slot in the history but is masked out
+      of the product (so a full history holds fewer useful pairs than torch's would);
     * the product of the inverse-Hessian estimate with the gradient is computed in the compact
-      form of Byrd, Nocedal & Schnabel (1994): three products with the m×2×N history matrix
-      and two m×m triangular solves, where the two-loop recursion runs about 8m tiny kernels.
-      On a GPU those launches, not the arithmetic, were most of a step (12 ms vs 3 ms for the
-      network's forward and backward at 512 px on an H200, m = 100).
+      form of Byrd, Nocedal & Schnabel (1994): five matrix-vector products with the stored
+      pairs and two m×m triangular solves, where the two-loop recursion runs about 8 tiny
+      kernels per pair. On a GPU those launches, not the arithmetic, were most of a step
+      (12 ms against 3 ms for the network's forward and backward at 512 px on an H200).
     """
 
     def __init__(
@@ -358,9 +359,9 @@ class LBFGS:
         """Store the pair (s, y) and the dot products it adds to sy and yy."""
         m, n = self.history_size, s.numel()
         if self.history is None:
-            self.history = torch.empty(m, 2, n, device=s.device)
-            self.sy = torch.zeros(m, m, device=s.device)
-            self.yy = torch.zeros(m, m, device=s.device)
+            self.history = torch.empty(m, 2, n, device=s.device, dtype=torch.float32)
+            self.sy = torch.zeros(m, m, device=s.device, dtype=torch.float32)
+            self.yy = torch.zeros(m, m, device=s.device, dtype=torch.float32)
         k, used = self.count % m, min(self.count + 1, m)
         self.history[k, 0], self.history[k, 1] = s, y
         # Three matrix-vector products (one (2m×N)·(N×2) product is 2-3× slower on a CPU).
@@ -425,7 +426,7 @@ class LBFGS:
         before = self.param.detach().clone()
         self.param.add_(step.view_as(self.param)).clamp_(0, 1)
         # The step actually taken after clamping to valid pixels, so the curvature pairs stay true.
-        self.prev_step = (self.param.detach() - before).reshape(-1)
+        self.prev_step = (self.param.detach() - before).reshape(-1).float()
         return loss.detach()
 
 
@@ -434,19 +435,28 @@ def cuda_graphed(evaluate: Callable[[], torch.Tensor], x: torch.Tensor) -> Calla
     replayed: one launch per evaluation instead of hundreds of small kernels, whose launch cost,
     not the arithmetic, bounds a step on a fast GPU. Each replay reads x where it lies and
     rewrites the same output and gradient tensors, so x must only ever change in place."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(2):  # cuDNN chooses its algorithms and the allocator settles before recording
-            evaluate()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = evaluate()
+    with torch.cuda.device(x.device):
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):  # the allocator settles and lazy initialisation happens before recording
+                evaluate()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                out = evaluate()
+        except RuntimeError as e:
+            # Out of memory or Ctrl-C while recording makes ending the capture fail as well;
+            # raise the cause, which the engine knows how to report.
+            if isinstance(e.__context__, (KeyboardInterrupt, torch.OutOfMemoryError)):
+                raise e.__context__ from None
+            raise
     grad = x.grad
 
     def replay() -> torch.Tensor:
-        graph.replay()
+        with torch.cuda.device(x.device):
+            graph.replay()
         x.grad = grad
         return out
 
@@ -637,7 +647,8 @@ class Engine:
                     losses.append(terms)
                     return terms[3]
 
-                pending: list[tuple[int, float, torch.Tensor]] = []  # (step, seconds, image evaluated)
+                pending: list[tuple[int, torch.Tensor]] = []  # (step, image evaluated)
+                last_read = time.perf_counter() - started
                 for i in range(n_steps):
                     before = x.detach().clone()
                     optimizer.step(closure)
@@ -645,16 +656,21 @@ class Engine:
                     if options.optimizer == "adam":
                         with torch.no_grad():
                             x.clamp_(0, 1)
-                    pending.append((step, time.perf_counter() - started, before))
+                    pending.append((step, before))
                     if len(pending) < sync_every and i < n_steps - 1:
                         continue
-                    values = torch.stack(losses[-len(pending):]).tolist()
-                    for (at, seconds, evaluated), (c, s, t, total) in zip(pending, values):
+                    values = torch.stack(losses[-len(pending):]).tolist()  # waits for the device
+                    # When each step finished: a GPU runs the queued steps one after another
+                    # between two reads, so their end times are spread evenly over that window.
+                    now = time.perf_counter() - started
+                    for j, ((at, evaluated), (c, s, t, total)) in enumerate(zip(pending, values)):
                         if not math.isfinite(total):
                             stop_reason = "diverged"
                             break
                         last_good = evaluated
+                        seconds = last_read + (now - last_read) * (j + 1) / len(pending)
                         records.append(StepRecord(at, scale_index, w, h, c, s, t, total, seconds))
+                    last_read = now
                     pending.clear()
                     if stop_reason != "done":
                         break

@@ -180,6 +180,23 @@ def test_lbfgs_leaves_out_pairs_without_curvature_like_torch():
     assert skipped > 0  # the case under test happened
 
 
+def test_lbfgs_history_stays_float32_under_a_float64_default():
+    from brushwork.optimize import LBFGS
+
+    target = torch.linspace(0.3, 0.7, 30).reshape(1, 3, 2, 5)
+    x = torch.full((1, 3, 2, 5), 0.5, requires_grad=True)
+    closure = _quadratic_closure(x, target)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        optimizer = LBFGS(x, lr=0.5, history_size=4)
+        losses = [float(optimizer.step(closure)) for _ in range(8)]
+    finally:
+        torch.set_default_dtype(previous)
+    assert optimizer.history.dtype == torch.float32
+    assert losses[-1] < losses[0]
+
+
 def test_lbfgs_keeps_pixels_in_range():
     from brushwork.optimize import LBFGS
 
