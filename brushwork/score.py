@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 
 from . import images
-from .losses import ContentLoss, StyleLoss, gram_matrix
-from .optimize import Engine
+from .losses import ContentLoss, StyleLoss
+from .optimize import Engine, image_key
 
 SCORE_CONTENT_LAYERS = ("relu4_2",)
 SCORE_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -54,6 +54,6 @@ def score(
     with torch.no_grad():
         feats = engine.features(out, layers, dtype)
         content_loss = ContentLoss(engine.features(content_t, SCORE_CONTENT_LAYERS, dtype), {"relu4_2": 1.0})
-        style_feats = engine.features(style_t, SCORE_STYLE_LAYERS, dtype)
-        style_loss = StyleLoss({n: gram_matrix(f) for n, f in style_feats.items()}, dict.fromkeys(SCORE_STYLE_LAYERS, 1.0))
+        grams = engine.style_grams((image_key(style),), style_t, SCORE_STYLE_LAYERS, dtype)  # cached per engine
+        style_loss = StyleLoss(grams, dict.fromkeys(SCORE_STYLE_LAYERS, 1.0))
         return Score(float(content_loss(feats)), float(style_loss(feats)))

@@ -10,7 +10,7 @@ from PIL import Image
 
 from brushwork import cli
 from brushwork.compare import score_engine
-from brushwork.score import STYLE_FACTOR, score
+from brushwork.score import Score, score
 
 
 def picture(seed: int = 0, size: tuple[int, int] = (64, 48)) -> Image.Image:
@@ -40,7 +40,7 @@ def test_identical_images_score_zero(engine):
     result = score(image, image, image, engine)
     assert result.content == 0.0
     assert result.style == pytest.approx(0.0, abs=1e-6)
-    assert result.objective == pytest.approx(result.content + STYLE_FACTOR * result.style)
+    assert Score(content=1.0, style=0.2).objective == pytest.approx(2.0)  # J = content + 5 · style
 
 
 def test_distances_grow_with_perturbation(engine):

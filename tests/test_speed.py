@@ -21,11 +21,6 @@ GATYS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1", "relu4_2"
 
 
 @pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine(device="cpu")
-
-
-@pytest.fixture(scope="module")
 def pair() -> tuple[Image.Image, Image.Image]:
     from brushwork.cli import demo_images
 

