@@ -37,6 +37,20 @@ def engine() -> Engine:
     return api.engine_for(TINY)
 
 
+@pytest.fixture
+def runs(monkeypatch) -> list[Options]:
+    """The options of every optimization that runs while the test does."""
+    calls: list[Options] = []
+    original = Engine.run
+
+    def counting(self, content, styles, options, callback=None):
+        calls.append(options)
+        return original(self, content, styles, options, callback)
+
+    monkeypatch.setattr(Engine, "run", counting)
+    return calls
+
+
 @pytest.fixture(scope="session")
 def content() -> Image.Image:
     return sample("astronaut.png")

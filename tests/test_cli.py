@@ -81,13 +81,16 @@ def test_output_format_by_extension(image_files, out, name, fmt):
     assert files(out) == [name]  # no temp file left over
 
 
-def test_quiet_and_options(image_files, out, capsys):
+def test_quiet_and_options(image_files, out, capsys, runs):
     code = brushwork("stylize", image_files["content"], "-s", image_files["style"], image_files["style2"], "-o",
                      out / "c.png", "-q", "--style-weights", "3,1", "--preset", "tutorial", "--style-layer-weights",
                      "1,1,1,2,2", "--preserve-color", "luminance", "--optimizer", "adam", "--lr", "0.05", *FAST)
     assert code == 0
     assert capsys.readouterr().err == ""
     assert Image.open(out / "c.png").size == (48, 48)
+    (options,) = runs
+    assert (options.style_weights, options.preset, options.style_layer_weights) == ((3.0, 1.0), "tutorial", (1, 1, 1, 2, 2))
+    assert (options.preserve_color, options.optimizer, options.lr) == ("luminance", "adam", 0.05)
 
 
 def test_no_overwrite(image_files, out, capsys):

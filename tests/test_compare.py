@@ -33,20 +33,6 @@ def files(tmp_path_factory) -> dict[str, str]:
     return paths
 
 
-@pytest.fixture
-def runs(monkeypatch) -> list[Options]:
-    """The options of every optimization that runs while the test does."""
-    calls: list[Options] = []
-    original = Engine.run
-
-    def counting(self, content, styles, options, callback=None):
-        calls.append(options)
-        return original(self, content, styles, options, callback)
-
-    monkeypatch.setattr(Engine, "run", counting)
-    return calls
-
-
 # --- parsing and layout --------------------------------------------------------------------
 
 
@@ -145,6 +131,7 @@ def test_compare_writes_every_report_and_resumes(files, tmp_path, runs, monkeypa
     out = tmp_path / "grid"
     argv = compare_args(files, out, "--vary", "preset=gatys,tutorial", "--vary", "style-weight=1,20")
     assert cli.main(argv) == 0
+    assert capsys.readouterr().err == ""  # -q: no progress, no summary
     assert len(runs) == 4
     assert {o.preset for o in runs} == {"gatys", "tutorial"}
 

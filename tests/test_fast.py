@@ -279,3 +279,74 @@ def test_shipped_model_is_found_by_name():
     assert model.style == "starry_night"
     (out,) = apply.stylize_images(model, [sample("chelsea.png", 64)], apply.Settings(device="cpu"))
     assert out.size == sample("chelsea.png", 64).size
+
+
+def test_size_follows_the_upright_picture(tiny_model, tmp_path):
+    """A photo stored sideways with an EXIF rotation is resized as it is seen, not as stored."""
+    path = tmp_path / "sideways.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° to view
+    Image.new("RGB", (80, 40), (200, 120, 40)).save(path, exif=exif)
+    model = load_model(tiny_model)
+    (out,) = apply.stylize_images(model, [Image.open(path)], apply.Settings(size=40, device="cpu"))
+    assert out.size == (20, 40)
+
+
+def test_apply_command_size_strength_batch_and_overwrite(tiny_model, tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(5):
+        sample("coffee.png", 64).rotate(i).save(folder / f"p{i}.png")
+    batches = []
+    original = apply.Stylizer.__call__
+
+    def recording(self, batch):
+        batches.append(len(batch))
+        return original(self, batch)
+
+    monkeypatch.setattr(apply.Stylizer, "__call__", recording)
+    out = tmp_path / "out"
+    args = ["apply", "-m", str(tiny_model), str(folder), "-o", str(out), "--size", "32", "--strength", "0", "--batch", "2", "-q"]
+    code, err = run_cli(args, capsys)
+    assert code == 0 and err == ""
+    assert batches == [2, 2, 1]
+    for i in range(5):
+        result = Image.open(out / f"p{i}.png")
+        expected = images.to_pil(apply.prepare(folder / f"p{i}.png", 32))  # strength 0: the input itself
+        assert max(result.size) == 32 and result.size == expected.size
+        assert np.abs(np.asarray(result, int) - np.asarray(expected, int)).max() <= 1
+    code, err = run_cli(args, capsys)
+    assert code == 2 and "exists; pass --overwrite" in err
+    assert run_cli([*args, "--overwrite"], capsys)[0] == 0
+
+
+def test_export_refuses_to_overwrite_unless_asked(tiny_model, tmp_path, capsys):
+    target = tmp_path / "m.onnx"
+    target.write_bytes(b"keep me")
+    code, err = run_cli(["export", str(tiny_model), "--onnx", str(target)], capsys)
+    assert code == 2 and "exists; pass --overwrite" in err and target.read_bytes() == b"keep me"
+    assert run_cli(["export", str(tiny_model), "--onnx", str(target), "--overwrite", "-q"], capsys)[0] == 0
+    assert target.read_bytes() != b"keep me"
+
+
+def test_train_command_passes_its_flags_on(style_file, data_dir, tmp_path, capsys):
+    out = tmp_path / "m.safetensors"
+    args = ["train", "-s", str(style_file), "--data", str(data_dir), "-o", str(out), "--iterations", "2", "--batch", "3",
+            "--crop", "40", "--width", "3", "--blocks", "2", "--holdout", "1", "--device", "cpu", "--style-weight", "7",
+            "--lr", "0.004", "--checkpoint-every", "1", "--sample-every", "1", "-q"]  # fmt: skip
+    code, err = run_cli(args, capsys)
+    assert code == 0 and err == ""
+    model = load_model(out)
+    assert (model.net.width, model.net.blocks) == (3, 2)
+    assert model.options["style_weight"] == 7.0 and model.options["lr"] == 0.004
+    training = json.loads(model.metadata["training"])
+    assert (training["iterations"], training["batch"], training["crop"], len(training["photos"])) == (2, 3, 40, 3)
+    assert len(list(train.samples_dir(out).iterdir())) == 2  # --sample-every 1
+    code, err = run_cli(args, capsys)
+    assert code == 2 and "exists; pass --overwrite" in err
+    assert run_cli([*args, "--overwrite"], capsys)[0] == 0
+
+
+def test_train_refuses_a_network_without_channels(style_file, data_dir, tmp_path):
+    with pytest.raises(BrushworkError, match="network width must be at least 1"):
+        train.train(config(style_file, data_dir, tmp_path / "m.safetensors", width=0))

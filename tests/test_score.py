@@ -82,3 +82,6 @@ def test_score_command_bad_file(tmp_path, capsys):
     code = cli.main(["score", str(tmp_path / "not.png"), "--content", str(tmp_path / "c.png"), "--style", str(tmp_path / "c.png")])
     assert code == 2
     assert "not an image file" in capsys.readouterr().err
+    c = str(tmp_path / "c.png")
+    assert cli.main(["score", c, "--content", c, "--style", c, "--device", "tpu"]) == 2
+    assert "tpu" in capsys.readouterr().err

@@ -254,6 +254,20 @@ def test_serve_without_the_web_extra_says_what_to_install(monkeypatch, capsys):
     assert "pip install 'brushwork[web]'" in capsys.readouterr().err
 
 
+def test_serve_checks_ipv6_hosts_as_ipv6(tmp_path, capsys):
+    """`--host ::1` must be tried as an IPv6 address: a port already taken there is the error,
+    not an address family that does not fit."""
+    try:
+        taken = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with taken:
+        port = taken.getsockname()[1]
+        assert main(["serve", "--host", "::1", "--port", str(port), "--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on ::1 port {port}" in err and "family" not in err.lower()
+
+
 def test_serve_command(tmp_path):
     assert main(["serve", "--port", "70000", "--data", str(tmp_path)]) == 2
     port = free_port()

@@ -109,10 +109,11 @@ def stylize_images(model: FastModel, pictures: list[Image.Image], settings: Sett
     return [images.to_pil(t) for t in run_batched(stylizer, tensors, settings.batch)]
 
 
-def prepare(picture: Image.Image, size: int | None) -> torch.Tensor:
+def prepare(picture: Image.Image | Path, size: int | None) -> torch.Tensor:
+    """A picture (or its file), upright RGB, as a tensor with the longest side `size`."""
     tensor = images.to_tensor(images.load_image(picture))
     if size is not None:
-        tensor = images.resize(tensor, images.fit_size(picture.width, picture.height, size))
+        tensor = images.resize(tensor, images.fit_size(tensor.shape[-1], tensor.shape[-2], size))
     return tensor
 
 
@@ -394,7 +395,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
     for group in iter_image_groups(jobs, settings.batch):
         started = time.perf_counter()
-        tensors = [prepare(images.load_image(job.source), settings.size) for job in group]
+        tensors = [prepare(job.source, settings.size) for job in group]
         outputs = run_batched(stylizer, tensors, settings.batch)
         seconds = (time.perf_counter() - started) / len(group)
         for job, out in zip(group, outputs):

@@ -177,10 +177,9 @@ def check_config(config: TrainConfig) -> None:
     """Everything that can be wrong with the request, before loading any network."""
     if config.output.suffix != ".safetensors":
         raise BrushworkError(f"the model file must end in .safetensors, got {config.output}")
-    if not config.output.parent.is_dir():
-        raise BrushworkError(f"output folder does not exist: {config.output.parent}")
     if config.output.exists() and not (config.overwrite or config.resume):
         raise BrushworkError(f"{config.output} exists; pass --overwrite to replace it or --resume to continue it")
+    images.check_writable(config.output, overwrite=True)  # a folder that exists and can be written
     if config.resume and not checkpoint_path(config.output).is_file():
         raise BrushworkError(f"--resume: no checkpoint {checkpoint_path(config.output)} to continue from")
     for name in ("iterations", "batch", "sample_every", "checkpoint_every"):
@@ -210,7 +209,7 @@ def train(config: TrainConfig) -> TrainResult:
                 raise BrushworkError(f"--{key} {shape[key]} differs from the checkpoint's {saved[key]}")
             shape[key] = int(saved[key])
     torch.manual_seed(options.seed)  # the network's initial weights
-    net = TransformNet(shape["width"] or 16, 5 if shape["blocks"] is None else shape["blocks"])
+    net = TransformNet(16 if shape["width"] is None else shape["width"], 5 if shape["blocks"] is None else shape["blocks"])
     engine = engine_for(options)
     device = engine.device
     dtype = pick_dtype(options.precision, device)

@@ -42,7 +42,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 1 <= args.port <= 65535:
         raise BrushworkError(f"--port must be between 1 and 65535, got {args.port}")
     try:  # a clear message now, rather than uvicorn's after startup
-        socket.create_server((args.host, args.port)).close()
+        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+        socket.create_server((args.host, args.port), family=family).close()
     except OSError as e:
         raise BrushworkError(f"cannot listen on {args.host} port {args.port}: {e.strerror or e}") from None
     data = Path(args.data) if args.data else default_data_dir()
