@@ -604,7 +604,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for cell in cells:  # limits of size, layers and memory, checked before any optimization
         if cell.index not in rows:
             o = cell.options
-            engine((o.device, o.weights, o.weights_format, o.pooling)).plan(content.size, o)
+            cropped = styles if o.style_crop is None else [images.crop(s, o.style_crop) for s in styles]
+            engine((o.device, o.weights, o.weights_format, o.pooling)).plan(content.size, o, [s.size for s in cropped])
     started = time.perf_counter()
     interrupted = compute(cells, axes, rows, content, styles, cell_dir, score_setup, engine, args.quiet)
     if interrupted:

@@ -274,3 +274,12 @@ def test_cells_too_small_for_the_layers_fail_before_any_run(files, tmp_path, run
     assert cli.main(argv) == 2
     assert "too small for layer relu5_1" in capsys.readouterr().err
     assert runs == [] and not list((out / "cells").iterdir())
+
+
+def test_a_style_too_small_for_a_cell_fails_before_any_run(files, tmp_path, runs, capsys):
+    out = tmp_path / "grid"
+    argv = ["compare", files["content"], "--style", files["style"], "-o", str(out), "--vary", "style-scale=1,0.1",
+            "--size", "48", "--steps", "2", "--device", "cpu", "-q"]  # fmt: skip
+    assert cli.main(argv) == 2
+    assert "the style image at" in capsys.readouterr().err
+    assert runs == [] and not list((out / "cells").iterdir())
