@@ -36,7 +36,7 @@ from brushwork.cli import demo_images
 from brushwork.compare import score_engine
 from brushwork.fast.apply import Settings, resolve_model, stylize_images
 from brushwork.fast.net import load_model
-from brushwork.optimize import Options
+from brushwork.options import Options
 from brushwork.score import score
 
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")

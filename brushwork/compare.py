@@ -43,9 +43,10 @@ from typing import Callable
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from . import __version__, api, cli, images
+from . import __version__, api, images
 from .errors import BrushworkError
-from .optimize import Engine, Options, Progress, StepRecord, image_key
+from .engine import Engine, Progress, StepRecord, image_key
+from .options import SETTING_BY_FIELD, Options, add_flags, options_from_args, parse_option
 from .progress import ProgressReporter
 from .score import SCORE_CONTENT_LAYERS, SCORE_STYLE_LAYERS, STYLE_FACTOR, score
 
@@ -114,8 +115,8 @@ def parse_vary(spec: str) -> Axis:
     shown = field.replace("_", "-")
     if not sep or not field:
         raise BrushworkError(f"--vary {spec!r}: expected KEY=V1,V2,... (e.g. style-weight=1,5,20)")
-    if field not in cli.FLAG_BY_FIELD:
-        names = ", ".join(f.replace("_", "-") for f in cli.FLAG_BY_FIELD)
+    if field not in SETTING_BY_FIELD:
+        names = ", ".join(f.replace("_", "-") for f in SETTING_BY_FIELD)
         raise BrushworkError(f"--vary {spec!r}: {key.strip()!r} is not a stylize option; options are: {names}")
     separator = ";" if field in LIST_FIELDS else ","
     labels = [v.strip() for v in text.split(separator) if v.strip()]
@@ -127,7 +128,7 @@ def parse_vary(spec: str) -> Axis:
             values.append(None)
             continue
         try:
-            values.append(cli.parse_option(field, label))
+            values.append(parse_option(field, label))
         except BrushworkError as e:
             hint = " (separate its values with ';')" if field in LIST_FIELDS else ""
             raise BrushworkError(f"--vary {shown}: {e}{hint}") from None
@@ -544,7 +545,7 @@ def render_csv(results: list[dict]) -> str:
 
 def prepare(args: argparse.Namespace) -> tuple[Options, list[Axis], list[Cell], Image.Image, list[Image.Image], Path]:
     """Everything that can be wrong with the request is found here, before any optimization."""
-    base = cli.options_from_args(args)
+    base = options_from_args(args)
     axes = [parse_vary(spec) for spec in args.vary]
     for i, axis in enumerate(axes):
         if axis.field in (a.field for a in axes[:i]):
@@ -659,7 +660,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder for the results (created if missing)")
     p.add_argument("--max-cells", type=int, default=64, help="refuse grids with more cells than this (default 64)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
-    cli.add_stylize_flags(p)
+    add_flags(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("score", help="how far an image is from a content photo and a style image")

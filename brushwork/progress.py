@@ -7,7 +7,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from .optimize import Progress
+from .engine import Progress
 
 
 class ProgressReporter:

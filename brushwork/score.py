@@ -18,7 +18,7 @@ from PIL import Image
 
 from . import images
 from .losses import ContentLoss, StyleLoss
-from .optimize import Engine, image_key
+from .engine import Engine, image_key
 
 SCORE_CONTENT_LAYERS = ("relu4_2",)
 SCORE_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from brushwork import api, images
-from brushwork.optimize import Engine, Options
+from brushwork.engine import Engine
+from brushwork.options import Options
 
 SKIMAGE_DATA = Path(str(importlib.resources.files("skimage") / "data"))
 SHARED_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "images"

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from brushwork import cli
-from brushwork.optimize import Engine
+from brushwork.engine import Engine
 from brushwork.progress import ProgressReporter
 from conftest import TINY
 

@@ -11,7 +11,8 @@ from PIL import Image
 
 from brushwork import cli, compare
 from brushwork.errors import BrushworkError
-from brushwork.optimize import Engine, Options
+from brushwork.engine import Engine
+from brushwork.options import Options
 
 BASE = Options(size=48, steps=3, device="cpu")
 TINY_FLAGS = ["--size", "48", "--device", "cpu", "-q"]

@@ -14,7 +14,8 @@ from PIL import Image
 import brushwork
 from brushwork import images
 from brushwork.errors import BrushworkError
-from brushwork.optimize import Engine, Options
+from brushwork.engine import Engine
+from brushwork.options import Options
 from brushwork.score import score
 from conftest import SHARED_IMAGES, TINY
 

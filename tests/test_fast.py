@@ -19,7 +19,7 @@ from brushwork import cli, images
 from brushwork.errors import BrushworkError
 from brushwork.fast import apply, export, train
 from brushwork.fast.net import TransformNet, load_model, model_metadata
-from brushwork.optimize import Options
+from brushwork.options import Options
 
 from conftest import sample
 

@@ -14,7 +14,9 @@ import torch
 from PIL import Image
 
 from brushwork import images
-from brushwork.optimize import Engine, Options, activation_elements, estimate_peak_bytes, schedule
+from brushwork.engine import Engine
+from brushwork.options import Options
+from brushwork.plan import activation_elements, estimate_peak_bytes, schedule
 from brushwork.score import score
 
 GATYS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1", "relu4_2")
@@ -84,7 +86,8 @@ def test_memory_estimate_within_2x_of_measured_peak():
         import json, re
         from pathlib import Path
         from PIL import Image
-        from brushwork.optimize import Engine, Options
+        from brushwork.engine import Engine
+        from brushwork.options import Options
         def status(key):
             return int(re.search(key + r":\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1)) * 1024
         e = Engine(device="cpu")
@@ -130,7 +133,7 @@ def _quadratic_closure(x, target):
 
 def test_lbfgs_matches_torch_inside_the_pixel_range():
     """Away from the [0, 1] bounds, our host-sync-free L-BFGS takes torch.optim.LBFGS's steps."""
-    from brushwork.optimize import LBFGS
+    from brushwork.lbfgs import LBFGS
 
     target = torch.linspace(0.3, 0.7, 30).reshape(1, 3, 2, 5)
     ours_x = torch.full((1, 3, 2, 5), 0.5, requires_grad=True)
@@ -149,7 +152,7 @@ def test_lbfgs_matches_torch_inside_the_pixel_range():
 def test_lbfgs_leaves_out_pairs_without_curvature_like_torch():
     """On a non-convex loss some steps have sᵀy ≤ 0; torch drops those pairs, ours masks them
     out of the compact product: the same steps while the history has room."""
-    from brushwork.optimize import LBFGS
+    from brushwork.lbfgs import LBFGS
 
     torch.manual_seed(0)
     phase = torch.rand(1, 3, 4, 4) * 6
@@ -176,7 +179,7 @@ def test_lbfgs_leaves_out_pairs_without_curvature_like_torch():
 
 
 def test_lbfgs_history_stays_float32_under_a_float64_default():
-    from brushwork.optimize import LBFGS
+    from brushwork.lbfgs import LBFGS
 
     target = torch.linspace(0.3, 0.7, 30).reshape(1, 3, 2, 5)
     x = torch.full((1, 3, 2, 5), 0.5, requires_grad=True)
@@ -193,7 +196,7 @@ def test_lbfgs_history_stays_float32_under_a_float64_default():
 
 
 def test_lbfgs_keeps_pixels_in_range():
-    from brushwork.optimize import LBFGS
+    from brushwork.lbfgs import LBFGS
 
     target = torch.linspace(-0.5, 1.5, 30).reshape(1, 3, 2, 5)  # half of it out of range
     x = torch.full((1, 3, 2, 5), 0.5, requires_grad=True)
@@ -231,7 +234,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @needs_cuda
 def test_cuda_graph_replay_recomputes_at_the_changed_image():
     from brushwork.losses import ContentLoss, StyleLoss, gram_matrix
-    from brushwork.optimize import cuda_graphed
+    from brushwork.objective import cuda_graphed
 
     engine = Engine(device="cuda")
     torch.manual_seed(0)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from brushwork import api, cli, images
 from brushwork.errors import BrushworkError
-from brushwork.optimize import Options
+from brushwork.options import Options
 
 
 @pytest.fixture(scope="module")

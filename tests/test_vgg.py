@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from brushwork.errors import BrushworkError
-from brushwork.optimize import Options
+from brushwork.options import Options
 from brushwork.presets import PRESETS, get_preset
 from brushwork.vgg import (
     CONV_NAMES,

@@ -34,7 +34,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .. import images
 from ..errors import BrushworkError
-from ..optimize import pick_device, pick_dtype
+from ..devices import pick_device, pick_dtype
 from .net import FastModel, load_model
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}

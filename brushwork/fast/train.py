@@ -29,10 +29,12 @@ from tqdm import tqdm
 
 from .. import images
 from ..api import engine_for
-from ..cli import STYLIZE_FLAGS, options_from_args
 from ..errors import BrushworkError
 from ..losses import ContentLoss, StyleLoss, TVLoss
-from ..optimize import Options, image_key, min_side, pick_dtype
+from ..devices import pick_dtype
+from ..engine import image_key
+from ..options import Options, add_flags, options_from_args
+from ..plan import min_side
 from .net import TransformNet, model_metadata, read_model_file
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -375,8 +377,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--quiet", "-q", action="store_true")
-    group = p.add_argument_group("loss options (as for `brushwork stylize`; --lr is Adam's, default 1e-3)")
-    for flag, field_name, _, help_text in STYLIZE_FLAGS:
-        if field_name in TRAIN_FIELDS:
-            group.add_argument(flag, dest=field_name, metavar=field_name.upper(), help=help_text)
+    add_flags(p, TRAIN_FIELDS, "loss options (as for `brushwork stylize`; --lr is Adam's, default 1e-3)", False)
     p.set_defaults(func=cmd_train)

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, images
 from ..errors import BrushworkError
-from ..optimize import COLOR_MODES, Options
+from ..options import COLOR_MODES, Options
 from ..presets import PRESETS
 from .jobs import ACTIVE, CONTENT_FILE, RESULT_FILES, Job, JobQueue, style_file
 

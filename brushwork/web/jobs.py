@@ -29,7 +29,8 @@ from PIL import Image
 from .. import images
 from ..api import engine_for
 from ..errors import BrushworkError
-from ..optimize import Options, Progress
+from ..engine import Progress
+from ..options import Options
 
 log = logging.getLogger("brushwork.web")
 

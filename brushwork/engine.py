@@ -1,0 +1,311 @@
+"""The engine: images in -> VGG features -> losses -> optimizer -> image out, coarse to fine.
+
+`Engine` holds one loaded network (and a cache of style targets) so many runs can share it;
+`Engine.run` paints one picture and reports through a callback, leaving progress bars,
+snapshots and traces to the caller. A run is a `Painting`: per scale, it builds the
+objective (objective.py) and steps the optimizer (lbfgs.py) on it; the plan (plan.py) says
+which scales and how many steps.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from PIL import Image
+
+from . import images, lbfgs
+from .devices import is_out_of_memory, pick_device
+from .errors import BrushworkError
+from .losses import ContentLoss, StyleLoss, gram_matrix
+from .objective import Objective, cuda_graphed
+from .options import Options
+from .plan import Plan, largest_fitting_size, make_plan, min_side
+from .vgg import VGG19, load_vgg19
+
+
+@dataclass
+class StepRecord:
+    """One optimizer evaluation, as written to a --trace file."""
+
+    step: int
+    scale: int
+    width: int
+    height: int
+    content: float
+    style: float
+    tv: float
+    total: float
+    seconds: float
+
+
+@dataclass
+class Progress:
+    """What a callback sees after each step whose losses were read."""
+
+    step: int
+    total_steps: int
+    scale: int
+    n_scales: int
+    record: StepRecord
+    image: torch.Tensor  # the image being optimized, at the current scale (do not modify)
+    _finish: Callable[[torch.Tensor], torch.Tensor] = field(repr=False)
+
+    def preview(self) -> Image.Image:
+        """The current image as the final output would look (colour restored if preserving)."""
+        return images.to_pil(self._finish(self.image.detach()))
+
+
+@dataclass
+class Result:
+    image: Image.Image
+    records: list[StepRecord]
+    stop_reason: str  # "done" | "interrupted" | "diverged"
+    seconds: float
+    size: tuple[int, int]
+
+
+def image_key(image: Image.Image) -> str:
+    """A content hash, so cached targets are shared between runs on the same picture."""
+    return hashlib.sha1(image.tobytes() + repr(image.size).encode()).hexdigest()
+
+
+class Engine:
+    """One loaded VGG19 on one device, reusable across runs (the compare grid shares it).
+
+    Style Gram targets are cached by (image, size, layers): runs that differ only in weights,
+    steps or optimizer never recompute them.
+    """
+
+    def __init__(
+        self,
+        device: str = "auto",
+        weights: str | None = None,
+        weights_format: str = "auto",
+        pooling: str = "max",
+        layers: tuple[str, ...] | None = None,
+    ):
+        self.device = pick_device(device)
+        self.vgg: VGG19 = load_vgg19(weights, pooling, layers, weights_format).to(self.device)
+        self.vgg.to(memory_format=torch.channels_last)
+        self._gram_cache: dict[tuple, dict[str, torch.Tensor]] = {}
+        self.cuda_graphs = True  # on CUDA devices, see objective.cuda_graphed; off only to measure what it gains
+        if self.device.type == "cuda":
+            torch.backends.cudnn.allow_tf32 = True
+
+    def features(self, image: torch.Tensor, layers: tuple[str, ...], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        # No cast cache: it only serves weights that require grad (ours do not), and it must be
+        # off while a CUDA graph records.
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype != torch.float32, cache_enabled=False):
+            return self.vgg(image.to(self.device, memory_format=torch.channels_last), layers)
+
+    def style_grams(self, key: tuple, image: torch.Tensor, layers: tuple[str, ...], dtype: torch.dtype):
+        cache_key = (key, tuple(image.shape), layers, dtype)
+        if cache_key not in self._gram_cache:
+            with torch.no_grad():
+                feats = self.features(image, layers, dtype)
+                self._gram_cache[cache_key] = {name: gram_matrix(f) for name, f in feats.items()}
+        return self._gram_cache[cache_key]
+
+    def plan(self, content_size: tuple[int, int], options: Options, style_sizes: list[tuple[int, int]] = ()) -> Plan:
+        """Check a run against the limits (size, layers, memory) and lay out its scales."""
+        return make_plan(self.vgg, self.device, content_size, options, style_sizes)
+
+    def run(
+        self,
+        content: Image.Image,
+        styles: list[Image.Image],
+        options: Options,
+        callback: Callable[[Progress], None] | None = None,
+    ) -> Result:
+        """Stylize `content` (RGB PIL) with `styles`; see Options for the knobs."""
+        options.validate(len(styles))
+        if options.style_crop is not None:
+            styles = [images.crop(s, options.style_crop) for s in styles]
+        init_image = images.load_image(options.init) if options.init not in ("content", "noise") else None
+        plan = self.plan(content.size, options, [s.size for s in styles])
+        painting = Painting(self, options, plan, content, styles, init_image, callback)
+        try:
+            painting.paint()
+        except RuntimeError as e:
+            if not is_out_of_memory(e):
+                raise
+            size = options.size * 3 // 4
+            if plan.free is not None:
+                size = min(size, largest_fitting_size(options.size, plan.memory_needed, plan.free))
+            raise BrushworkError(
+                f"out of memory on {self.device} at {plan.width}x{plan.height}; try --size {size} or smaller"
+            ) from e
+        return painting.result()
+
+
+class Painting:
+    """One run of the engine: the inputs prepared once, then coarse to fine, per scale an
+    objective and an optimizer, with the losses read back, recorded and reported."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        options: Options,
+        plan: Plan,
+        content: Image.Image,
+        styles: list[Image.Image],
+        init_image: Image.Image | None,
+        callback: Callable[[Progress], None] | None,
+    ):
+        self.engine, self.options, self.plan, self.callback = engine, options, plan, callback
+        self.started = time.perf_counter()
+        self.content = images.to_tensor(content)
+        self.styles = [images.to_tensor(s) for s in styles]
+        self.style_keys = [image_key(s) for s in styles]
+        if options.preserve_color != "none":
+            # Recolour the style images once, against the content at output size.
+            reference = images.resize(self.content, (plan.width, plan.height))
+            recolor = images.match_histogram if options.preserve_color == "histogram" else images.match_luminance
+            self.styles = [recolor(s, reference) for s in self.styles]
+            self.style_keys = [f"{k}:{options.preserve_color}:{image_key(content)}" for k in self.style_keys]
+        self.x = self._initial_image(init_image, plan.scales[0][0])
+        self.last_good = self.x.clone()
+        self.records: list[StepRecord] = []
+        self.stop_reason = "done"
+        self.step = 0
+        # Reading a loss value waits for the GPU; on accelerators read every few steps instead.
+        self.sync_every = 1 if engine.device.type == "cpu" else 10
+
+    def paint(self) -> None:
+        """Every scale, coarse to fine; the result is left in self.x (or self.last_good)."""
+        optimizer = None
+        try:
+            for index, (size, n_steps) in enumerate(self.plan.scales):
+                objective = self.objective_at(index, size)
+                previous_pixels = self.x.shape[-1] * self.x.shape[-2]
+                x = images.resize(self.x, size).to(self.engine.device).contiguous().requires_grad_(True)
+                self.x = x
+                optimizer = self._optimizer(x, n_steps, optimizer, previous_pixels)
+                if not self.optimize_scale(index, x, objective, optimizer, n_steps):
+                    return
+                self.x = x.detach().clamp(0, 1)
+        except KeyboardInterrupt:
+            self.stop_reason = "interrupted"
+
+    def objective_at(self, index: int, size: tuple[int, int]) -> Objective:
+        """The losses at one scale: content targets at this size, style targets from the style
+        images resized to match (cached across runs by the engine)."""
+        options, dtype, engine = self.options, self.plan.dtype, self.engine
+        style_layers, content_layers = options.layers
+        content = images.resize(self.content, size)
+        if options.preserve_color == "luminance":
+            content = images.luminance(content)
+        final_scale = index == len(self.plan.scales) - 1
+        grams = [
+            engine.style_grams((key,), self._style_at(style, size, final_scale), style_layers, dtype)
+            for key, style in zip(self.style_keys, self.styles)
+        ]
+        style_weights = list(options.style_weights or [1.0] * len(self.styles))
+        layer_weights = dict(zip(style_layers, options.style_layer_weights or [1.0] * len(style_layers)))
+        style_loss = StyleLoss(StyleLoss.blend(grams, style_weights), layer_weights)
+        with torch.no_grad():
+            content_targets = engine.features(content, content_layers, dtype)
+        content_loss = ContentLoss(content_targets, dict.fromkeys(content_layers, 1.0))
+        features = functools.partial(engine.features, layers=self.plan.layers, dtype=dtype)
+        weights = (options.content_weight, options.style_weight, options.tv_weight)
+        return Objective(features, content_loss, style_loss, weights)
+
+    def _style_at(self, style: torch.Tensor, size: tuple[int, int], final_scale: bool) -> torch.Tensor:
+        """The style image at the size this scale uses: --style-scale times the output's long
+        side; coarse scales may enlarge it to stay computable (the plan checked the final one)."""
+        sw, sh = style.shape[-1], style.shape[-2]
+        long_side = max(1, round(max(size) * self.options.style_scale))
+        if not final_scale:
+            style_layers, _ = self.options.layers
+            long_side = max(long_side, math.ceil(min_side(style_layers) * max(sw, sh) / min(sw, sh)))
+        return images.resize(style, images.fit_size(sw, sh, long_side))
+
+    def _optimizer(
+        self, x: torch.Tensor, n_steps: int, previous: lbfgs.LBFGS | torch.optim.Adam | None, previous_pixels: int
+    ) -> lbfgs.LBFGS | torch.optim.Adam:
+        lr = self.options.learning_rate
+        if self.options.optimizer == "adam":
+            return torch.optim.Adam([x], lr=lr)
+        # The losses are means over positions, so the inverse Hessian grows with the pixel
+        # count: the last scale's estimate, scaled, makes a sound first step here.
+        h_diag = None if previous is None else previous.h_diag * (x.shape[-1] * x.shape[-2]) / previous_pixels
+        return lbfgs.LBFGS(x, lr, min(lbfgs.HISTORY, n_steps), h_diag)
+
+    def optimize_scale(self, index: int, x: torch.Tensor, objective: Objective, optimizer, n_steps: int) -> bool:
+        """`n_steps` optimizer steps on x; False if the run diverged."""
+        evaluate = functools.partial(objective, x)
+        if self.engine.cuda_graphs and self.engine.device.type == "cuda":
+            evaluate = cuda_graphed(evaluate, x)
+        losses: list[torch.Tensor] = []
+
+        def closure() -> torch.Tensor:
+            terms = evaluate().clone()  # a replayed graph rewrites its output in place
+            losses.append(terms)
+            return terms[3]
+
+        pending: list[tuple[int, torch.Tensor]] = []  # (step, image evaluated)
+        self.last_read = time.perf_counter() - self.started
+        for i in range(n_steps):
+            before = x.detach().clone()
+            optimizer.step(closure)
+            self.step += 1
+            if self.options.optimizer == "adam":
+                with torch.no_grad():
+                    x.clamp_(0, 1)
+            pending.append((self.step, before))
+            if len(pending) < self.sync_every and i < n_steps - 1:
+                continue
+            if not self._record(index, x, pending, losses[-len(pending):]):
+                return False
+            pending.clear()
+        return True
+
+    def _record(self, index: int, x: torch.Tensor, pending: list[tuple[int, torch.Tensor]], losses) -> bool:
+        """Read the pending steps' losses (this waits for the device), record and report them;
+        False at the first loss that is not finite."""
+        values = torch.stack(losses).tolist()
+        # When each step finished: a GPU runs the queued steps one after another between two
+        # reads, so their end times are spread evenly over that window.
+        now = time.perf_counter() - self.started
+        w, h = x.shape[-1], x.shape[-2]
+        for j, ((at, evaluated), (c, s, t, total)) in enumerate(zip(pending, values)):
+            if not math.isfinite(total):
+                self.stop_reason = "diverged"
+                return False
+            self.last_good = evaluated
+            seconds = self.last_read + (now - self.last_read) * (j + 1) / len(pending)
+            self.records.append(StepRecord(at, index, w, h, c, s, t, total, seconds))
+        self.last_read = now
+        if self.callback is not None:
+            total_steps = sum(steps for _, steps in self.plan.scales)
+            self.callback(Progress(self.step, total_steps, index, len(self.plan.scales), self.records[-1], x, self.finish))
+        return True
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        """Optimized image -> output look: in luminance mode, put the content's colours back."""
+        x = x.detach().float().cpu().clamp(0, 1)
+        if self.options.preserve_color == "luminance":
+            return images.with_chroma_of(x, images.resize(self.content, (x.shape[-1], x.shape[-2])))
+        return x
+
+    def result(self) -> Result:
+        image = self.finish(self.last_good if self.stop_reason == "diverged" else self.x)
+        if tuple(image.shape[-2:]) != (self.plan.height, self.plan.width):
+            image = images.resize(image, (self.plan.width, self.plan.height))
+        size = (self.plan.width, self.plan.height)
+        return Result(images.to_pil(image), self.records, self.stop_reason, time.perf_counter() - self.started, size)
+
+    def _initial_image(self, init_image: Image.Image | None, size: tuple[int, int]) -> torch.Tensor:
+        if init_image is not None:
+            return images.resize(images.to_tensor(init_image), size)
+        if self.options.init == "noise":
+            w, h = size
+            return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(self.options.seed))
+        x = images.resize(self.content, size)
+        return images.luminance(x) if self.options.preserve_color == "luminance" else x

