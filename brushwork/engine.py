@@ -22,8 +22,8 @@ from PIL import Image
 from . import images, lbfgs
 from .devices import is_out_of_memory, pick_device
 from .errors import BrushworkError
-from .losses import ContentLoss, StyleLoss, gram_matrix
-from .objective import Objective, cuda_graphed
+from .losses import gram_matrix
+from .objective import Objective, content_loss_for, cuda_graphed, style_loss_for
 from .options import Options
 from .plan import Plan, largest_fitting_size, make_plan, min_side
 from .vgg import VGG19, load_vgg19
@@ -206,15 +206,12 @@ class Painting:
             engine.style_grams((key,), self._style_at(style, size, final_scale), style_layers, dtype)
             for key, style in zip(self.style_keys, self.styles)
         ]
-        style_weights = list(options.style_weights or [1.0] * len(self.styles))
-        layer_weights = dict(zip(style_layers, options.style_layer_weights or [1.0] * len(style_layers)))
-        style_loss = StyleLoss(StyleLoss.blend(grams, style_weights), layer_weights)
         with torch.no_grad():
             content_targets = engine.features(content, content_layers, dtype)
-        content_loss = ContentLoss(content_targets, dict.fromkeys(content_layers, 1.0))
         features = functools.partial(engine.features, layers=self.plan.layers, dtype=dtype)
-        weights = (options.content_weight, options.style_weight, options.tv_weight)
-        return Objective(features, content_loss, style_loss, weights)
+        return Objective.for_options(
+            options, features, content_loss_for(options, content_targets), style_loss_for(options, grams)
+        )
 
     def _style_at(self, style: torch.Tensor, size: tuple[int, int], final_scale: bool) -> torch.Tensor:
         """The style image at the size this scale uses: --style-scale times the output's long

@@ -13,8 +13,24 @@ from typing import Callable
 import torch
 
 from .losses import ContentLoss, StyleLoss, TVLoss
+from .options import Options
 
 Features = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+
+
+def content_loss_for(options: Options, targets: dict[str, torch.Tensor]) -> ContentLoss:
+    """The content term of a run: its content layers, equally weighted."""
+    _, content_layers = options.layers
+    return ContentLoss(targets, dict.fromkeys(content_layers, 1.0))
+
+
+def style_loss_for(options: Options, targets: list[dict[str, torch.Tensor]]) -> StyleLoss:
+    """The style term of a run: one set of targets per style image, blended with
+    --style-weights, its layers weighted with --style-layer-weights."""
+    style_layers, _ = options.layers
+    style_weights = list(options.style_weights or [1.0] * len(targets))
+    layer_weights = dict(zip(style_layers, options.style_layer_weights or [1.0] * len(style_layers)))
+    return StyleLoss(StyleLoss.blend(targets, style_weights), layer_weights)
 
 
 class Objective:
@@ -32,15 +48,24 @@ class Objective:
         self.features, self.content, self.style, self.tv = features, content, style, TVLoss()
         self.weights = weights
 
+    @classmethod
+    def for_options(
+        cls, options: Options, features: Features, content: ContentLoss, style: StyleLoss
+    ) -> "Objective":
+        return cls(features, content, style, (options.content_weight, options.style_weight, options.tv_weight))
+
+    def terms(self, feats: dict[str, torch.Tensor], image: torch.Tensor) -> torch.Tensor:
+        """[content, style, tv, total] of an image (or batch) and its features, differentiable."""
+        c, s, t = self.content(feats), self.style(feats), self.tv(image)
+        wc, ws, wt = self.weights
+        return torch.stack([c, s, t, wc * c + ws * s + wt * t])
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """[content, style, tv, total] at x (detached), and the total's gradient in x.grad."""
         x.grad = None
-        feats = self.features(x)
-        c, s, t = self.content(feats), self.style(feats), self.tv(x)
-        wc, ws, wt = self.weights
-        total = wc * c + ws * s + wt * t
-        total.backward()
-        return torch.stack([c, s, t, total]).detach()
+        terms = self.terms(self.features(x), x)
+        terms[3].backward()
+        return terms.detach()
 
 
 def cuda_graphed(evaluate: Callable[[], torch.Tensor], x: torch.Tensor) -> Callable[[], torch.Tensor]:
