@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from brushwork import cli, compare
+from brushwork import cli
+from brushwork.compare import grid, report
 from brushwork.errors import BrushworkError
 from brushwork.engine import Engine
 from brushwork.options import Options
@@ -38,13 +39,13 @@ def files(tmp_path_factory) -> dict[str, str]:
 
 
 def test_parse_vary_keys_values_and_lists():
-    axis = compare.parse_vary("style_weight=1, 5,20")
+    axis = grid.parse_vary("style_weight=1, 5,20")
     assert (axis.key, axis.field, axis.values, axis.labels) == ("style-weight", "style_weight", [1.0, 5.0, 20.0], ["1", "5", "20"])
-    assert compare.parse_vary("style-weight=1,5").field == "style_weight"
-    assert compare.parse_vary("preset=gatys,tutorial").values == ["gatys", "tutorial"]
-    crop = compare.parse_vary("style-crop=none;0,0,0.5,0.5;10,10,20,20")
+    assert grid.parse_vary("style-weight=1,5").field == "style_weight"
+    assert grid.parse_vary("preset=gatys,tutorial").values == ["gatys", "tutorial"]
+    crop = grid.parse_vary("style-crop=none;0,0,0.5,0.5;10,10,20,20")
     assert crop.values == [None, (0.0, 0.0, 0.5, 0.5), (10.0, 10.0, 20.0, 20.0)]
-    layers = compare.parse_vary("style-layers=relu1_1,relu2_1;relu3_1")
+    layers = grid.parse_vary("style-layers=relu1_1,relu2_1;relu3_1")
     assert layers.values == [("relu1_1", "relu2_1"), ("relu3_1",)]
 
 
@@ -65,29 +66,29 @@ def test_parse_vary_keys_values_and_lists():
 )
 def test_parse_vary_rejects(spec, message):
     with pytest.raises(BrushworkError) as info:
-        compare.parse_vary(spec)
+        grid.parse_vary(spec)
     assert message in str(info.value)
 
 
-def axes(*specs: str) -> list[compare.Axis]:
-    return [compare.parse_vary(s) for s in specs]
+def axes(*specs: str) -> list[grid.Axis]:
+    return [grid.parse_vary(s) for s in specs]
 
 
 def test_one_key_is_one_row():
     grid_axes = axes("style-weight=1,5,20")
-    cells = compare.expand(BASE, grid_axes)
+    cells = grid.expand(BASE, grid_axes)
     assert [c.options.style_weight for c in cells] == [1.0, 5.0, 20.0]
     assert all(c.options.size == 48 and c.options.steps == 3 for c in cells)
-    (page,) = compare.layout(grid_axes, cells)
+    (page,) = report.layout(grid_axes, cells)
     assert page.name == "sheet.png" and page.title == "" and page.row_axis is None
     assert [[c.options.style_weight for c in row] for row in page.grid] == [[1.0, 5.0, 20.0]]
 
 
 def test_two_keys_are_rows_by_columns():
     grid_axes = axes("preset=gatys,tutorial", "style-weight=1,5,20")
-    cells = compare.expand(BASE, grid_axes)
+    cells = grid.expand(BASE, grid_axes)
     assert len(cells) == 6
-    (page,) = compare.layout(grid_axes, cells)
+    (page,) = report.layout(grid_axes, cells)
     assert page.name == "sheet.png"
     assert [[(c.options.preset, c.options.style_weight) for c in row] for row in page.grid] == [
         [("gatys", 1.0), ("gatys", 5.0), ("gatys", 20.0)],
@@ -97,9 +98,9 @@ def test_two_keys_are_rows_by_columns():
 
 def test_three_keys_give_one_sheet_per_value_of_the_third():
     grid_axes = axes("preset=gatys,tutorial", "style-weight=1,5,20", "tv-weight=0,0.01")
-    cells = compare.expand(BASE, grid_axes)
+    cells = grid.expand(BASE, grid_axes)
     assert len(cells) == 12 and len({c.index for c in cells}) == 12
-    pages = compare.layout(grid_axes, cells)
+    pages = report.layout(grid_axes, cells)
     assert [p.name for p in pages] == ["sheet_tv-weight=0.png", "sheet_tv-weight=0.01.png"]
     assert [p.title for p in pages] == ["tv-weight = 0", "tv-weight = 0.01"]
     for page, tv in zip(pages, (0.0, 0.01)):
@@ -110,8 +111,8 @@ def test_three_keys_give_one_sheet_per_value_of_the_third():
 
 
 def test_steps_axis_shares_one_run_per_other_combination():
-    cells = compare.expand(BASE, axes("style-weight=1,5", "steps=2,6,4"))
-    groups = compare.run_groups(cells)
+    cells = grid.expand(BASE, axes("style-weight=1,5", "steps=2,6,4"))
+    groups = grid.run_groups(cells)
     assert len(groups) == 2
     for group in groups:
         assert sorted(c.options.steps for c in group) == [2, 4, 6]

@@ -1,0 +1,122 @@
+"""`brushwork compare` runs a grid of settings and lays the results out side by side;
+`brushwork score` measures one image. The seed's whole study was comparing settings by eye,
+so this turns that study into one command.
+
+`grid` plans and computes the cells (and says how a grid is run, and why); `report` draws the
+contact sheets and writes index.html, results.csv and results.json. This module is the two
+commands' flags and the order of the steps between them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .. import images
+from ..errors import BrushworkError
+from ..options import SETTING_BY_FIELD, Options, add_flags, options_from_args
+from ..score import STYLE_FACTOR, score
+from .grid import (
+    CELLS, Axis, Cell, Engines, Inputs, check_cell_count, check_plans, compute, load_cached, parse_axes, plan_cells,
+    score_engine,
+)
+from .report import write_reports
+
+__all__ = ["add_parser", "cmd_compare", "cmd_score", "score_engine"]
+
+
+def output_folder(output: str) -> Path:
+    """Refuses a file in the way before the inputs are even read."""
+    out_dir = Path(output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BrushworkError(f"{out_dir} exists and is not a folder")
+    return out_dir
+
+
+def make_folders(out_dir: Path) -> None:
+    """Creates the cache folder and proves the reports can be written, so an unwritable folder
+    fails now and not after every cell has run."""
+    try:
+        (out_dir / CELLS).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BrushworkError(f"cannot create {out_dir / CELLS}: {e.strerror}") from None
+    for output in (out_dir / "index.html", out_dir / CELLS / "cell.png"):
+        images.check_writable(output, overwrite=True)
+
+
+def prepare(args: argparse.Namespace) -> tuple[Options, list[Axis], list[Cell], Inputs, Path]:
+    """Everything that can be wrong with the request is found here, before any optimization."""
+    base = options_from_args(args)
+    set_fields = {field for field in SETTING_BY_FIELD if getattr(args, field) is not None}
+    axes = parse_axes(args.vary, set_fields)
+    check_cell_count(axes, args.max_cells)
+    out_dir = output_folder(args.output)
+    inputs = Inputs(images.load_image(args.content), [images.load_image(s) for s in args.style],
+                    str(args.content), [str(s) for s in args.style])
+    cells = plan_cells(base, axes, inputs)
+    make_folders(out_dir)
+    return base, axes, cells, inputs, out_dir
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Check everything, run the cells not cached yet, then rebuild every report."""
+    base, axes, cells, inputs, out_dir = prepare(args)
+    cell_dir = out_dir / CELLS
+    engines = Engines(base, cells)
+    rows = load_cached(cells, cell_dir)
+    check_plans(cells, rows, inputs, engines)
+    started = time.perf_counter()
+    if compute(cells, axes, rows, inputs, cell_dir, engines, args.quiet):
+        print(f"brushwork: interrupted; {len(rows)} of {len(cells)} cells are saved in {cell_dir}. "
+              "Run the same command again to finish the rest.", file=sys.stderr)
+        return 130
+    pages = write_reports(out_dir, base, axes, cells, rows, inputs)
+    if not args.quiet:
+        sheets = ", ".join(p.name for p in pages)
+        print(f"wrote {out_dir}: {sheets}, index.html, results.csv, results.json "
+              f"({len(cells)} cells, {time.perf_counter() - started:.1f} s)", file=sys.stderr)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """Prints one image's distances, with what each number means unless JSON is asked for."""
+    output, content, style = (images.load_image(p) for p in (args.image, args.content, args.style))
+    result = score(output, content, style, score_engine(args.device))
+    numbers = {"content_distance": result.content, "style_distance": result.style, "objective": result.objective}
+    if args.json:
+        print(json.dumps(numbers, indent=1))
+    else:
+        print(f"content distance  {result.content:.4g}  (relative relu4_2 feature error)")
+        print(f"style distance    {result.style:.4g}  (mean relative Gram error, relu1_1…relu5_1)")
+        print(f"objective         {result.objective:.4g}  (content + {STYLE_FACTOR:g} × style)")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """The `compare` and `score` subcommands."""
+    p = sub.add_parser("compare", help="run a grid of settings and lay the results out side by side",
+                       description="Run every combination of the --vary values and write a contact sheet, "
+                                   "index.html, results.csv and results.json to DIR. Finished cells are cached "
+                                   "in DIR/cells, so running the same command again resumes.")
+    p.add_argument("content", help="content photo")
+    p.add_argument("--style", "-s", required=True, nargs="+", action="extend", help="style image(s)")
+    p.add_argument("--vary", required=True, action="append", metavar="KEY=V1,V2",
+                   help="a stylize option and its values, e.g. style-weight=1,5,20 or preset=gatys,tutorial; "
+                        "options whose value is a list take ';' between values "
+                        "(\"style-crop=none;0,0,0.5,0.5\"); repeat for more axes")
+    p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder for the results (created if missing)")
+    p.add_argument("--max-cells", type=int, default=64, help="refuse grids with more cells than this (default 64)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    add_flags(p)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("score", help="how far an image is from a content photo and a style image")
+    p.add_argument("image", help="the image to measure (e.g. a stylized output)")
+    p.add_argument("--content", "-c", required=True, help="content photo")
+    p.add_argument("--style", "-s", required=True, help="style image")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.set_defaults(func=cmd_score)
