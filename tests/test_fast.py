@@ -320,6 +320,21 @@ def test_apply_command_size_strength_batch_and_overwrite(tiny_model, tmp_path, c
     assert run_cli([*args, "--overwrite"], capsys)[0] == 0
 
 
+def test_output_folders_are_checked_before_any_work(tmp_path):
+    """A missing output folder fails while planning, not after the network has run; only the
+    folder of several outputs may be missing (it is made then), and not its parent."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sample("coffee.png", 48).save(folder / "p.png")
+    with pytest.raises(BrushworkError, match="output folder does not exist"):
+        apply.plan_jobs([str(folder / "p.png")], str(tmp_path / "missing" / "o.png"), overwrite=False)
+    with pytest.raises(BrushworkError, match="output folder does not exist"):
+        apply.plan_jobs([str(folder)], str(tmp_path / "missing" / "out"), overwrite=False)
+    assert not (tmp_path / "missing").exists()
+    (job,) = apply.plan_jobs([str(folder)], str(tmp_path / "out"), overwrite=False)
+    assert job.target == tmp_path / "out" / "p.png" and job.target.parent.is_dir()
+
+
 def test_export_refuses_to_overwrite_unless_asked(tiny_model, tmp_path, capsys):
     target = tmp_path / "m.onnx"
     target.write_bytes(b"keep me")

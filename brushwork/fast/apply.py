@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
@@ -36,6 +36,9 @@ from .. import images
 from ..errors import BrushworkError
 from ..devices import pick_device, pick_dtype
 from .net import FastModel, load_model
+
+if TYPE_CHECKING:
+    import av
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}
 VIDEO_OUTPUT_SUFFIXES = {".mp4", ".mkv", ".mov"}
@@ -165,20 +168,21 @@ def plan_jobs(inputs: list[str], output: str, overwrite: bool) -> list[Job]:
             raise BrushworkError(f"input not found: {item}")
     out = Path(output)
     single = len(inputs) == 1 and not Path(inputs[0]).is_dir()
+    new_folder = not single and not out.exists()  # made below, once every output has passed its checks
     if single and not out.is_dir():
         targets = [out]
     else:
         if out.exists() and not out.is_dir():
             raise BrushworkError(f"{out} must be a folder when applying to several inputs or a folder")
-        if not out.parent.is_dir():
-            raise BrushworkError(f"output folder does not exist: {out.parent}")
+        if new_folder:
+            images.check_writable(out, overwrite=False)  # its parent exists and can be written
         targets = [out / default_name(s) for s in sources]
         if len(set(targets)) != len(targets):
             raise BrushworkError("two inputs have the same file name; their outputs would collide in " + str(out))
     jobs = [Job(s, t, is_video(s)) for s, t in zip(sources, targets)]
     for job in jobs:
-        check_target(job, overwrite)
-    if not single:
+        check_target(job, overwrite, new_folder)
+    if new_folder:
         out.mkdir(exist_ok=True)
     return jobs
 
@@ -189,21 +193,14 @@ def default_name(source: Path) -> str:
     return source.stem + (source.suffix if source.suffix.lower() in images.SAVE_FORMATS else ".png")
 
 
-def check_target(job: Job, overwrite: bool) -> None:
-    """Output type, no silent overwrite, and a writable folder (the folder of several outputs
-    may not exist yet: then its parent must be writable)."""
+def check_target(job: Job, overwrite: bool, new_folder: bool) -> None:
+    """Output type, then images.check_writable, unless the output goes into a folder still to be
+    made (`new_folder`): nothing can exist there yet, and plan_jobs has checked its parent."""
     allowed = VIDEO_OUTPUT_SUFFIXES if job.video else set(images.SAVE_FORMATS)
     if job.target.suffix.lower() not in allowed:
         raise BrushworkError(f"unsupported output type {job.target.suffix or '(none)'!r} for {job.source.name}; use {', '.join(sorted(allowed))}")
-    if job.target.is_dir():
-        raise BrushworkError(f"{job.target} is a directory")
-    if job.target.exists() and not overwrite:
-        raise BrushworkError(f"{job.target} exists; pass --overwrite to replace it")
-    folder = job.target.parent if job.target.parent.exists() else job.target.parent.parent
-    if not folder.is_dir():
-        raise BrushworkError(f"output folder does not exist: {job.target.parent}")
-    if not os.access(folder, os.W_OK):
-        raise BrushworkError(f"output folder is not writable: {folder}")
+    if not new_folder:
+        images.check_writable(job.target, overwrite)
 
 
 # --- video ---------------------------------------------------------------------------------
@@ -244,12 +241,16 @@ class Deflicker:
         self.previous_in, self.previous_out = frame_in, out
         return out
 
+    def mean_changes(self) -> tuple[float, float]:
+        """Mean input and output change per frame; 0 for a video of one frame, which cannot flicker."""
+        return float(np.mean(self.change_in or [0.0])), float(np.mean(self.change_out or [0.0]))
+
 
 def quantize(frame: torch.Tensor) -> torch.Tensor:
     return frame.clamp(0, 1).mul(255).round().div(255)
 
 
-def open_video(path: Path):
+def open_video(path: Path) -> av.container.InputContainer:
     import av
 
     try:
@@ -272,68 +273,12 @@ def stylize_video(stylizer: Stylizer, job: Job, settings: Settings) -> VideoRepo
 
     started = time.perf_counter()
     source = open_video(job.source)
-    in_video = source.streams.video[0]
-    in_audio = source.streams.audio[0] if source.streams.audio else None
-    width, height = in_video.codec_context.width, in_video.codec_context.height
-    if settings.size is not None:
-        width, height = images.fit_size(width, height, settings.size)
     tmp = job.target.with_name(f".{job.target.name}.tmp{job.target.suffix}")
     deflicker = Deflicker(settings.deflicker)
-    frames_done = 0
     try:
-        sink = av.open(str(tmp), "w")
-        try:
-            rate = in_video.average_rate or in_video.guessed_rate or Fraction(25)
-            out_video = sink.add_stream("libx264", rate=rate)
-            out_video.width, out_video.height = width, height
-            # 4:2:0 chroma needs even sides; odd-sized videos keep their size in 4:4:4.
-            out_video.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-            out_video.time_base = in_video.time_base
-            out_video.options = {"crf": "18", "preset": "medium"}
-            copy_audio = in_audio is not None and can_copy_audio(in_audio.codec_context.name, job.target)
-            if in_audio is None:
-                out_audio = None
-            elif copy_audio:
-                out_audio = sink.add_stream_from_template(in_audio)
-            else:
-                out_audio = sink.add_stream("aac", rate=in_audio.codec_context.sample_rate)
-
-            pending: list[av.VideoFrame] = []
-
-            def flush() -> None:
-                nonlocal frames_done
-                if not pending:
-                    return
-                batch = torch.cat([frame_tensor(f, width, height) for f in pending])
-                stylized = stylizer(batch)
-                for i, frame in enumerate(pending):
-                    out = deflicker(batch[i : i + 1], stylized[i : i + 1])
-                    new = av.VideoFrame.from_ndarray(to_array(out), format="rgb24")
-                    new.pts, new.time_base = frame.pts, frame.time_base
-                    for packet in out_video.encode(new):
-                        sink.mux(packet)
-                frames_done += len(pending)
-                pending.clear()
-
-            streams = [in_video] + ([in_audio] if in_audio is not None else [])
-            for packet in source.demux(*streams):
-                if packet.stream is in_video:
-                    for frame in packet.decode():
-                        pending.append(frame)
-                        if len(pending) == settings.batch:
-                            flush()
-                elif copy_audio and packet.dts is not None:
-                    packet.stream = out_audio
-                    sink.mux(packet)
-                elif not copy_audio:
-                    for sound in packet.decode():
-                        sink.mux(out_audio.encode(sound))
-            flush()
-            for stream in (out_video, out_audio) if out_audio is not None and not copy_audio else (out_video,):
-                sink.mux(stream.encode())
-        finally:
-            sink.close()
-        if frames_done == 0:
+        with av.open(str(tmp), "w") as sink:
+            frames = Transcode(source, sink, job.target, settings).run(stylizer, deflicker)
+        if frames == 0:
             raise BrushworkError(f"{job.source} has a video stream but no decodable frames")
         os.replace(tmp, job.target)
     except av.error.FFmpegError as e:
@@ -341,9 +286,83 @@ def stylize_video(stylizer: Stylizer, job: Job, settings: Settings) -> VideoRepo
     finally:
         source.close()
         tmp.unlink(missing_ok=True)
-    change_in = float(np.mean(deflicker.change_in)) if deflicker.change_in else 0.0
-    change_out = float(np.mean(deflicker.change_out)) if deflicker.change_out else 0.0
-    return VideoReport(frames_done, time.perf_counter() - started, change_in, change_out)
+    return VideoReport(frames, time.perf_counter() - started, *deflicker.mean_changes())
+
+
+class Transcode:
+    """One video from `source` into `sink`, packet by packet in file order so audio and video stay
+    interleaved: frames wait until a batch is full and go through the network together."""
+
+    def __init__(self, source: av.container.InputContainer, sink: av.container.OutputContainer, target: Path, settings: Settings):
+        self.source, self.sink, self.batch = source, sink, settings.batch
+        self.in_video = source.streams.video[0]
+        self.in_audio = source.streams.audio[0] if source.streams.audio else None
+        self.size = (self.in_video.codec_context.width, self.in_video.codec_context.height)
+        if settings.size is not None:
+            self.size = images.fit_size(*self.size, settings.size)
+        self.out_video = add_video_stream(sink, self.in_video, *self.size)
+        self.copy_audio = self.in_audio is not None and can_copy_audio(self.in_audio.codec_context.name, target)
+        if self.in_audio is None:
+            self.out_audio = None
+        elif self.copy_audio:
+            self.out_audio = sink.add_stream_from_template(self.in_audio)
+        else:
+            self.out_audio = sink.add_stream("aac", rate=self.in_audio.codec_context.sample_rate)
+        self.pending: list[av.VideoFrame] = []
+        self.frames = 0
+
+    def run(self, stylizer: Stylizer, deflicker: Deflicker) -> int:
+        """Every packet, then the encoders' buffered tails; the number of frames written."""
+        streams = [self.in_video] + ([self.in_audio] if self.in_audio is not None else [])
+        for packet in self.source.demux(*streams):
+            if packet.stream is self.in_video:
+                for frame in packet.decode():
+                    self.pending.append(frame)
+                    if len(self.pending) == self.batch:
+                        self.flush(stylizer, deflicker)
+            else:
+                self.pass_audio(packet)
+        self.flush(stylizer, deflicker)
+        encoders = (self.out_video, self.out_audio) if self.out_audio is not None and not self.copy_audio else (self.out_video,)
+        for stream in encoders:
+            self.sink.mux(stream.encode())
+        return self.frames
+
+    def pass_audio(self, packet: av.Packet) -> None:
+        """Copied packets keep their timestamps; a demuxer's empty flush packet (no dts) is not copied."""
+        if not self.copy_audio:
+            for sound in packet.decode():
+                self.sink.mux(self.out_audio.encode(sound))
+        elif packet.dts is not None:
+            packet.stream = self.out_audio
+            self.sink.mux(packet)
+
+    def flush(self, stylizer: Stylizer, deflicker: Deflicker) -> None:
+        """The pending frames as one batch; each output frame takes its input frame's timestamp."""
+        import av
+
+        if not self.pending:
+            return
+        batch = torch.cat([frame_tensor(f, *self.size) for f in self.pending])
+        stylized = stylizer(batch)
+        for i, frame in enumerate(self.pending):
+            new = av.VideoFrame.from_ndarray(to_array(deflicker(batch[i : i + 1], stylized[i : i + 1])), format="rgb24")
+            new.pts, new.time_base = frame.pts, frame.time_base
+            for packet in self.out_video.encode(new):
+                self.sink.mux(packet)
+        self.frames += len(self.pending)
+        self.pending.clear()
+
+
+def add_video_stream(sink: av.container.OutputContainer, in_video: av.VideoStream, width: int, height: int) -> av.VideoStream:
+    """H.264 in the input's time base, so every frame can keep its own timestamp."""
+    out = sink.add_stream("libx264", rate=in_video.average_rate or in_video.guessed_rate or Fraction(25))
+    out.width, out.height = width, height
+    # 4:2:0 chroma needs even sides; odd-sized videos keep their size in 4:4:4.
+    out.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+    out.time_base = in_video.time_base
+    out.options = {"crf": "18", "preset": "medium"}
+    return out
 
 
 def can_copy_audio(codec: str, target: Path) -> bool:

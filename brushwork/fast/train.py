@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import torch
@@ -30,9 +31,9 @@ from tqdm import tqdm
 from .. import images
 from ..api import engine_for
 from ..errors import BrushworkError
-from ..losses import ContentLoss, StyleLoss, TVLoss
 from ..devices import pick_dtype
 from ..engine import image_key
+from ..objective import Objective, content_loss_for, style_loss_for
 from ..options import Options, add_flags, options_from_args
 from ..plan import min_side
 from .net import TransformNet, model_metadata, read_model_file
@@ -193,124 +194,175 @@ def check_config(config: TrainConfig) -> None:
     config.options.validate(len(config.styles))
 
 
+@dataclass
+class StartingPoint:
+    """Where a run begins: fresh, or where the checkpoint of --output left off."""
+
+    width: int
+    blocks: int
+    iteration: int = 0
+    seconds: float = 0.0  # training time already spent, so the model's metadata counts all of it
+    tensors: dict[str, torch.Tensor] | None = None  # the checkpoint's network and Adam state
+
+
+def starting_point(config: TrainConfig) -> StartingPoint:
+    """A resumed run must keep the checkpoint's shape: its weights fit no other network."""
+    if not config.resume:
+        return StartingPoint(16 if config.width is None else config.width, 5 if config.blocks is None else config.blocks)
+    tensors, saved = read_model_file(checkpoint_path(config.output))
+    iteration = int(saved.get("iteration", 0))
+    seconds = float(json.loads(saved.get("training", "{}")).get("seconds", 0.0))
+    for key, requested in (("width", config.width), ("blocks", config.blocks)):
+        if requested is not None and requested != int(saved[key]):
+            raise BrushworkError(f"--{key} {requested} differs from the checkpoint's {saved[key]}")
+    return StartingPoint(int(saved["width"]), int(saved["blocks"]), iteration, seconds, tensors)
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Train (or continue training) and write config.output; see the module docstring."""
-    check_config(config)
-    options = config.options
-    styles = [images.load_image(s) for s in config.styles]
-    train_photos, held_out = split_holdout(find_photos(config.data), config.holdout)
+    return TrainingRun(config).run()
 
-    shape = {"width": config.width, "blocks": config.blocks}
-    start, seconds_before, tensors = 0, 0.0, None
-    if config.resume:
-        tensors, saved = read_model_file(checkpoint_path(config.output))
-        start = int(saved.get("iteration", 0))
-        seconds_before = float(json.loads(saved.get("training", "{}")).get("seconds", 0.0))
-        for key in shape:
-            if shape[key] is not None and shape[key] != int(saved[key]):
-                raise BrushworkError(f"--{key} {shape[key]} differs from the checkpoint's {saved[key]}")
-            shape[key] = int(saved[key])
-    torch.manual_seed(options.seed)  # the network's initial weights
-    net = TransformNet(16 if shape["width"] is None else shape["width"], 5 if shape["blocks"] is None else shape["blocks"])
-    engine = engine_for(options)
-    device = engine.device
-    dtype = pick_dtype(options.precision, device)
-    net.to(device).train()
-    optimizer = torch.optim.Adam(net.parameters(), lr=options.lr or DEFAULT_LR)
-    if tensors is not None:
-        net.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("optimizer.")})
-        restore_optimizer(optimizer, tensors)
 
-    style_layers, content_layers = options.layers
-    all_layers = tuple(dict.fromkeys(style_layers + content_layers))
-    if options.style_crop is not None:
-        styles = [images.crop(s, options.style_crop) for s in styles]
-    style_side = max(1, round(config.crop * options.style_scale))
-    grams = []
-    for style in styles:
-        tensor = images.to_tensor(style)
-        tensor = images.resize(tensor, images.fit_size(style.width, style.height, style_side))
-        if min(tensor.shape[-2:]) < min_side(style_layers):
-            raise BrushworkError(f"the style image at {style_side} px is too small for the style layers; raise --style-scale")
-        grams.append(engine.style_grams((image_key(style),), tensor, style_layers, dtype))
-    style_loss = StyleLoss(
-        StyleLoss.blend(grams, list(options.style_weights or [1.0] * len(styles))),
-        dict(zip(style_layers, options.style_layer_weights or [1.0] * len(style_layers))),
-    )
-    content_layer_weights = dict.fromkeys(content_layers, 1.0)
-    tv_loss = TVLoss()
+class TrainingRun:
+    """One call of `train`: the network, its optimizer, the style targets and the sample photos
+    prepared once, then iterations until done or Ctrl-C, writing samples and checkpoints on the way."""
 
-    def metadata(iteration: int, seconds: float) -> dict[str, str]:
+    def __init__(self, config: TrainConfig):
+        check_config(config)
+        self.config, self.options = config, config.options
+        styles = [images.load_image(s) for s in config.styles]
+        self.photos, self.held_out = split_holdout(find_photos(config.data), config.holdout)
+        self.begin = starting_point(config)
+        torch.manual_seed(self.options.seed)  # the network's initial weights
+        self.net = TransformNet(self.begin.width, self.begin.blocks)
+        self.engine = engine_for(self.options)
+        self.device = self.engine.device
+        self.dtype = pick_dtype(self.options.precision, self.device)
+        self.net.to(self.device).train()
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.options.lr or DEFAULT_LR)
+        if self.begin.tensors is not None:
+            self.net.load_state_dict({k: v for k, v in self.begin.tensors.items() if not k.startswith("optimizer.")})
+            restore_optimizer(self.optimizer, self.begin.tensors)
+        self.style_loss = style_loss_for(self.options, self.style_targets(styles))
+        style_layers, self.content_layers = self.options.layers
+        all_layers = tuple(dict.fromkeys(style_layers + self.content_layers))
+        self.features = functools.partial(self.engine.features, layers=all_layers, dtype=self.dtype)
+        self.sample_inputs = self.load_samples()
+        self.iteration = self.begin.iteration
+        self.losses: list[float] = []  # the total of every iteration run in this call
+
+    def style_targets(self, styles: list[Image.Image]) -> list[dict[str, torch.Tensor]]:
+        """Gram targets of each style image at the size `stylize --size CROP` would use, so a
+        trained model paints what an optimization at that size would."""
+        style_layers, _ = self.options.layers
+        if self.options.style_crop is not None:
+            styles = [images.crop(s, self.options.style_crop) for s in styles]
+        style_side = max(1, round(self.config.crop * self.options.style_scale))
+        grams = []
+        for style in styles:
+            tensor = images.resize(images.to_tensor(style), images.fit_size(style.width, style.height, style_side))
+            if min(tensor.shape[-2:]) < min_side(style_layers):
+                raise BrushworkError(f"the style image at {style_side} px is too small for the style layers; raise --style-scale")
+            grams.append(self.engine.style_grams((image_key(style),), tensor, style_layers, self.dtype))
+        return grams
+
+    def load_samples(self) -> list[torch.Tensor]:
+        """The held-out photos, decoded once: samples are written many times during a run."""
+        if self.held_out:
+            samples_dir(self.config.output).mkdir(exist_ok=True)
+        inputs = []
+        for path in self.held_out:
+            photo = images.load_image(path)
+            inputs.append(images.resize(images.to_tensor(photo), images.fit_size(*photo.size, 2 * self.config.crop)))
+        return inputs
+
+    def run(self) -> TrainResult:
+        """Iterate until --iterations; Ctrl-C stops with a checkpoint instead of losing the run."""
+        config = self.config
+        generator = torch.Generator().manual_seed(self.options.seed * 1_000_003 + self.begin.iteration)  # crops
+        self.started = time.perf_counter()
+        reporter = TrainProgress(self.begin.iteration, config.iterations, config.quiet)
+        stop_reason = "done"
+        try:
+            while self.iteration < config.iterations:
+                content, style, _, total = self.step(training_batch(self.photos, config, generator).to(self.device))
+                self.iteration += 1
+                self.losses.append(total)
+                reporter.update(self.iteration, total, content, style)
+                self.write_along_the_way()
+        except KeyboardInterrupt:
+            stop_reason = "interrupted"
+        finally:
+            reporter.close()
+        seconds = self.finish(stop_reason)
+        return TrainResult(self.iteration, self.losses, stop_reason, seconds)
+
+    def step(self, batch: torch.Tensor) -> list[float]:
+        """One Adam step on a batch of crops, scored like `stylize` scores an image: each crop is
+        its own content target. Returns [content, style, tv, total], read in one device sync."""
+        with torch.no_grad():
+            content_loss = content_loss_for(self.options, self.engine.features(batch, self.content_layers, self.dtype))
+        objective = Objective.for_options(self.options, self.features, content_loss, self.style_loss)
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            output = self.net(batch)
+        terms = objective.terms(objective.features(output), output)
+        values = terms.tolist()
+        if not math.isfinite(values[3]):
+            raise BrushworkError(f"training diverged (loss became NaN/inf) at iteration {self.iteration + 1}; try a lower --lr")
+        self.optimizer.zero_grad(set_to_none=True)
+        terms[3].backward()
+        self.optimizer.step()
+        return values
+
+    def write_along_the_way(self) -> None:
+        """Samples show how the style develops; checkpoints bound what a crash can lose."""
+        config, iteration = self.config, self.iteration
+        if self.held_out and (iteration % config.sample_every == 0 or iteration == config.iterations):
+            self.write_samples()
+        if iteration % config.checkpoint_every == 0:
+            self.save_checkpoint(time.perf_counter() - self.started)
+
+    def write_samples(self) -> None:
+        """The network on the held-out photos, in eval mode as `apply` will run it."""
+        self.net.eval()
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            for path, tensor in zip(self.held_out, self.sample_inputs):
+                image = images.to_pil(self.net(tensor.to(self.device)).float())
+                images.save_image(image, samples_dir(self.config.output) / f"{path.stem}_{self.iteration:06d}.jpg", overwrite=True)
+        self.net.train()
+
+    def finish(self, stop_reason: str) -> float:
+        """The last checkpoint (unless just written) and, if training ran to the end, the model;
+        returns the seconds this call trained."""
+        seconds = time.perf_counter() - self.started
+        if self.iteration % self.config.checkpoint_every != 0 or stop_reason == "interrupted":
+            self.save_checkpoint(seconds)
+        if stop_reason == "done":
+            save_model(self.config.output, self.net.eval(), self.metadata(seconds))
+        return seconds
+
+    def save_checkpoint(self, seconds: float) -> None:
+        save_model(checkpoint_path(self.config.output), self.net, self.metadata(seconds), self.optimizer)
+
+    def metadata(self, seconds: float) -> dict[str, str]:
+        """What `--resume` needs to continue, and what a model's user may want to know of its training."""
+        config, options = self.config, self.options
         training = {
-            "iteration": iteration, "iterations": config.iterations, "batch": config.batch, "crop": config.crop,
-            "lr": options.lr or DEFAULT_LR, "photos": [p.name for p in train_photos], "seconds": round(seconds_before + seconds, 1),
-            "device": str(device), "dtype": str(dtype).removeprefix("torch."),
+            "iteration": self.iteration, "iterations": config.iterations, "batch": config.batch, "crop": config.crop,
+            "lr": options.lr or DEFAULT_LR, "photos": [p.name for p in self.photos],
+            "seconds": round(self.begin.seconds + seconds, 1), "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
         }  # fmt: skip
         return model_metadata(
-            net, style_name(config.styles), {f: getattr(options, f) for f in TRAIN_FIELDS}, iteration=iteration,
+            self.net, style_name(config.styles), {f: getattr(options, f) for f in TRAIN_FIELDS}, iteration=self.iteration,
             training=json.dumps(training),
         )
-
-    samples = samples_dir(config.output)
-    if held_out:
-        samples.mkdir(exist_ok=True)
-    sample_inputs = []
-    for path in held_out:
-        photo = images.load_image(path)
-        sample_inputs.append(images.resize(images.to_tensor(photo), images.fit_size(*photo.size, 2 * config.crop)))
-
-    def write_samples(iteration: int) -> None:
-        net.eval()
-        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            for path, tensor in zip(held_out, sample_inputs):
-                image = images.to_pil(net(tensor.to(device)).float())
-                images.save_image(image, samples / f"{path.stem}_{iteration:06d}.jpg", overwrite=True)
-        net.train()
-
-    generator = torch.Generator().manual_seed(options.seed * 1_000_003 + start)  # crops
-    started = time.perf_counter()
-    losses: list[float] = []
-    reporter = TrainProgress(start, config.iterations, config.quiet)
-    iteration, stop_reason = start, "done"
-    try:
-        while iteration < config.iterations:
-            batch = training_batch(train_photos, config, generator).to(device)
-            with torch.no_grad():
-                content_loss = ContentLoss(engine.features(batch, content_layers, dtype), content_layer_weights)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                output = net(batch)
-            feats = engine.features(output, all_layers, dtype)
-            c, s, t = content_loss(feats), style_loss(feats), tv_loss(output)
-            total = options.content_weight * c + options.style_weight * s + options.tv_weight * t
-            values = torch.stack([total, c, s]).tolist()  # one read from the device per iteration
-            if not math.isfinite(values[0]):
-                raise BrushworkError(f"training diverged (loss became NaN/inf) at iteration {iteration + 1}; try a lower --lr")
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
-            iteration += 1
-            losses.append(values[0])
-            reporter.update(iteration, *values)
-            if held_out and (iteration % config.sample_every == 0 or iteration == config.iterations):
-                write_samples(iteration)
-            if iteration % config.checkpoint_every == 0:
-                save_model(checkpoint_path(config.output), net, metadata(iteration, time.perf_counter() - started), optimizer)
-    except KeyboardInterrupt:
-        stop_reason = "interrupted"
-    finally:
-        reporter.close()
-    seconds = time.perf_counter() - started
-    if iteration % config.checkpoint_every != 0 or stop_reason == "interrupted":  # else just written
-        save_model(checkpoint_path(config.output), net, metadata(iteration, seconds), optimizer)
-    if stop_reason == "done":
-        save_model(config.output, net.eval(), metadata(iteration, seconds))
-    return TrainResult(iteration, losses, stop_reason, seconds)
 
 
 class TrainProgress:
     """A tqdm bar with the loss and ETA on a terminal; about twenty plain lines otherwise."""
 
-    def __init__(self, start: int, total: int, quiet: bool, stream=None):
+    def __init__(self, start: int, total: int, quiet: bool, stream: TextIO | None = None):
         self.stream = stream or sys.stderr
         self.start, self.total, self.quiet = start, total, quiet
         self.started = time.perf_counter()
