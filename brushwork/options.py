@@ -27,7 +27,7 @@ COLOR_MODES = ("none", "luminance", "histogram")
 PRECISIONS = ("auto", "fp32", "bf16")
 POOLINGS = ("max", "avg")
 WEIGHT_FORMATS = ("auto", "caffe", "torchvision")
-DEFAULT_MAX_PIXELS = 2048 * 2048
+DEFAULT_MAX_PIXELS = 8192 * 8192
 
 
 @dataclass
@@ -59,6 +59,9 @@ class Options:
     device: str = "auto"
     precision: str = "auto"
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_memory: float | None = None  # GiB a run may use; None: see plan.memory_budget
+    tile: int | None = None  # tile core side for the tiled evaluation; None: only when needed
+    seamless: bool = False  # the output wraps around and can be repeated without a join
 
     def replace(self, **changes) -> "Options":
         return dataclasses.replace(self, **changes)
@@ -122,6 +125,8 @@ class Options:
             raise BrushworkError("--steps-per-scale values must be at least 1")
         if self.size < 1:
             raise BrushworkError(f"--size must be positive, got {self.size}")
+        if self.max_memory is not None and not (math.isfinite(self.max_memory) and self.max_memory > 0):
+            raise BrushworkError(f"--max-memory must be a positive number of GiB, got {self.max_memory}")
         if not (math.isfinite(self.style_scale) and self.style_scale > 0):
             raise BrushworkError(f"--style-scale must be a positive number, got {self.style_scale}")
 
@@ -167,6 +172,13 @@ def _number(kind: type) -> Callable[[str], float | int]:
     return parse
 
 
+def _switch(text: str) -> bool:
+    """An on/off setting: a bare flag on the command line, true/false in compare --vary and forms."""
+    if text.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise BrushworkError(f"expected true or false, got {text!r}")
+    return text.lower() in ("true", "1", "yes", "on")
+
+
 def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in choices:
@@ -182,7 +194,8 @@ class Setting:
 
     `choices` lists the allowed values of a choice setting (the web form makes a menu of them);
     `web` says the page offers it, and `bounds` is the range the page allows for a number (a
-    server's caps, narrower than the engine's own limits)."""
+    server's caps, narrower than the engine's own limits). `web_default`, where set, is what
+    the page starts with instead of `default`: a run sized for a CPU, which the user may raise."""
 
     flag: str
     field: str
@@ -191,6 +204,7 @@ class Setting:
     choices: tuple[str, ...] = ()
     web: bool = False
     bounds: tuple[float, float] | None = None
+    web_default: Any = None
 
     @property
     def default(self) -> Any:
@@ -213,12 +227,13 @@ SETTINGS: tuple[Setting, ...] = (
     _choice_setting("--optimizer", OPTIMIZERS, "lbfgs or adam"),
     Setting("--lr", "lr", _number(float), "step size (default 1 for L-BFGS, 0.02 for Adam)"),
     Setting("--steps", "steps", _number(int), "optimizer evaluations in all (split over the scales)",
-            web=True, bounds=(1, 5000)),
+            web=True, bounds=(1, 5000), web_default=100),
     Setting("--scales", "scales", _number(int), "coarse-to-fine scales, 1 = single-scale (default: 3 from 384 px)"),
     Setting("--steps-per-scale", "steps_per_scale", _ints, "exact steps per scale, coarse to fine, e.g. 150,90,60"),
     Setting("--init", "init", str, "start from: content, noise, or an image file"),
     Setting("--seed", "seed", _number(int), "random seed (same seed and options give the same image on CPU)"),
-    Setting("--size", "size", _number(int), "longest side of the output in pixels", web=True, bounds=(32, 2048)),
+    Setting("--size", "size", _number(int), "longest side of the output in pixels", web=True, bounds=(32, 2048),
+            web_default=256),
     Setting("--style-scale", "style_scale", _number(float), "style image size relative to the output"),
     Setting("--style-crop", "style_crop", images.parse_crop, "x,y,w,h of the style image to use (pixels or fractions)"),
     _choice_setting("--preserve-color", COLOR_MODES, "keep the content's colours: luminance or histogram", web=True),
@@ -228,6 +243,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--device", "device", str, "auto, cpu, cuda or mps"),
     _choice_setting("--precision", PRECISIONS, "auto (bf16 where fast), fp32 or bf16"),
     Setting("--max-pixels", "max_pixels", _number(int), "refuse outputs with more pixels than this"),
+    Setting("--max-memory", "max_memory", _number(float),
+            "GiB a run may use; larger outputs are evaluated in tiles (default: 8 or what is free on a CPU)"),
+    Setting("--tile", "tile", _number(int), "force the tiled evaluation with tiles of about this many px (core)"),
+    Setting("--seamless", "seamless", _switch, "the output wraps around: tile it like a wallpaper without a join"),
 )
 SETTING_BY_FIELD = {s.field: s for s in SETTINGS}
 
@@ -250,6 +269,9 @@ def add_flags(
     group = parser.add_argument_group(title)
     for setting in SETTINGS:
         if fields is not None and setting.field not in fields:
+            continue
+        if setting.parse is _switch:  # a bare flag; its text "true" goes through the same parser
+            group.add_argument(setting.flag, dest=setting.field, action="store_const", const="true", help=setting.help)
             continue
         default = setting.default if show_defaults else None
         shown = f" (default: {default})" if default is not None and not isinstance(default, tuple) else ""

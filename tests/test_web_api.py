@@ -6,6 +6,7 @@ worker never starts and its jobs stay queued: the tests that need no painting us
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -22,6 +23,7 @@ from PIL import Image
 pytest.importorskip("fastapi", reason="the web extra is not installed")
 from fastapi.testclient import TestClient  # noqa: E402
 
+from brushwork import options  # noqa: E402
 from brushwork.cli import main  # noqa: E402
 from brushwork.web.app import create_app  # noqa: E402
 
@@ -103,8 +105,13 @@ def test_page_docs_and_config(tmp_path):
                  "/api/jobs/{job_id}/preview", "/api/jobs/{job_id}/result.{fmt}"):
         assert path in paths
     config = client.get("/api/config").json()
-    assert {p["name"] for p in config["presets"]} >= {"gatys", "tutorial"}
-    assert config["color_modes"] == ["none", "luminance", "histogram"]
+    settings = {s["field"]: s for s in config["settings"]}
+    assert set(settings["preset"]["choices"]) >= {"gatys", "tutorial"} and settings["preset"]["choice_help"]["gatys"]
+    assert settings["preserve_color"]["choices"] == ["none", "luminance", "histogram"]
+    assert (settings["size"]["default"], settings["steps"]["default"]) == (256, 100)  # the page's CPU-sized start
+    form = client.get("/openapi.json").json()["paths"]["/api/jobs"]["post"]["requestBody"]
+    fields = form["content"]["multipart/form-data"]["schema"]["properties"]
+    assert fields["size"]["maximum"] == 2048 and fields["preserve_color"]["enum"] == settings["preserve_color"]["choices"]
     sample = config["samples"][0]
     assert decoded(client.get(sample["url"]).content).size[0] > 100
 
@@ -189,7 +196,7 @@ def test_bad_uploads_and_limits_get_clear_json_errors(tmp_path, uploads):
          "200x100 = 20,000 pixels, over the limit of 10,000"),
         ([("content", ("a.png", small, "image/png"))] + [style] * 3, {}, 400, "3 style images is over the limit of 2"),
         ([("content", ("a.png", small, "image/png"))], {}, 422, "styles: Field required"),
-        ([("content", ("a.png", small, "image/png")), style], {"preset": "monet"}, 400, "unknown preset 'monet'"),
+        ([("content", ("a.png", small, "image/png")), style], {"preset": "monet"}, 422, "preset: expected one of"),
         ([("content", ("a.png", small, "image/png")), style], {"steps": "0"}, 422, "steps:"),
         ([("content", ("a.png", small, "image/png")), style], {"size": "100000"}, 422, "size:"),
         ([("content", ("a.png", small, "image/png")), style], {"preserve_color": "sepia"}, 422, "preserve_color:"),
@@ -204,6 +211,47 @@ def test_bad_uploads_and_limits_get_clear_json_errors(tmp_path, uploads):
     assert oversized.status_code == 413 and "over the upload limit" in oversized.json()["error"]
     assert client.get("/api/jobs").json() == {"jobs": []}  # nothing was queued
     assert not any(p.is_file() for p in tmp_path.rglob("*"))  # and nothing was written
+
+
+def test_the_form_is_the_settings_tables_web_rows(tmp_path, uploads, monkeypatch):
+    """The page's fields, their limits and starting values are read from options.SETTINGS, so a
+    change there is a change of the form: here the steps row gets a narrower range."""
+    web_rows = [s for s in options.SETTINGS if s.web]
+    narrow = tuple(dataclasses.replace(s, bounds=(1, 10)) if s.field == "steps" else s for s in options.SETTINGS)
+    monkeypatch.setattr(options, "SETTINGS", narrow)
+    client = TestClient(create_app(tmp_path))  # no worker: jobs stay queued
+    shown = client.get("/api/config").json()["settings"]
+    assert [s["field"] for s in shown] == [s.field for s in web_rows]
+    for row, entry in zip(web_rows, shown):
+        assert entry["flag"] == row.flag and entry["help"] == row.help and entry["choices"] == list(row.choices)
+        assert entry["default"] == (row.default if row.web_default is None else row.web_default)
+    assert next(s for s in shown if s["field"] == "steps")["bounds"] == [1, 10]
+
+    refused = client.post("/api/jobs", files=files(uploads), data={"steps": "11"})
+    assert refused.status_code == 422 and refused.json()["error"] == "steps: must be from 1 to 10, got 11"
+    job = submit(client, uploads, {"steps": "10", "preserve_color": "luminance"})
+    assert job["settings"] == {"preset": "gatys", "style_weight": 5.0, "steps": 10, "size": 256,
+                               "preserve_color": "luminance"}  # fields left out: the table's defaults
+
+
+def test_unknown_fields_and_bad_values_are_refused_by_name(tmp_path, uploads):
+    client = TestClient(create_app(tmp_path))
+    text_content = [("content", (None, "photo.png")), ("styles", ("s.jpg", uploads["style"], "image/jpeg"))]
+    cases = [
+        (files(uploads), {"colour": "blue"}, "colour: not a field of this form; fields: content, styles, preset"),
+        (files(uploads), {"size": "big"}, "size: expected a whole number, got 'big'"),
+        (files(uploads), {"size": ""}, "size: expected a whole number, got ''"),
+        (files(uploads), {"style_weight": "nan"}, "style_weight: must be from 0 to 1e+06, got nan"),
+        (files(uploads), {"preserve_color": "sepia"}, "preserve_color: expected one of none, luminance, histogram"),
+        (files(uploads) + [("size", (None, "64")), ("size", (None, "96"))], {}, "size: expected one text value"),
+        (files(uploads) + [files(uploads)[0]], {}, "content: expected one file, got 2"),
+        (text_content, {}, "content: expected a file, got text"),
+    ]
+    for upload, data, message in cases:
+        response = client.post("/api/jobs", files=upload, data=data)
+        assert response.status_code == 422, (data, response.text)
+        assert message in response.json()["error"], response.json()
+    assert client.get("/api/jobs").json() == {"jobs": []}
 
 
 def test_ids_are_unguessable_and_paths_never_reach_the_disk(tmp_path, uploads):
@@ -283,7 +331,7 @@ def test_serve_command(tmp_path):
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/config", timeout=5) as response:
-                    assert "presets" in json.load(response)
+                    assert "settings" in json.load(response)
                 break
             except OSError:
                 assert time.monotonic() < deadline and server.poll() is None, "the server did not come up"

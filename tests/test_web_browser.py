@@ -25,6 +25,7 @@ pytest.importorskip("fastapi", reason="the web extra is not installed")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 import uvicorn  # noqa: E402
 
+from brushwork.options import SETTINGS  # noqa: E402
 from brushwork.web.app import create_app  # noqa: E402
 
 
@@ -68,6 +69,13 @@ def test_page_paints_downloads_and_keeps_history(server_url, tmp_path, content, 
             page.on("pageerror", lambda error: page_errors.append(str(error)))
             page.goto(server_url)
             page.wait_for_selector("body[data-ready=true]")
+
+            # The form's inputs are built from the settings table's web rows, limits and starts included.
+            web = {setting.field: setting for setting in SETTINGS if setting.web}
+            assert page.eval_on_selector_all("#settings [name]", "nodes => nodes.map(n => n.name)") == list(web)
+            assert page.input_value("#size") == str(web["size"].web_default)
+            assert page.get_attribute("#steps", "max") == str(web["steps"].bounds[1])
+            assert page.locator("#preserve_color option").all_inner_texts() == list(web["preserve_color"].choices)
 
             # A file that is no picture: the server's JSON error is shown on the page.
             page.set_input_files("#content-input", notes)

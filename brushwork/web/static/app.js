@@ -100,16 +100,28 @@ function sampleButton(sample, role) {
 
 // --- settings and start ----------------------------------------------------------------------
 
+// One input per setting the server lists (its table of settings decides which, with their
+// limits and starting values), so the page never keeps a copy of them.
+function settingInput(setting) {
+  const properties = { id: setting.field, name: setting.field, title: setting.help };
+  if (setting.kind === "choice") {
+    const choices = setting.choices.map((choice) =>
+      element("option", { value: choice, textContent: choice, title: setting.choice_help[choice] || "" }));
+    return element("select", properties, choices);
+  }
+  if (setting.kind === "text") return element("input", { ...properties, type: "text" });
+  const input = element("input", { ...properties, type: "number", step: setting.kind === "int" ? "1" : "any" });
+  if (setting.bounds) [input.min, input.max] = setting.bounds;
+  return input;
+}
+
 function fillSettings(config) {
-  for (const preset of config.presets) {
-    $("#preset").append(element("option", { value: preset.name, textContent: preset.name, title: preset.description }));
-  }
-  for (const mode of config.color_modes) {
-    $("#preserve_color").append(element("option", { value: mode, textContent: mode === "none" ? "style's" : `keep (${mode})` }));
-  }
-  for (const [field, value] of Object.entries(config.defaults)) $(`#${field}`).value = value;
-  [$("#size").min, $("#size").max] = config.limits.size;
-  [$("#steps").min, $("#steps").max] = config.limits.steps;
+  $("#settings").replaceChildren(...config.settings.map((setting) => {
+    const input = settingInput(setting);
+    input.value = setting.default;
+    const name = setting.field.replaceAll("_", " ");
+    return element("label", {}, [name[0].toUpperCase() + name.slice(1), input]);
+  }));
   for (const sample of config.samples) {
     $(sample.role === "content" ? "#content-samples" : "#style-samples").append(sampleButton(sample, sample.role));
   }

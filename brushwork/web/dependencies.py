@@ -1,0 +1,37 @@
+"""What the routes share, as FastAPI dependencies: the app's job queue and limits (kept on
+`app.state` by `create_app`, so that several apps can live in one process, as the tests
+make them), and the job a path names.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from .jobs import Job, JobQueue
+from .uploads import Limits
+
+
+def get_queue(request: Request) -> JobQueue:
+    return request.app.state.queue
+
+
+def get_limits(request: Request) -> Limits:
+    return request.app.state.limits
+
+
+QueueDep = Annotated[JobQueue, Depends(get_queue)]
+LimitsDep = Annotated[Limits, Depends(get_limits)]
+
+
+def find_job(job_id: str, queue: QueueDep) -> Job:
+    """The job with this id. Ids are only ever looked up in the queue's table, so no part of a
+    request's path reaches the filesystem."""
+    job = queue.get(job_id)
+    if job is None:
+        raise HTTPException(404, "no such job")
+    return job
+
+
+JobDep = Annotated[Job, Depends(find_job)]

@@ -1,0 +1,89 @@
+"""The pictures a job request carries, and the server's caps on them.
+
+An upload is judged only by what Pillow decodes from its bytes (the name and declared type
+count for nothing), after its size in bytes and then in pixels (from the header, before any
+pixel is decoded) are checked, so that no upload can make the server decode a bomb.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+
+from fastapi import HTTPException
+from PIL import Image, UnidentifiedImageError
+from starlette.datastructures import UploadFile
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .. import images
+
+MB = 1024 * 1024
+ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """One server's caps on a request, chosen in `create_app` and shown by /api/config."""
+
+    max_upload_mb: float  # per image
+    max_input_pixels: int  # per image
+    max_styles: int
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_upload_mb * MB)
+
+    @property
+    def max_request_bytes(self) -> int:
+        """A whole request: every image at its cap, plus room for the form's text fields."""
+        return self.max_bytes * (1 + self.max_styles) + MB
+
+
+def display_name(filename: str | None) -> str:
+    """The last part of a client's file name, printable and short: it is only ever shown."""
+    name = re.split(r"[\\/]", filename or "")[-1]
+    name = "".join(ch for ch in name if ch.isprintable())[:100]
+    return name or "upload"
+
+
+def read_image(upload: UploadFile, role: str, limits: Limits) -> tuple[Image.Image, str]:
+    """Decode one upload to RGB, or refuse it with a message that says why."""
+    name = display_name(upload.filename)
+    data = upload.file.read(limits.max_bytes + 1)
+    if len(data) > limits.max_bytes:
+        raise HTTPException(413, f"the {role} image {name!r} is over the upload limit of {limits.max_upload_mb:.3g} MB")
+    if not data:
+        raise HTTPException(400, f"the {role} image {name!r} is empty")
+    try:
+        with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as image:
+            width, height = image.size  # known from the header, before decoding any pixel
+            if width * height > limits.max_input_pixels:
+                raise HTTPException(413, f"the {role} image {name!r} is {width}x{height} = {width * height:,} "
+                                         f"pixels, over the limit of {limits.max_input_pixels:,}")
+            image.load()
+            return images.load_image(image), name
+    except UnidentifiedImageError:
+        raise HTTPException(400, f"the {role} file {name!r} is not an image Brushwork reads "
+                                 f"({', '.join(ACCEPTED_FORMATS)})") from None
+    except Image.DecompressionBombError:
+        raise HTTPException(413, f"the {role} image {name!r} has too many pixels") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise HTTPException(400, f"cannot decode the {role} image {name!r} (truncated or corrupt?): {e}") from None
+
+
+class BodyLimit:
+    """Refuse a request whose declared body is over the limit before anything parses it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length", b"0")
+            if length.isdigit() and int(length) > self.max_bytes:
+                message = f"the request is over the upload limit of {self.max_bytes / MB:.3g} MB"
+                await JSONResponse({"error": message}, status_code=413)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
