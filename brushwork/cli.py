@@ -11,16 +11,18 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Callable, NoReturn
+
+from PIL import Image
 
 from . import __version__, compare, images
 from .api import engine_for
-from .engine import Progress
+from .engine import Progress, Result
 from .errors import BrushworkError
 from .fast import apply, export, train
-from .options import add_flags, options_from_args
+from .options import Options, add_flags, options_from_args
 from .presets import PRESETS
-from .progress import ProgressReporter
+from .progress import ProgressReporter, format_duration
 from .web import serve  # imports fastapi only when `serve` runs
 
 
@@ -33,65 +35,95 @@ def snapshot_path(output: Path, step: int) -> Path:
 
 def cmd_stylize(args: argparse.Namespace) -> int:
     options = options_from_args(args)
-    output = images.check_output_path(args.output, args.overwrite)
+    check_outputs(args)
+    return paint(args, images.load_image(args.content), options)
+
+
+TEXTURE_CANVAS = (128, 128, 128)  # the "content" of a texture: only its size matters (content weight 0)
+
+
+def cmd_texture(args: argparse.Namespace) -> int:
+    """Gatys et al.'s texture synthesis: the stylize objective without its content term, from noise."""
+    options = options_from_args(args)
+    options = options.replace(content_weight=0.0, init=options.init if args.init else "noise")
+    check_outputs(args)
+    return paint(args, Image.new("RGB", (options.size, options.size), TEXTURE_CANVAS), options)
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse before any work if an output could not be written as asked."""
+    images.check_output_path(args.output, args.overwrite)
     if args.trace:
         images.check_writable(args.trace, args.overwrite)
-    content = images.load_image(args.content)
-    styles = [images.load_image(s) for s in args.style]
-    options.validate(len(styles))
     if args.save_every is not None and args.save_every < 1:
         raise BrushworkError("--save-every must be at least 1")
 
-    reporter = ProgressReporter("stylize", enabled=not args.quiet)
 
-    snapshots_saved = 0
-
-    def callback(progress: Progress) -> None:
-        nonlocal snapshots_saved
-        reporter(progress)
-        # Steps arrive in batches on a GPU, so save when a multiple of N has been passed.
-        if args.save_every and progress.step // args.save_every > snapshots_saved:
-            snapshots_saved = progress.step // args.save_every
-            images.save_image(progress.preview(), snapshot_path(output, progress.step), overwrite=True)
-
+def paint(args: argparse.Namespace, content: Image.Image, options: Options) -> int:
+    """Plan, run and write one picture (stylize, texture and demo all end here)."""
+    styles = [images.load_image(s) for s in args.style]
+    options.validate(len(styles))
     engine = engine_for(options)
+    plan = engine.plan(content.size, options)
+    images.check_disk_space(args.output, (plan.width, plan.height))
     if not args.quiet:
-        plan = engine.plan(content.size, options)
-        scales = " -> ".join(f"{w}x{h}:{steps}" for (w, h), steps in plan.scales)
-        precision = "bf16" if plan.dtype.itemsize == 2 else "fp32"
-        print(
-            f"plan: {scales} steps on {engine.device} ({precision}); "
-            f"estimated peak memory {plan.memory_needed / 2**30:.2f} GiB beyond the network",
-            file=sys.stderr,
-        )
+        print(plan.describe(engine.device), file=sys.stderr)
+        seconds = engine.estimate_seconds(plan)
+        if seconds is not None:
+            print(f"estimated time: about {format_duration(seconds)}", file=sys.stderr)
+    reporter = ProgressReporter("stylize", enabled=not args.quiet)
     try:
-        result = engine.run(content, styles, options, callback)
+        result = engine.run(content, styles, options, snapshot_saver(args, reporter))
     finally:
         reporter.close()
-    images.save_image(result.image, output, overwrite=True)
+    images.save_image(result.image, args.output, overwrite=True)
     if args.trace:
-        trace = {
-            "options": dataclasses.asdict(options),
-            "size": result.size,
-            "stop_reason": result.stop_reason,
-            "seconds": result.seconds,
-            "steps": [dataclasses.asdict(r) for r in result.records],
-        }
-        images.write_atomic(args.trace, json.dumps(trace, indent=1).encode())
+        write_trace(args.trace, options, result)
+    return report(args, result)
+
+
+def snapshot_saver(args: argparse.Namespace, reporter: ProgressReporter) -> Callable[[Progress], None]:
+    """The run's callback: progress, and with --save-every a snapshot each time a multiple of N
+    steps has passed (steps arrive in batches on a GPU)."""
+    saved = 0
+
+    def callback(progress: Progress) -> None:
+        nonlocal saved
+        reporter(progress)
+        if args.save_every and progress.step // args.save_every > saved:
+            saved = progress.step // args.save_every
+            images.save_image(progress.preview(), snapshot_path(Path(args.output), progress.step), overwrite=True)
+
+    return callback
+
+
+def write_trace(path: str, options: Options, result: Result) -> None:
+    trace = {
+        "options": dataclasses.asdict(options),
+        "size": result.size,
+        "stop_reason": result.stop_reason,
+        "seconds": result.seconds,
+        "steps": [dataclasses.asdict(r) for r in result.records],
+    }
+    images.write_atomic(path, json.dumps(trace, indent=1).encode())
+
+
+def report(args: argparse.Namespace, result: Result) -> int:
+    """The closing line and exit code: 0 done, 130 interrupted, 2 diverged (image saved each time)."""
     steps_done = result.records[-1].step if result.records else 0
     if result.stop_reason == "interrupted":
-        print(f"brushwork: interrupted at step {steps_done}; saved the current image to {output}", file=sys.stderr)
+        print(f"brushwork: interrupted at step {steps_done}; saved the current image to {args.output}", file=sys.stderr)
         return 130
     if result.stop_reason == "diverged":
         print(
             f"brushwork: error: the optimization diverged (loss became NaN/inf) after step {steps_done}; "
-            f"saved the last finite image to {output}. Try lower weights or --lr.",
+            f"saved the last finite image to {args.output}. Try lower weights or --lr.",
             file=sys.stderr,
         )
         return 2
     if not args.quiet:
         w, h = result.size
-        print(f"wrote {output} ({w}x{h}, {steps_done} steps, {result.seconds:.1f} s)", file=sys.stderr)
+        print(f"wrote {args.output} ({w}x{h}, {steps_done} steps, {result.seconds:.1f} s)", file=sys.stderr)
     return 0
 
 
@@ -140,6 +172,14 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
 
 
+def add_output_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", "-o", required=True, help="output image (.png, .jpg, .webp or .tif)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--save-every", type=int, metavar="N", help="also save a snapshot every N steps (OUT_stepNNNNN.ext)")
+    p.add_argument("--trace", metavar="FILE.json", help="write per-step losses and times as JSON")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="brushwork", description="Neural style transfer: paint a photo in a painting's style.")
     parser.add_argument("--version", action="version", version=f"brushwork {__version__}")
@@ -148,13 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stylize", help="paint CONTENT in the style of one or more --style images")
     p.add_argument("content", help="content photo")
     p.add_argument("--style", "-s", required=True, nargs="+", action="extend", help="style image(s)")
-    p.add_argument("--output", "-o", required=True, help="output image (.png, .jpg or .webp)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--save-every", type=int, metavar="N", help="also save a snapshot every N steps (OUT_stepNNNNN.ext)")
-    p.add_argument("--trace", metavar="FILE.json", help="write per-step losses and times as JSON")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    add_output_flags(p)
     add_flags(p)
     p.set_defaults(func=cmd_stylize)
+
+    p = sub.add_parser("texture", help="synthesize a texture from --style images (no photo), e.g. --seamless")
+    p.add_argument("style", nargs="+", help="style image(s)")
+    add_output_flags(p)
+    add_flags(p)
+    p.set_defaults(func=cmd_texture)
 
     p = sub.add_parser("presets", help="list the layer presets")
     p.set_defaults(func=cmd_presets)

@@ -19,13 +19,21 @@ from typing import Callable
 import torch
 from PIL import Image
 
-from . import images, lbfgs
+from . import images, lbfgs, tiles
 from .devices import is_out_of_memory, pick_device
 from .errors import BrushworkError
 from .losses import gram_matrix
-from .objective import Objective, content_loss_for, cuda_graphed, style_loss_for
+from .objective import (
+    Objective,
+    TiledObjective,
+    content_loss_for,
+    cuda_graphed,
+    style_loss_for,
+    tiled_features,
+    tiled_grams,
+)
 from .options import Options
-from .plan import Plan, largest_fitting_size, make_plan, min_side
+from .plan import Plan, Scale, largest_fitting_size, make_plan, min_side
 from .vgg import VGG19, load_vgg19
 
 
@@ -104,17 +112,47 @@ class Engine:
         with torch.autocast(self.device.type, dtype=dtype, enabled=dtype != torch.float32, cache_enabled=False):
             return self.vgg(image.to(self.device, memory_format=torch.channels_last), layers)
 
-    def style_grams(self, key: tuple, image: torch.Tensor, layers: tuple[str, ...], dtype: torch.dtype):
+    def style_grams(
+        self, key: tuple, image: torch.Tensor, layers: tuple[str, ...], dtype: torch.dtype, tile: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Gram matrices of a style image, cached; with `tile`, an image larger than a tile is
+        run tile by tile (a --style-scale that makes the style as large as a poster)."""
         cache_key = (key, tuple(image.shape), layers, dtype)
         if cache_key not in self._gram_cache:
-            with torch.no_grad():
-                feats = self.features(image, layers, dtype)
-                self._gram_cache[cache_key] = {name: gram_matrix(f) for name, f in feats.items()}
+            h, w = image.shape[-2:]
+            if tile is not None and max(h, w) > tiles.tile_input_side(tile, tiles.margin_for(layers)):
+                features = functools.partial(self.features, layers=layers, dtype=dtype)
+                grid = tiles.tiles(w, h, tile, tiles.margin_for(layers))
+                self._gram_cache[cache_key] = tiled_grams(features, image, layers, grid)
+            else:
+                with torch.no_grad():
+                    feats = self.features(image, layers, dtype)
+                    self._gram_cache[cache_key] = {name: gram_matrix(f) for name, f in feats.items()}
         return self._gram_cache[cache_key]
 
     def plan(self, content_size: tuple[int, int], options: Options, style_sizes: list[tuple[int, int]] = ()) -> Plan:
         """Check a run against the limits (size, layers, memory) and lay out its scales."""
         return make_plan(self.vgg, self.device, content_size, options, style_sizes)
+
+    def estimate_seconds(self, plan: Plan, side: int = 256) -> float | None:
+        """How long a planned run will take, from one timed evaluation (forward and backward
+        through the run's layers) of a side×side image, scaled by each scale's cost in pixels.
+        An estimate from above for small runs, whose coarse steps cost more per pixel; None
+        where even that evaluation runs out of memory (the run itself will then say so)."""
+        side = min(side, plan.width, plan.height)
+        x = torch.rand(1, 3, side, side, device=self.device, requires_grad=True)
+        try:
+            for _ in range(2):  # the first call sets up the convolution kernels
+                started = time.perf_counter()
+                feats = self.features(x, plan.layers, plan.dtype)
+                sum(f.float().mean() for f in feats.values()).backward()
+                float(x.grad.sum())  # waits for the device
+                seconds = time.perf_counter() - started
+        except RuntimeError as e:
+            if not is_out_of_memory(e):
+                raise
+            return None
+        return seconds / side**2 * sum(scale.steps * plan.cost(scale) for scale in plan.scales)
 
     def run(
         self,
@@ -161,6 +199,8 @@ class Painting:
         self.engine, self.options, self.plan, self.callback = engine, options, plan, callback
         self.started = time.perf_counter()
         self.content = images.to_tensor(content)
+        if options.seamless:
+            self.content = images.make_periodic(images.resize(self.content, (plan.width, plan.height)))
         self.styles = [images.to_tensor(s) for s in styles]
         self.style_keys = [image_key(s) for s in styles]
         if options.preserve_color != "none":
@@ -169,7 +209,7 @@ class Painting:
             recolor = images.match_histogram if options.preserve_color == "histogram" else images.match_luminance
             self.styles = [recolor(s, reference) for s in self.styles]
             self.style_keys = [f"{k}:{options.preserve_color}:{image_key(content)}" for k in self.style_keys]
-        self.x = self._initial_image(init_image, plan.scales[0][0])
+        self.x = self._initial_image(init_image, plan.scales[0].size)
         self.last_good = self.x.clone()
         self.records: list[StepRecord] = []
         self.stop_reason = "done"
@@ -181,36 +221,46 @@ class Painting:
         """Every scale, coarse to fine; the result is left in self.x (or self.last_good)."""
         optimizer = None
         try:
-            for index, (size, n_steps) in enumerate(self.plan.scales):
-                objective = self.objective_at(index, size)
+            for index, scale in enumerate(self.plan.scales):
+                objective = self.objective_at(index, scale)
                 previous_pixels = self.x.shape[-1] * self.x.shape[-2]
-                x = images.resize(self.x, size).to(self.engine.device).contiguous().requires_grad_(True)
+                x = images.resize(self.x, scale.size).to(self.engine.device).contiguous().requires_grad_(True)
                 self.x = x
-                optimizer = self._optimizer(x, n_steps, optimizer, previous_pixels)
-                if not self.optimize_scale(index, x, objective, optimizer, n_steps):
+                optimizer = self._optimizer(x, scale.history, optimizer, previous_pixels)
+                if not self.optimize_scale(index, x, objective, optimizer, scale.steps):
                     return
                 self.x = x.detach().clamp(0, 1)
         except KeyboardInterrupt:
             self.stop_reason = "interrupted"
+        finally:
+            self.engine.vgg.set_wrap(False)
 
-    def objective_at(self, index: int, size: tuple[int, int]) -> Objective:
+    def objective_at(self, index: int, scale: Scale) -> Objective:
         """The losses at one scale: content targets at this size, style targets from the style
-        images resized to match (cached across runs by the engine)."""
+        images resized to match (cached across runs by the engine); tiled if the plan says so."""
         options, dtype, engine = self.options, self.plan.dtype, self.engine
         style_layers, content_layers = options.layers
-        content = images.resize(self.content, size)
-        if options.preserve_color == "luminance":
-            content = images.luminance(content)
         final_scale = index == len(self.plan.scales) - 1
+        engine.vgg.set_wrap(False)  # style images are not tori, whatever the output is
         grams = [
-            engine.style_grams((key,), self._style_at(style, size, final_scale), style_layers, dtype)
+            engine.style_grams((key,), self._style_at(style, scale.size, final_scale), style_layers, dtype, scale.tile)
             for key, style in zip(self.style_keys, self.styles)
         ]
-        with torch.no_grad():
-            content_targets = engine.features(content, content_layers, dtype)
+        grid = tiles.tiles(*scale.size, scale.tile, self.plan.margin, options.seamless) if scale.tile else None
+        engine.vgg.set_wrap(options.seamless and grid is None)  # tiles wrap through their margins instead
         features = functools.partial(engine.features, layers=self.plan.layers, dtype=dtype)
-        return Objective.for_options(
-            options, features, content_loss_for(options, content_targets), style_loss_for(options, grams)
+        content = images.resize(self.content, scale.size)
+        if options.preserve_color == "luminance":
+            content = images.luminance(content)
+        if grid is None:
+            with torch.no_grad():
+                content_targets = engine.features(content, content_layers, dtype)
+            return Objective.for_options(
+                options, features, content_loss_for(options, content_targets), style_loss_for(options, grams)
+            )
+        content_targets = tiled_features(features, content.to(engine.device), content_layers, grid)
+        return TiledObjective.for_options(
+            options, features, content_loss_for(options, content_targets), style_loss_for(options, grams), tiles=grid
         )
 
     def _style_at(self, style: torch.Tensor, size: tuple[int, int], final_scale: bool) -> torch.Tensor:
@@ -224,7 +274,7 @@ class Painting:
         return images.resize(style, images.fit_size(sw, sh, long_side))
 
     def _optimizer(
-        self, x: torch.Tensor, n_steps: int, previous: lbfgs.LBFGS | torch.optim.Adam | None, previous_pixels: int
+        self, x: torch.Tensor, history: int, previous: lbfgs.LBFGS | torch.optim.Adam | None, previous_pixels: int
     ) -> lbfgs.LBFGS | torch.optim.Adam:
         lr = self.options.learning_rate
         if self.options.optimizer == "adam":
@@ -232,12 +282,12 @@ class Painting:
         # The losses are means over positions, so the inverse Hessian grows with the pixel
         # count: the last scale's estimate, scaled, makes a sound first step here.
         h_diag = None if previous is None else previous.h_diag * (x.shape[-1] * x.shape[-2]) / previous_pixels
-        return lbfgs.LBFGS(x, lr, min(lbfgs.HISTORY, n_steps), h_diag)
+        return lbfgs.LBFGS(x, lr, history, h_diag)
 
     def optimize_scale(self, index: int, x: torch.Tensor, objective: Objective, optimizer, n_steps: int) -> bool:
         """`n_steps` optimizer steps on x; False if the run diverged."""
         evaluate = functools.partial(objective, x)
-        if self.engine.cuda_graphs and self.engine.device.type == "cuda":
+        if self.engine.cuda_graphs and self.engine.device.type == "cuda" and not isinstance(objective, TiledObjective):
             evaluate = cuda_graphed(evaluate, x)
         losses: list[torch.Tensor] = []
 
@@ -280,8 +330,8 @@ class Painting:
             self.records.append(StepRecord(at, index, w, h, c, s, t, total, seconds))
         self.last_read = now
         if self.callback is not None:
-            total_steps = sum(steps for _, steps in self.plan.scales)
-            self.callback(Progress(self.step, total_steps, index, len(self.plan.scales), self.records[-1], x, self.finish))
+            n_scales, total = len(self.plan.scales), self.plan.total_steps
+            self.callback(Progress(self.step, total, index, n_scales, self.records[-1], x, self.finish))
         return True
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import io
+import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import numpy as np
 import torch
@@ -14,7 +16,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import BrushworkError
 
-SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+WEBP_MAX_SIDE = 16383  # the WebP format's own limit
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -178,6 +181,19 @@ def match_histogram(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
     return matched.reshape(style.shape).to(style.dtype).clamp(0, 1)
 
 
+def make_periodic(image: torch.Tensor, border: float = 0.25) -> torch.Tensor:
+    """The picture made to wrap around without a join, for seamless output: within `border`
+    of each edge it fades into a copy shifted by half the width (then height), whose own join
+    lies in the middle under the untouched original. The centre stays as it was."""
+    for axis in (-1, -2):
+        n = image.shape[axis]
+        edge = torch.minimum(torch.arange(n), n - 1 - torch.arange(n)).float()
+        weight = (edge / max(1.0, border * n)).clamp(max=1.0)
+        weight = weight.view(-1, 1) if axis == -2 else weight
+        image = weight * image + (1 - weight) * image.roll(n // 2, axis)
+    return image
+
+
 # --- saving --------------------------------------------------------------------------------
 
 
@@ -185,7 +201,7 @@ def check_output_path(path: str | Path, overwrite: bool) -> Path:
     """Fail before any work if the image `path` cannot be written as asked."""
     path = Path(path)
     if path.suffix.lower() not in SAVE_FORMATS:
-        raise BrushworkError(f"unsupported output type {path.suffix or '(none)'!r}; use .png, .jpg or .webp")
+        raise BrushworkError(f"unsupported output type {path.suffix or '(none)'!r}; use .png, .jpg, .webp or .tif")
     return check_writable(path, overwrite)
 
 
@@ -204,27 +220,50 @@ def check_writable(path: str | Path, overwrite: bool) -> Path:
     return path
 
 
+def check_disk_space(path: str | Path, size: tuple[int, int]) -> None:
+    """Fail before a long run whose picture could not be written: a PNG or TIFF of w×h can
+    take up to the raw 3·w·h bytes (JPEG and WebP far less, but we do not bet on it)."""
+    folder = Path(path).parent if str(Path(path).parent) else Path(".")
+    needed = 3 * size[0] * size[1] + 2**20
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise BrushworkError(
+            f"{folder} has {free / 2**20:.0f} MiB free, but a {size[0]}x{size[1]} picture may need "
+            f"{needed / 2**20:.0f} MiB; free some space or write elsewhere"
+        )
+
+
 def save_image(image: Image.Image, path: str | Path, overwrite: bool = True) -> Path:
-    """Write atomically: a temp file in the same folder, then a rename, so a crash or Ctrl-C
-    never leaves a half-written picture under the real name."""
+    """Write atomically: a temp file in the same folder, then a rename, so a crash, Ctrl-C or a
+    full disk never leaves a half-written picture under the real name. The encoder writes
+    straight into the file, so a poster-size picture is not held a second time in memory."""
     path = check_output_path(path, overwrite)
     fmt = SAVE_FORMATS[path.suffix.lower()]
-    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    write_atomic(path, buffer.getvalue())
+    if fmt == "WEBP" and max(image.size) > WEBP_MAX_SIDE:
+        raise BrushworkError(f"WebP pictures can be at most {WEBP_MAX_SIDE} px a side; use .png, .jpg or .tif")
+    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {"compression": "tiff_deflate"} if fmt == "TIFF" else {}
+    write_atomic(path, lambda f: image.save(f, format=fmt, **options))
     return path
 
 
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Same temp-file-and-rename guarantee for non-image outputs (traces, reports)."""
+def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], None]) -> None:
+    """Same temp-file-and-rename guarantee for non-image outputs (traces, reports); `data` is
+    the bytes, or a function that writes them into the open file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary files others may read
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.errno == errno.ENOSPC:
+            raise BrushworkError(f"the disk is full: could not write {path} (nothing was left behind)") from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

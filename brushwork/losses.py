@@ -32,21 +32,25 @@ class _Gram(torch.autograd.Function):
     two products and the sum of two C×P gradients: about a third of a style step's loss time."""
 
     @staticmethod
-    def forward(ctx, flat: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, flat: torch.Tensor, positions: int) -> torch.Tensor:
         ctx.save_for_backward(flat)
-        return flat @ flat.transpose(1, 2) / flat.shape[-1]
+        ctx.positions = positions
+        return flat @ flat.transpose(1, 2) / positions
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (flat,) = ctx.saved_tensors
-        return (grad + grad.transpose(1, 2)) @ flat / flat.shape[-1]
+        return (grad + grad.transpose(1, 2)) @ flat / ctx.positions, None
 
 
-def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """N×C×H×W features -> N×C×C Gram matrices, averaged over positions, in fp32."""
+def gram_matrix(features: torch.Tensor, positions: int | None = None) -> torch.Tensor:
+    """N×C×H×W features -> N×C×C Gram matrices, averaged over positions, in fp32.
+
+    `positions` divides instead of H·W when `features` are one tile of a larger map: the
+    tiles' Grams, each divided by the whole map's positions, then add up to the whole's."""
     n, c, h, w = features.shape
     with torch.autocast(features.device.type, enabled=False):
-        return _Gram.apply(features.float().reshape(n, c, h * w))
+        return _Gram.apply(features.float().reshape(n, c, h * w), positions or h * w)
 
 
 def relative_error(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -69,9 +73,25 @@ class ContentLoss(nn.Module):
         super().__init__()
         self.targets = {name: t.detach() for name, t in targets.items()}
         self.layer_weights = _normalized(layer_weights)
+        self._energy: dict[str, torch.Tensor] = {}
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         return sum(w * relative_error(features[name], self.targets[name]) for name, w in self.layer_weights.items())
+
+    def part(self, features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One tile's share of the loss: its squared error over the whole target's energy, so
+        that the tiles' shares add up to forward() of the whole image."""
+        total = 0.0
+        with torch.autocast(next(iter(features.values())).device.type, enabled=False):
+            for name, w in self.layer_weights.items():
+                error = (features[name].float() - targets[name].float()).pow(2).sum()
+                total = total + w * error / self.energy(name)
+        return total
+
+    def energy(self, name: str) -> torch.Tensor:
+        if name not in self._energy:
+            self._energy[name] = self.targets[name].float().pow(2).sum().clamp_min(1e-12)
+        return self._energy[name]
 
 
 class StyleLoss(nn.Module):
@@ -92,17 +112,30 @@ class StyleLoss(nn.Module):
         return {name: sum(w / total * g[name] for g, w in zip(grams, style_weights)) for name in grams[0]}
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        return sum(
-            w * relative_error(gram_matrix(features[name]), self.targets[name]) for name, w in self.layer_weights.items()
-        )
+        return self.compare({name: gram_matrix(features[name]) for name in self.layer_weights})
+
+    def compare(self, grams: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The loss of given Gram matrices (the tiled evaluation accumulates them tile by tile)."""
+        return sum(w * relative_error(grams[name], self.targets[name]) for name, w in self.layer_weights.items())
 
 
 class TVLoss(nn.Module):
-    """Mean squared difference between neighbouring pixels; smooths high-frequency noise."""
+    """Mean squared difference between neighbouring pixels; smooths high-frequency noise.
+
+    With `wrap` (seamless output) the last column neighbours the first and the last row the
+    first, so the smoothing also holds across the join when the picture is repeated."""
+
+    def __init__(self, wrap: bool = False):
+        super().__init__()
+        self.wrap = wrap
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         with torch.autocast(image.device.type, enabled=False):
             image = image.float()
-            dx = (image[..., :, 1:] - image[..., :, :-1]).pow(2).mean()
-            dy = (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean()
+            if self.wrap:
+                dx = (image.roll(-1, -1) - image).pow(2).mean()
+                dy = (image.roll(-1, -2) - image).pow(2).mean()
+            else:
+                dx = (image[..., :, 1:] - image[..., :, :-1]).pow(2).mean()
+                dy = (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean()
             return dx + dy

@@ -12,8 +12,9 @@ from typing import Callable
 
 import torch
 
-from .losses import ContentLoss, StyleLoss, TVLoss
+from .losses import ContentLoss, StyleLoss, TVLoss, gram_matrix
 from .options import Options
+from .tiles import Tile, downsampling
 
 Features = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 
@@ -42,17 +43,19 @@ class Objective:
         content: ContentLoss,
         style: StyleLoss,
         weights: tuple[float, float, float],
+        wrap: bool = False,
     ):
         """`features(x)` runs the network up to every layer the losses read; `weights` are the
-        content, style and TV weights."""
-        self.features, self.content, self.style, self.tv = features, content, style, TVLoss()
+        content, style and TV weights; `wrap`: the image is seamless (a torus)."""
+        self.features, self.content, self.style, self.tv = features, content, style, TVLoss(wrap)
         self.weights = weights
 
     @classmethod
     def for_options(
-        cls, options: Options, features: Features, content: ContentLoss, style: StyleLoss
+        cls, options: Options, features: Features, content: ContentLoss, style: StyleLoss, **more
     ) -> "Objective":
-        return cls(features, content, style, (options.content_weight, options.style_weight, options.tv_weight))
+        weights = (options.content_weight, options.style_weight, options.tv_weight)
+        return cls(features, content, style, weights, options.seamless, **more)
 
     def terms(self, feats: dict[str, torch.Tensor], image: torch.Tensor) -> torch.Tensor:
         """[content, style, tv, total] of an image (or batch) and its features, differentiable."""
@@ -66,6 +69,94 @@ class Objective:
         terms = self.terms(self.features(x), x)
         terms[3].backward()
         return terms.detach()
+
+
+class TiledObjective(Objective):
+    """The same objective and gradient as Objective, computed tile by tile, so that only one
+    tile's activations are ever held: for outputs too large to evaluate at once.
+
+    The style loss depends on the whole image only through its Gram matrices, which are sums
+    over positions. Pass 1 (no gradient) runs each tile and adds up its share of every Gram
+    matrix; then dL/dG is known. Pass 2 runs each tile again with a gradient and back-propagates
+    ⟨dL/dG, G_tile⟩ plus the tile's share of the content loss, which together have exactly the
+    gradient that tile's pixels get in the whole-image objective. The margins of the tiles
+    (tiles.py) make their features exact, so the sum over tiles is the whole, not a patchwork.
+    """
+
+    def __init__(self, features: Features, content: ContentLoss, style: StyleLoss,
+                 weights: tuple[float, float, float], wrap: bool = False, tiles: list[Tile] = ()):
+        super().__init__(features, content, style, weights, wrap)
+        self.tiles = tiles
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x.grad = None
+        wc, ws, wt = self.weights
+        positions = self._positions(x)
+        with torch.no_grad():
+            grams, content = self._pass_one(x, positions)
+        grams = {name: g.requires_grad_(True) for name, g in grams.items()}
+        with torch.enable_grad():
+            style = self.style.compare(grams)
+            (ws * style).backward()
+        for tile in self.tiles:  # pass 2: gradients
+            feats = self.features(tile.take(x))
+            share = sum((grams[name].grad * self._tile_gram(tile, feats, name, positions)).sum() for name in grams)
+            (share + wc * self.content.part(*self._content_cores(tile, feats))).backward()
+        tv = self.tv(x)
+        (wt * tv).backward()
+        return torch.stack([content, style.detach(), tv.detach(), wc * content + ws * style.detach() + wt * tv.detach()])
+
+    def _pass_one(self, x: torch.Tensor, positions: dict[str, int]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Every style layer's Gram matrix and the content loss, tile by tile."""
+        grams: dict[str, torch.Tensor] = {}
+        content = torch.zeros((), device=x.device)
+        for tile in self.tiles:
+            feats = self.features(tile.take(x))
+            for name in self.style.layer_weights:
+                share = self._tile_gram(tile, feats, name, positions)
+                grams[name] = grams[name] + share if name in grams else share
+            content = content + self.content.part(*self._content_cores(tile, feats))
+        return grams, content
+
+    def _positions(self, x: torch.Tensor) -> dict[str, int]:
+        h, w = x.shape[-2:]
+        return {name: (h // downsampling(name)) * (w // downsampling(name)) for name in self.style.layer_weights}
+
+    @staticmethod
+    def _tile_gram(tile: Tile, feats: dict[str, torch.Tensor], name: str, positions: dict[str, int]) -> torch.Tensor:
+        return gram_matrix(tile.core(feats[name], name), positions[name])
+
+    def _content_cores(self, tile: Tile, feats: dict[str, torch.Tensor]):
+        names = self.content.layer_weights
+        return {n: tile.core(feats[n], n) for n in names}, {n: tile.region(self.content.targets[n], n) for n in names}
+
+
+def tiled_features(features: Features, image: torch.Tensor, layers: tuple[str, ...], tiles: list[Tile]):
+    """Whole-image feature maps at `layers` (no gradient), computed tile by tile: for content
+    targets of an image whose activations do not fit at once."""
+    whole: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for tile in tiles:
+            for name, f in features(tile.take(image)).items():
+                if name not in whole:
+                    factor = downsampling(name)
+                    shape = (*f.shape[:2], image.shape[-2] // factor, image.shape[-1] // factor)
+                    whole[name] = f.new_zeros(shape)
+                tile.region(whole[name], name).copy_(tile.core(f, name))
+    return {name: whole[name] for name in layers}
+
+
+def tiled_grams(features: Features, image: torch.Tensor, layers: tuple[str, ...], tiles: list[Tile]):
+    """Gram matrices at `layers` of an image too large to run at once, tile by tile."""
+    h, w = image.shape[-2:]
+    grams: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for tile in tiles:
+            for name, f in features(tile.take(image)).items():
+                factor = downsampling(name)
+                share = gram_matrix(tile.core(f, name), (h // factor) * (w // factor))
+                grams[name] = grams[name] + share if name in grams else share
+    return grams
 
 
 def cuda_graphed(evaluate: Callable[[], torch.Tensor], x: torch.Tensor) -> Callable[[], torch.Tensor]:

@@ -17,7 +17,6 @@ from .plan import (  # noqa: F401
     estimate_peak_bytes,
     largest_fitting_size,
     min_side,
-    optimizer_copies,
     scale_sizes,
     schedule,
 )

@@ -9,19 +9,41 @@ from dataclasses import dataclass
 
 import torch
 
-from . import images, lbfgs
+from . import images, lbfgs, tiles
 from .devices import available_bytes, pick_dtype
 from .errors import BrushworkError
 from .options import Options
 from .vgg import LAYER_INDEX, VGG19
 
 MULTISCALE_FROM = 384  # outputs this large (longest side) or larger default to coarse-to-fine
-# How a multi-scale run splits --steps between its scales, coarse to fine.
+COARSEST = 256  # big outputs get more scales, each double the last, from about this long side
+# How a multi-scale run splits --steps between its scales, coarse to fine; more scales than
+# these halve the share at each finer scale, where a step costs four times as much.
 SCALE_SPLIT = {1: [1.0], 2: [0.7, 0.3], 3: [0.6, 0.27, 0.13]}
+# Without --max-memory, a CPU run keeps under this much beyond the network (the whole process
+# then stays near 8 GiB): RAM is the whole machine's, and the tiled evaluation is only about
+# 1.5-2x slower per step than a whole-image one that would take most of it.
+CPU_BUDGET = 7 * 2**30
+TILE_SIDES = (1024, 512, 256)  # tile cores tried, largest first (larger: less margin overhead)
+MIN_TILE = 64
+MIN_HISTORY = 2  # L-BFGS pairs below which a run is refused rather than degraded further
+FIXED_COPIES = 8  # image-sized fp32 vectors an L-BFGS step holds besides its history
+CHANNELS = {"1": 64, "2": 128, "3": 256, "4": 512, "5": 512}  # VGG19's channels by block
 # Peak memory of one forward + input-gradient backward, in bytes per activation element up to
 # the deepest layer, measured on this project's CPU machine (RSS growth at 256-768 px): autograd
 # keeps about one copy of every activation plus the gradient being propagated.
 BYTES_PER_ACTIVATION = {torch.float32: 4.8, torch.bfloat16: 3.6}
+
+
+@dataclass
+class Scale:
+    """One step of the coarse-to-fine ladder."""
+
+    size: tuple[int, int]
+    steps: int
+    tile: int | None  # core side of the tiled evaluation; None: the whole image at once
+    history: int  # L-BFGS curvature pairs kept
+    memory: int  # estimated bytes beyond the network
 
 
 @dataclass
@@ -32,9 +54,39 @@ class Plan:
     height: int
     layers: tuple[str, ...]  # every layer the losses read
     dtype: torch.dtype
-    scales: list[tuple[tuple[int, int], int]]  # [((w, h), steps)], coarse to fine
-    memory_needed: int  # estimated bytes for activations at the largest scale
+    scales: list[Scale]  # coarse to fine
+    memory_needed: int  # estimated bytes beyond the network at the most demanding scale
     free: int | None  # bytes free on the device when planned
+    budget: int | None  # bytes the run may use (None: the platform does not say)
+    margin: int  # pixels of margin around each tile's core
+
+    @property
+    def total_steps(self) -> int:
+        return sum(scale.steps for scale in self.scales)
+
+    def tile_count(self, scale: Scale) -> int:
+        return len(tiles.tiles(*scale.size, scale.tile, self.margin)) if scale.tile else 1
+
+    def cost(self, scale: Scale) -> float:
+        """Relative cost of one step at `scale`: its pixels, and for tiles the pixels all tiles
+        read (margins overlap) with a third more for the extra forward pass."""
+        w, h = scale.size
+        if not scale.tile:
+            return float(w * h)
+        grid = tiles.tiles(w, h, scale.tile, self.margin)
+        return 4 / 3 * sum((t.rows.stop - t.rows.start) * (t.cols.stop - t.cols.start) for t in grid)
+
+    def describe(self, device: torch.device) -> str:
+        """The plan line: scales with their steps (and tiles), device, precision, memory."""
+        parts = []
+        for scale in self.scales:
+            w, h = scale.size
+            tiled = f" in {self.tile_count(scale)} tiles of {scale.tile}+{self.margin} px" if scale.tile else ""
+            parts.append(f"{w}x{h}:{scale.steps}{tiled}")
+        precision = "bf16" if self.dtype.itemsize == 2 else "fp32"
+        budget = f" (allowed {self.budget / 2**30:.1f})" if self.budget else ""
+        return (f"plan: {' -> '.join(parts)} steps on {device} ({precision}); "
+                f"estimated peak memory {self.memory_needed / 2**30:.2f} GiB beyond the network{budget}")
 
 
 def min_side(layers: tuple[str, ...]) -> int:
@@ -44,9 +96,25 @@ def min_side(layers: tuple[str, ...]) -> int:
     return 2 * 2**pools
 
 
-def scale_sizes(width: int, height: int, n_scales: int) -> list[tuple[int, int]]:
-    """Output sizes of each scale, coarse to fine, halving the side each time."""
-    return [images.fit_size(width, height, round(max(width, height) / 2**k)) for k in reversed(range(n_scales))]
+def scale_sizes(width: int, height: int, n_scales: int, align: int = 1) -> list[tuple[int, int]]:
+    """Output sizes of each scale, coarse to fine, halving the side each time; with `align`,
+    each side a multiple of it (seamless runs: a torus must fit VGG's pooling grid)."""
+    sizes = [images.fit_size(width, height, round(max(width, height) / 2**k)) for k in reversed(range(n_scales))]
+    return [(max(align, align * round(w / align)), max(align, align * round(h / align))) for w, h in sizes]
+
+
+def default_scale_count(long_side: int) -> int:
+    """1 below MULTISCALE_FROM; else 3, or more for big outputs, so the first is near COARSEST."""
+    if long_side < MULTISCALE_FROM:
+        return 1
+    return max(3, 1 + round(math.log2(long_side / COARSEST)))
+
+
+def split_steps(steps: int, n: int) -> list[int]:
+    """`steps` evaluations over n scales, most where they are cheap (SCALE_SPLIT)."""
+    split = SCALE_SPLIT.get(n) or [2.0**-k / (2 - 2.0 ** (1 - n)) for k in range(n)]
+    counts = [max(1, round(steps * part)) for part in split[:-1]]
+    return counts + [max(1, steps - sum(counts))]  # the finest scale takes the rounding
 
 
 def schedule(options: Options, width: int, height: int, layers: tuple[str, ...]) -> list[tuple[tuple[int, int], int]]:
@@ -58,25 +126,18 @@ def schedule(options: Options, width: int, height: int, layers: tuple[str, ...])
     so most of the work happens where it costs least), unless `steps_per_scale` says
     exactly how many each scale gets.
     """
-    long_side = max(width, height)
-    n = options.scales
-    if n is None:
-        n = 3 if long_side >= MULTISCALE_FROM else 1
+    n = options.scales or default_scale_count(max(width, height))
+    align = tiles.ALIGN if options.seamless else 1
     smallest = min_side(layers)
-    while n > 1 and min(scale_sizes(width, height, n)[0]) < smallest:
+    while n > 1 and min(scale_sizes(width, height, n, align)[0]) < smallest:
         n -= 1
-    sizes = scale_sizes(width, height, n)
+    sizes = scale_sizes(width, height, n, align)
     if options.steps_per_scale is not None:
         if len(options.steps_per_scale) != n:
             raise BrushworkError(f"--steps-per-scale has {len(options.steps_per_scale)} values for {n} scales")
-        steps = list(options.steps_per_scale)
-    else:
-        n = min(n, options.steps)
-        sizes = sizes[-n:]
-        split = SCALE_SPLIT[n] if n in SCALE_SPLIT else [1 / n] * n
-        steps = [max(1, round(options.steps * part)) for part in split[:-1]]
-        steps.append(max(1, options.steps - sum(steps)))  # the finest scale takes the rounding
-    return list(zip(sizes, steps))
+        return list(zip(sizes, options.steps_per_scale))
+    n = min(n, options.steps)
+    return list(zip(sizes[-n:], split_steps(options.steps, n)))
 
 
 def activation_elements(width: int, height: int, layers: tuple[str, ...]) -> int:
@@ -87,7 +148,7 @@ def activation_elements(width: int, height: int, layers: tuple[str, ...]) -> int
         if name.startswith("pool"):
             width, height = width // 2, height // 2
         elif name.startswith("conv"):
-            channels = {"1": 64, "2": 128, "3": 256, "4": 512, "5": 512}[name[4]]
+            channels = CHANNELS[name[4]]
         total += channels * width * height
     return total
 
@@ -95,20 +156,71 @@ def activation_elements(width: int, height: int, layers: tuple[str, ...]) -> int
 def estimate_peak_bytes(
     width: int, height: int, layers: tuple[str, ...], dtype: torch.dtype, image_copies: int = 0
 ) -> int:
-    """Memory a run needs on top of the loaded network, at its largest scale: activations, plus
+    """Memory a whole-image evaluation needs on top of the loaded network: activations, plus
     `image_copies` fp32 image-sized vectors the optimizer keeps (L-BFGS: two per history entry)."""
     activations = activation_elements(width, height, layers) * BYTES_PER_ACTIVATION.get(dtype, 4.8)
     return int(activations + image_copies * 3 * width * height * 4)
 
 
-def optimizer_copies(options: Options, steps: int) -> int:
-    """Image-sized vectors the optimizer holds after `steps` steps."""
-    return 2 * min(lbfgs.HISTORY, steps) if options.optimizer == "lbfgs" else 2
+def feature_map_bytes(width: int, height: int, layers: tuple[str, ...], dtype: torch.dtype) -> int:
+    """Bytes of the whole-image feature maps at `layers` (content targets are kept whole)."""
+    total = 0
+    for name in layers:
+        factor = tiles.downsampling(name)
+        total += CHANNELS[name[4]] * (width // factor) * (height // factor) * dtype.itemsize
+    return total
+
+
+def tiled_peak_bytes(
+    width: int, height: int, layers: tuple[str, ...], dtype: torch.dtype, tile: int, image_copies: int,
+    content_layers: tuple[str, ...] = (),
+) -> int:
+    """The same for the tiled evaluation: one tile's activations, the image-sized vectors, and
+    the whole-image content targets."""
+    side = tiles.tile_input_side(tile, tiles.margin_for(layers))
+    one_tile = estimate_peak_bytes(min(side, width), min(side, height), layers, dtype)
+    targets = feature_map_bytes(width, height, content_layers, dtype)
+    return int(one_tile + image_copies * 3 * width * height * 4 + targets)
 
 
 def largest_fitting_size(size: int, needed: int, free: int) -> int:
     """The largest --size whose estimate fits in `free` bytes (memory grows with the square)."""
     return max(1, int(size * math.sqrt(free / needed) * 0.95))
+
+
+def memory_budget(options: Options, device: torch.device, free: int | None) -> int | None:
+    """Bytes a run may use beyond the network: --max-memory, else on a CPU CPU_BUDGET, capped
+    by what is free; elsewhere what is free."""
+    budget = options.max_memory * 2**30 if options.max_memory is not None else None
+    if budget is None and device.type == "cpu":
+        budget = CPU_BUDGET
+    if free is not None:
+        budget = free if budget is None else min(budget, free)
+    return None if budget is None else int(budget)
+
+
+def fit_scale(size: tuple[int, int], steps: int, options: Options, layers: tuple[str, ...],
+              dtype: torch.dtype, budget: int | None) -> Scale | None:
+    """How one scale fits the budget: the whole image with as much L-BFGS history as fits
+    (down to 10 pairs), else tiles (the largest first) with at least MIN_HISTORY pairs;
+    None if nothing fits. --tile forces tiles wherever the image is larger than one."""
+    w, h = size
+    wanted = min(lbfgs.HISTORY, steps) if options.optimizer == "lbfgs" else 0
+    fixed = FIXED_COPIES if options.optimizer == "lbfgs" else 2
+    forced = options.tile is not None and max(w, h) > options.tile
+    candidates: list[int | None] = [] if forced else [None]
+    candidates += [options.tile] if options.tile else [t for t in TILE_SIDES if t < max(w, h)]
+    for tile in candidates:
+        def need(pairs: int) -> int:
+            if tile is None:
+                return estimate_peak_bytes(w, h, layers, dtype, 2 * pairs + fixed)
+            return tiled_peak_bytes(w, h, layers, dtype, tile, 2 * pairs + fixed, options.layers[1])
+
+        floor = min(wanted, 10 if tile is None else MIN_HISTORY)
+        pairs = next((m for m in range(wanted, floor - 1, -1) if budget is None or need(m) <= budget), None)
+        if pairs is not None:
+            return Scale(size, steps, tile, pairs, need(pairs))
+    return None
 
 
 def make_plan(
@@ -120,19 +232,36 @@ def make_plan(
     style_layers, content_layers = options.layers
     layers = tuple(dict.fromkeys(style_layers + content_layers))
     _check_network(vgg, layers, options)
-    width, height = images.fit_size(*content_size, options.size)
+    width, height = scale_sizes(*images.fit_size(*content_size, options.size), 1, tiles.ALIGN if options.seamless else 1)[0]
     _check_output_size(width, height, layers, options)
     _check_style_sizes(style_sizes, max(width, height), style_layers, options)
     dtype = pick_dtype(options.precision, device)
-    scales = schedule(options, width, height, layers)
-    needed = estimate_peak_bytes(width, height, layers, dtype, optimizer_copies(options, scales[-1][1]))
     free = available_bytes(device)
-    if free is not None and needed > free:
-        raise BrushworkError(
-            f"a {width}x{height} run needs about {needed / 2**30:.1f} GiB but {free / 2**30:.1f} GiB is free on "
-            f"{device}; the largest --size that fits is about {largest_fitting_size(options.size, needed, free)}"
-        )
-    return Plan(width, height, layers, dtype, scales, needed, free)
+    budget = memory_budget(options, device, free)
+    scales = [fit_scale(size, steps, options, layers, dtype, budget) for size, steps in schedule(options, width, height, layers)]
+    if scales[-1] is None or None in scales:
+        _refuse_memory(width, height, options, layers, dtype, budget, device)
+    needed = max(scale.memory for scale in scales)
+    return Plan(width, height, layers, dtype, scales, needed, free, budget, tiles.margin_for(layers))
+
+
+def _refuse_memory(width: int, height: int, options: Options, layers: tuple[str, ...], dtype: torch.dtype,
+                   budget: int, device: torch.device) -> None:
+    """Raise the error for a run that fits in no way, naming the largest --size that does."""
+    def fits(side: int) -> bool:
+        w, h = images.fit_size(width, height, side)
+        return fit_scale((w, h), MIN_HISTORY, options.replace(tile=None), layers, dtype, budget) is not None
+
+    low, high = 1, max(width, height)
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid - 1)
+    least = tiled_peak_bytes(width, height, layers, dtype, min(TILE_SIDES), 2 * MIN_HISTORY + FIXED_COPIES,
+                             options.layers[1])
+    raise BrushworkError(
+        f"a {width}x{height} run needs at least {least / 2**30:.1f} GiB but {budget / 2**30:.1f} GiB is allowed on "
+        f"{device} (--max-memory, or what is free); the largest --size that fits is about {low}"
+    )
 
 
 def _check_network(vgg: VGG19, layers: tuple[str, ...], options: Options) -> None:
@@ -154,6 +283,10 @@ def _check_output_size(width: int, height: int, layers: tuple[str, ...], options
         raise BrushworkError(
             f"output of {width}x{height} is too small for layer {max(layers, key=LAYER_INDEX.get)}: "
             f"its shorter side must be at least {smallest} px (raise --size or use shallower layers)"
+        )
+    if options.tile is not None and not MIN_TILE <= options.tile <= max(width, height):
+        raise BrushworkError(
+            f"--tile {options.tile} must be from {MIN_TILE} px to the output's longest side ({max(width, height)} px)"
         )
 
 

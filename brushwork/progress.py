@@ -10,6 +10,12 @@ from tqdm import tqdm
 from .engine import Progress
 
 
+def format_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 class ProgressReporter:
     """A callback for Engine.run. On a TTY: a bar with step, loss and it/s. Otherwise a line
     about every tenth of the run, so logs stay readable."""

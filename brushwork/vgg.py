@@ -118,6 +118,13 @@ class VGG19(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
+    def set_wrap(self, wrap: bool) -> None:
+        """Circular padding in every convolution (seamless output: the image is a torus, so
+        its left edge's neighbours are its right edge's pixels), or the usual zero padding."""
+        for layer in self.layers.values():
+            if isinstance(layer, nn.Conv2d):
+                layer.padding_mode = "circular" if wrap else "zeros"
+
     @property
     def last_layer(self) -> str:
         return next(reversed(self.layers.keys()))
