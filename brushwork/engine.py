@@ -22,7 +22,7 @@ from PIL import Image
 from . import images, lbfgs, tiles
 from .devices import is_out_of_memory, pick_device
 from .errors import BrushworkError
-from .losses import gram_matrix
+from .losses import STYLE_LOSSES, gram_matrix
 from .objective import (
     Objective,
     TiledObjective,
@@ -32,7 +32,7 @@ from .objective import (
     tiled_features,
     tiled_grams,
 )
-from .options import Options
+from .options import AUTO_TOLERANCE, AUTO_WINDOW, Options
 from .plan import Plan, Scale, largest_fitting_size, make_plan, min_side
 from .vgg import VGG19, load_vgg19
 
@@ -113,21 +113,23 @@ class Engine:
             return self.vgg(image.to(self.device, memory_format=torch.channels_last), layers)
 
     def style_grams(
-        self, key: tuple, image: torch.Tensor, layers: tuple[str, ...], dtype: torch.dtype, tile: int | None = None
+        self, key: tuple, image: torch.Tensor, layers: tuple[str, ...], dtype: torch.dtype, tile: int | None = None,
+        statistics: Callable[..., torch.Tensor] = gram_matrix,
     ) -> dict[str, torch.Tensor]:
-        """Gram matrices of a style image, cached; with `tile`, an image larger than a tile is
-        run tile by tile (a --style-scale that makes the style as large as a poster)."""
-        cache_key = (key, tuple(image.shape), layers, dtype)
+        """Gram matrices of a style image (or what another style loss keeps of its features,
+        its `statistics`), cached; with `tile`, an image larger than a tile is run tile by
+        tile (a --style-scale that makes the style as large as a poster)."""
+        cache_key = (key, tuple(image.shape), layers, dtype, statistics)
         if cache_key not in self._gram_cache:
             h, w = image.shape[-2:]
             if tile is not None and max(h, w) > tiles.tile_input_side(tile, tiles.margin_for(layers)):
                 features = functools.partial(self.features, layers=layers, dtype=dtype)
                 grid = tiles.tiles(w, h, tile, tiles.margin_for(layers))
-                self._gram_cache[cache_key] = tiled_grams(features, image, layers, grid)
+                self._gram_cache[cache_key] = tiled_grams(features, image, layers, grid, statistics)
             else:
                 with torch.no_grad():
                     feats = self.features(image, layers, dtype)
-                    self._gram_cache[cache_key] = {name: gram_matrix(f) for name, f in feats.items()}
+                    self._gram_cache[cache_key] = {name: statistics(f) for name, f in feats.items()}
         return self._gram_cache[cache_key]
 
     def plan(self, content_size: tuple[int, int], options: Options, style_sizes: list[tuple[int, int]] = ()) -> Plan:
@@ -242,8 +244,10 @@ class Painting:
         style_layers, content_layers = options.layers
         final_scale = index == len(self.plan.scales) - 1
         engine.vgg.set_wrap(False)  # style images are not tori, whatever the output is
+        statistics = STYLE_LOSSES[options.style_loss].statistics
         grams = [
-            engine.style_grams((key,), self._style_at(style, scale.size, final_scale), style_layers, dtype, scale.tile)
+            engine.style_grams((key,), self._style_at(style, scale.size, final_scale), style_layers, dtype, scale.tile,
+                               statistics)
             for key, style in zip(self.style_keys, self.styles)
         ]
         grid = tiles.tiles(*scale.size, scale.tile, self.plan.margin, options.seamless) if scale.tile else None
@@ -256,18 +260,19 @@ class Painting:
             with torch.no_grad():
                 content_targets = engine.features(content, content_layers, dtype)
             return Objective.for_options(
-                options, features, content_loss_for(options, content_targets), style_loss_for(options, grams)
+                options, features, content_loss_for(options, content_targets), style_loss_for(options, grams, index)
             )
         content_targets = tiled_features(features, content.to(engine.device), content_layers, grid)
         return TiledObjective.for_options(
-            options, features, content_loss_for(options, content_targets), style_loss_for(options, grams), tiles=grid
+            options, features, content_loss_for(options, content_targets), style_loss_for(options, grams, index),
+            tiles=grid
         )
 
     def _style_at(self, style: torch.Tensor, size: tuple[int, int], final_scale: bool) -> torch.Tensor:
         """The style image at the size this scale uses: --style-scale times the output's long
         side; coarse scales may enlarge it to stay computable (the plan checked the final one)."""
         sw, sh = style.shape[-1], style.shape[-2]
-        long_side = max(1, round(max(size) * self.options.style_scale))
+        long_side = self.options.style_side(max(size), max(sw, sh))
         if not final_scale:
             style_layers, _ = self.options.layers
             long_side = max(long_side, math.ceil(min_side(style_layers) * max(sw, sh) / min(sw, sh)))
@@ -311,7 +316,14 @@ class Painting:
             if not self._record(index, x, pending, losses[-len(pending):]):
                 return False
             pending.clear()
+            if self.options.steps == "auto" and self._converged(index):
+                break
         return True
+
+    def _converged(self, index: int) -> bool:
+        """--steps auto: J improved by less than AUTO_TOLERANCE over this scale's last AUTO_WINDOW steps."""
+        totals = [r.total for r in self.records[-AUTO_WINDOW - 1:] if r.scale == index]
+        return len(totals) > AUTO_WINDOW and totals[0] - totals[-1] < AUTO_TOLERANCE * totals[-1]
 
     def _record(self, index: int, x: torch.Tensor, pending: list[tuple[int, torch.Tensor]], losses) -> bool:
         """Read the pending steps' losses (this waits for the device), record and report them;

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from . import images
 from .errors import BrushworkError
+from .losses import STYLE_LOSSES
 from .presets import DEFAULT_PRESET, PRESETS, get_preset
 from .vgg import check_layers
 
@@ -28,6 +29,14 @@ PRECISIONS = ("auto", "fp32", "bf16")
 POOLINGS = ("max", "avg")
 WEIGHT_FORMATS = ("auto", "caffe", "torchvision")
 DEFAULT_MAX_PIXELS = 8192 * 8192
+# --steps auto: the steps a run may take at most (split over the scales like a number would
+# be), and when a scale stops: its objective J improved by less than AUTO_TOLERANCE (relative)
+# over its last AUTO_WINDOW steps. 0.5% over 10 steps is where further steps stop changing the
+# picture to the eye (measured in benchmarks/bigsize.py); each scale hands on to a finer one
+# that will refine it anyway.
+AUTO_STEPS = 1000
+AUTO_WINDOW = 10
+AUTO_TOLERANCE = 0.005
 
 
 @dataclass
@@ -42,15 +51,16 @@ class Options:
     content_weight: float = 1.0
     style_weight: float = 5.0
     tv_weight: float = 0.0
+    style_loss: str = "gram"  # what of the style is matched: losses.STYLE_LOSSES
     optimizer: str = "lbfgs"
     lr: float | None = None  # None: 1.0 for L-BFGS, 0.02 for Adam
-    steps: int = 300
+    steps: int | str = 300  # or "auto": each scale until it converges (AUTO_*)
     scales: int | None = None  # None: 3 from 384 px up, else 1
     steps_per_scale: tuple[int, ...] | None = None  # None: derived from `steps`, see plan.schedule
     init: str = "content"  # content | noise | path to an image
     seed: int = 0
     size: int = 512  # longest side of the output
-    style_scale: float = 1.0  # style image's longest side relative to the output's
+    style_scale: float | None = None  # style's longest side relative to the output's; None: see style_side
     style_crop: tuple[float, float, float, float] | None = None
     preserve_color: str = "none"
     pooling: str = "max"
@@ -71,6 +81,22 @@ class Options:
         """(style layers, content layers) after applying the preset and overrides."""
         preset = get_preset(self.preset)
         return tuple(self.style_layers or preset.style_layers), tuple(self.content_layers or preset.content_layers)
+
+    def style_side(self, output_side: int, style_side: int) -> int:
+        """The style image's longest side for an output whose longest side is `output_side`.
+
+        Without --style-scale: the output's, but never above the style image's own, because an
+        enlarged painting is a blurred one and its blur would become the target (at 4K a 1000 px
+        painting's brush strokes would be smeared over four times their size). With it: exactly
+        that multiple of the output's, enlarging if asked."""
+        if self.style_scale is None:
+            return max(1, min(output_side, style_side))
+        return max(1, round(output_side * self.style_scale))
+
+    @property
+    def step_budget(self) -> int:
+        """Steps to plan for: --steps, or with --steps auto the most it may take."""
+        return AUTO_STEPS if self.steps == "auto" else self.steps
 
     @property
     def learning_rate(self) -> float:
@@ -109,16 +135,22 @@ class Options:
             (self.optimizer, OPTIMIZERS, "optimizer"),
             (self.preserve_color, COLOR_MODES, "color mode"),
             (self.precision, PRECISIONS, "precision"),
+            (self.style_loss, tuple(STYLE_LOSSES), "style loss"),
         ):
             if value not in choices:
                 raise BrushworkError(f"unknown {what} {value!r}; use {', '.join(choices)}")
+        if self.tile is not None and not STYLE_LOSSES[self.style_loss].tileable:
+            raise BrushworkError(f"--style-loss {self.style_loss} cannot run in tiles (--tile): it sorts every "
+                                 "position of the image at once; use gram or meancov")
 
     def _check_numbers(self) -> None:
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise BrushworkError(f"--lr must be a positive number, got {self.lr}")
         if not (isinstance(self.seed, int) and -(2**63) <= self.seed < 2**64):
             raise BrushworkError(f"--seed must be a whole number from -2**63 to 2**64 - 1, got {self.seed}")
-        for flag, value in (("--steps", self.steps), ("--scales", self.scales)):
+        if self.steps != "auto" and not isinstance(self.steps, int):
+            raise BrushworkError(f"--steps must be a whole number or auto, got {self.steps!r}")
+        for flag, value in (("--steps", self.step_budget), ("--scales", self.scales)):
             if value is not None and value < 1:
                 raise BrushworkError(f"{flag} must be at least 1, got {value}")
         if self.steps_per_scale is not None and any(s < 1 for s in self.steps_per_scale):
@@ -127,7 +159,7 @@ class Options:
             raise BrushworkError(f"--size must be positive, got {self.size}")
         if self.max_memory is not None and not (math.isfinite(self.max_memory) and self.max_memory > 0):
             raise BrushworkError(f"--max-memory must be a positive number of GiB, got {self.max_memory}")
-        if not (math.isfinite(self.style_scale) and self.style_scale > 0):
+        if self.style_scale is not None and not (math.isfinite(self.style_scale) and self.style_scale > 0):
             raise BrushworkError(f"--style-scale must be a positive number, got {self.style_scale}")
 
 
@@ -170,6 +202,10 @@ def _number(kind: type) -> Callable[[str], float | int]:
             raise BrushworkError(f"expected a {'whole ' if kind is int else ''}number, got {text!r}") from None
 
     return parse
+
+
+def _steps(text: str) -> int | str:
+    return "auto" if text.strip().lower() == "auto" else _number(int)(text)
 
 
 def _switch(text: str) -> bool:
@@ -224,9 +260,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--content-weight", "content_weight", _number(float), "weight of the content loss"),
     Setting("--style-weight", "style_weight", _number(float), "weight of the style loss", web=True, bounds=(0, 1e6)),
     Setting("--tv-weight", "tv_weight", _number(float), "weight of the total-variation (smoothness) loss"),
+    _choice_setting("--style-loss", tuple(STYLE_LOSSES),
+                    "what of the style to match: gram, meancov or sliced (see `brushwork presets`)", web=True),
     _choice_setting("--optimizer", OPTIMIZERS, "lbfgs or adam"),
     Setting("--lr", "lr", _number(float), "step size (default 1 for L-BFGS, 0.02 for Adam)"),
-    Setting("--steps", "steps", _number(int), "optimizer evaluations in all (split over the scales)",
+    Setting("--steps", "steps", _steps, "optimizer evaluations in all (split over the scales), or auto",
             web=True, bounds=(1, 5000), web_default=100),
     Setting("--scales", "scales", _number(int), "coarse-to-fine scales, 1 = single-scale (default: 3 from 384 px)"),
     Setting("--steps-per-scale", "steps_per_scale", _ints, "exact steps per scale, coarse to fine, e.g. 150,90,60"),
@@ -234,7 +272,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--seed", "seed", _number(int), "random seed (same seed and options give the same image on CPU)"),
     Setting("--size", "size", _number(int), "longest side of the output in pixels", web=True, bounds=(32, 2048),
             web_default=256),
-    Setting("--style-scale", "style_scale", _number(float), "style image size relative to the output"),
+    Setting("--style-scale", "style_scale", _number(float),
+            "style image size relative to the output (default: the output's, never above the style's own)"),
     Setting("--style-crop", "style_crop", images.parse_crop, "x,y,w,h of the style image to use (pixels or fractions)"),
     _choice_setting("--preserve-color", COLOR_MODES, "keep the content's colours: luminance or histogram", web=True),
     _choice_setting("--pooling", POOLINGS, "VGG pooling: max or avg"),

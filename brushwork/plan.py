@@ -12,19 +12,23 @@ import torch
 from . import images, lbfgs, tiles
 from .devices import available_bytes, pick_dtype
 from .errors import BrushworkError
+from .losses import STYLE_LOSSES
 from .options import Options
 from .vgg import LAYER_INDEX, VGG19
 
 MULTISCALE_FROM = 384  # outputs this large (longest side) or larger default to coarse-to-fine
 COARSEST = 256  # big outputs get more scales, each double the last, from about this long side
-# How a multi-scale run splits --steps between its scales, coarse to fine; more scales than
-# these halve the share at each finer scale, where a step costs four times as much.
+# How a multi-scale run splits --steps between its scales, coarse to fine. Runs with more
+# scales (big outputs) give each finer scale a quarter of the steps of the one before: a step
+# there costs four times as much, so every scale takes about the same time, and the top
+# scales, where steps only refine brush strokes, get a few (benchmarks/bigsize.py).
 SCALE_SPLIT = {1: [1.0], 2: [0.7, 0.3], 3: [0.6, 0.27, 0.13]}
+FINER_SHARE = 0.25
 # Without --max-memory, a CPU run keeps under this much beyond the network (the whole process
 # then stays near 8 GiB): RAM is the whole machine's, and the tiled evaluation is only about
 # 1.5-2x slower per step than a whole-image one that would take most of it.
 CPU_BUDGET = 7 * 2**30
-TILE_SIDES = (1024, 512, 256)  # tile cores tried, largest first (larger: less margin overhead)
+TILE_SIDES = (2048, 1536, 1024, 512, 256)  # tile cores tried, largest first (less margin overhead)
 MIN_TILE = 64
 MIN_HISTORY = 2  # L-BFGS pairs below which a run is refused rather than degraded further
 FIXED_COPIES = 8  # image-sized fp32 vectors an L-BFGS step holds besides its history
@@ -112,7 +116,8 @@ def default_scale_count(long_side: int) -> int:
 
 def split_steps(steps: int, n: int) -> list[int]:
     """`steps` evaluations over n scales, most where they are cheap (SCALE_SPLIT)."""
-    split = SCALE_SPLIT.get(n) or [2.0**-k / (2 - 2.0 ** (1 - n)) for k in range(n)]
+    split = SCALE_SPLIT.get(n) or [FINER_SHARE**k for k in range(n)]
+    split = [part / sum(split) for part in split]
     counts = [max(1, round(steps * part)) for part in split[:-1]]
     return counts + [max(1, steps - sum(counts))]  # the finest scale takes the rounding
 
@@ -136,8 +141,8 @@ def schedule(options: Options, width: int, height: int, layers: tuple[str, ...])
         if len(options.steps_per_scale) != n:
             raise BrushworkError(f"--steps-per-scale has {len(options.steps_per_scale)} values for {n} scales")
         return list(zip(sizes, options.steps_per_scale))
-    n = min(n, options.steps)
-    return list(zip(sizes[-n:], split_steps(options.steps, n)))
+    n = min(n, options.step_budget)
+    return list(zip(sizes[-n:], split_steps(options.step_budget, n)))
 
 
 def activation_elements(width: int, height: int, layers: tuple[str, ...]) -> int:
@@ -241,6 +246,11 @@ def make_plan(
     scales = [fit_scale(size, steps, options, layers, dtype, budget) for size, steps in schedule(options, width, height, layers)]
     if scales[-1] is None or None in scales:
         _refuse_memory(width, height, options, layers, dtype, budget, device)
+    if any(scale.tile for scale in scales) and not STYLE_LOSSES[options.style_loss].tileable:
+        raise BrushworkError(
+            f"--style-loss {options.style_loss} sorts every position at once and cannot run in the tiles a "
+            f"{width}x{height} output needs here; use --style-loss gram or meancov, a smaller --size or more --max-memory"
+        )
     needed = max(scale.memory for scale in scales)
     return Plan(width, height, layers, dtype, scales, needed, free, budget, tiles.margin_for(layers))
 
@@ -295,7 +305,7 @@ def _check_style_sizes(
 ) -> None:
     style_min = min_side(style_layers)
     for sw, sh in style_sizes:
-        fitted = images.fit_size(sw, sh, max(1, round(long_side * options.style_scale)))
+        fitted = images.fit_size(sw, sh, options.style_side(long_side, max(sw, sh)))
         if min(fitted) < style_min:
             raise BrushworkError(
                 f"the style image at {fitted[0]}x{fitted[1]} is too small for the chosen layers "

@@ -18,7 +18,7 @@ from PIL import Image
 from brushwork import images, tiles
 from brushwork.engine import Engine
 from brushwork.errors import BrushworkError
-from brushwork.losses import ContentLoss, StyleLoss, gram_matrix
+from brushwork.losses import ContentLoss, MeanCovLoss, StyleLoss, gram_matrix
 from brushwork.objective import Objective, TiledObjective, tiled_features, tiled_grams
 from brushwork.options import Options
 from brushwork.plan import fit_scale
@@ -230,3 +230,59 @@ def test_a_disk_that_fills_up_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(BrushworkError, match="the disk is full"):
         images.save_image(Image.new("RGB", (8, 8)), tmp_path / "out.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_steps_auto_stops_each_scale_when_it_converges(engine, content, style):
+    from brushwork.options import AUTO_STEPS, AUTO_TOLERANCE, AUTO_WINDOW
+
+    result = engine.run(content, [style], Options(size=48, steps="auto", device="cpu"))
+    assert result.stop_reason == "done" and len(result.records) < AUTO_STEPS
+    totals = [r.total for r in result.records]
+    assert totals[-1 - AUTO_WINDOW] - totals[-1] < AUTO_TOLERANCE * totals[-1]  # it stopped for a reason
+    assert all(a - b >= AUTO_TOLERANCE * b for a, b in zip(totals[:-AUTO_WINDOW - 1], totals[AUTO_WINDOW:-1]))
+
+
+def test_steps_auto_on_the_command_line():
+    from brushwork.options import parse_option
+
+    assert parse_option("steps", "auto") == "auto" and parse_option("steps", "12") == 12
+    with pytest.raises(BrushworkError, match="--steps must be a whole number or auto"):
+        Options(steps="many").validate(1)
+
+
+def test_style_targets_never_enlarge_the_painting_unless_asked(engine, content, monkeypatch):
+    small_style = Image.new("RGB", (64, 48), (200, 30, 30))
+    small_style.putpixel((5, 5), (0, 0, 255))
+    shapes = []
+    original = Engine.style_grams
+
+    def recording(self, key, image, *args, **kwargs):
+        shapes.append(tuple(image.shape[-2:]))
+        return original(self, key, image, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "style_grams", recording)
+    engine.run(content, [small_style], Options(size=96, steps=1, scales=1, device="cpu"))
+    engine.run(content, [small_style], Options(size=96, steps=1, scales=1, device="cpu", style_scale=1.0))
+    assert shapes == [(48, 64), (72, 96)]
+
+
+def test_tiled_meancov_matches_the_whole_image(engine):
+    """The mean and covariance statistics are sums over positions like Grams: tiles are exact."""
+    features, content, _, layers = losses_for(engine, TUTORIAL, 200, 150)
+    with torch.no_grad():
+        style = engine.features(torch.rand(1, 3, 96, 112, generator=torch.Generator().manual_seed(4)),
+                                TUTORIAL.style_layers, torch.float32)
+    meancov = MeanCovLoss({n: MeanCovLoss.statistics(f) for n, f in style.items()}, dict.fromkeys(style, 1.0))
+    x = torch.rand(1, 3, 150, 200, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+    grid = tiles.tiles(200, 150, 48, tiles.margin_for(layers))
+    whole_terms, whole_grad = evaluate(Objective(features, content, meancov, (1.0, 5.0, 0.1)), x)
+    tiled_terms, tiled_grad = evaluate(TiledObjective(features, content, meancov, (1.0, 5.0, 0.1), tiles=grid), x)
+    assert torch.allclose(tiled_terms, whole_terms, rtol=1e-4)
+    assert ((tiled_grad - whole_grad).norm() / whole_grad.norm()).item() <= 1e-3
+
+
+def test_the_sliced_loss_is_refused_where_tiles_are_needed(engine):
+    """Its sort needs every position at once: a run that only fits in tiles is refused at plan time."""
+    engine.plan((1600, 1200), Options(size=1600, steps=10, max_memory=1.0, style_loss="meancov"))
+    with pytest.raises(BrushworkError, match="--style-loss sliced sorts every position at once"):
+        engine.plan((1600, 1200), Options(size=1600, steps=10, max_memory=1.0, style_loss="sliced"))

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from .. import images
 from ..api import engine_for
 from ..errors import BrushworkError
+from ..losses import STYLE_LOSSES
 from ..devices import pick_dtype
 from ..engine import image_key
 from ..objective import Objective, content_loss_for, style_loss_for
@@ -42,7 +43,7 @@ PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 # The stylize options that mean something for training (the others are about one optimization run).
 TRAIN_FIELDS = (
     "preset", "style_layers", "content_layers", "style_layer_weights", "style_weights", "content_weight",
-    "style_weight", "tv_weight", "lr", "seed", "style_scale", "style_crop", "pooling", "weights",
+    "style_weight", "tv_weight", "style_loss", "lr", "seed", "style_scale", "style_crop", "pooling", "weights",
     "weights_format", "device", "precision",
 )  # fmt: skip
 DEFAULT_LR = 1e-3
@@ -252,18 +253,20 @@ class TrainingRun:
         self.losses: list[float] = []  # the total of every iteration run in this call
 
     def style_targets(self, styles: list[Image.Image]) -> list[dict[str, torch.Tensor]]:
-        """Gram targets of each style image at the size `stylize --size CROP` would use, so a
-        trained model paints what an optimization at that size would."""
+        """Style targets (Grams, or the --style-loss's statistics) of each style image at the
+        size `stylize --size CROP` would use, so a trained model paints what an optimization
+        at that size would."""
         style_layers, _ = self.options.layers
         if self.options.style_crop is not None:
             styles = [images.crop(s, self.options.style_crop) for s in styles]
-        style_side = max(1, round(self.config.crop * self.options.style_scale))
         grams = []
         for style in styles:
+            style_side = self.options.style_side(self.config.crop, max(style.size))
             tensor = images.resize(images.to_tensor(style), images.fit_size(style.width, style.height, style_side))
             if min(tensor.shape[-2:]) < min_side(style_layers):
                 raise BrushworkError(f"the style image at {style_side} px is too small for the style layers; raise --style-scale")
-            grams.append(self.engine.style_grams((image_key(style),), tensor, style_layers, self.dtype))
+            grams.append(self.engine.style_grams((image_key(style),), tensor, style_layers, self.dtype,
+                                                 statistics=STYLE_LOSSES[self.options.style_loss].statistics))
         return grams
 
     def load_samples(self) -> list[torch.Tensor]:

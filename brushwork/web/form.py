@@ -16,10 +16,13 @@ from starlette.datastructures import FormData, UploadFile
 
 from .. import options
 from ..errors import BrushworkError
+from ..losses import STYLE_LOSSES
 from ..options import Setting
 from ..presets import PRESETS
 
 CONTENT, STYLES = "content", "styles"  # the form's file fields; every other field is a setting
+VARY = "vary"  # a compare grid's axes: "field=v1,v2", once or twice
+MAX_FIELDS = 64  # text fields in one form: every setting, twice over, and room for a mistake
 JSON_TYPES = {"choice": "string", "int": "integer", "float": "number", "text": "string"}
 
 
@@ -43,7 +46,9 @@ def kind(setting: Setting) -> str:
 
 
 def choice_help(setting: Setting) -> dict[str, str]:
-    """What each choice means, where the project says: the presets describe themselves."""
+    """What each choice means, where the project says: the presets and style losses describe themselves."""
+    if setting.field == "style_loss":
+        return {name: kind.summary for name, kind in STYLE_LOSSES.items()}
     return {name: preset.description for name, preset in PRESETS.items()} if setting.field == "preset" else {}
 
 
@@ -54,15 +59,18 @@ def describe(setting: Setting) -> dict[str, Any]:
             "default": form_default(setting)}
 
 
-def request_schema() -> dict[str, Any]:
-    """The multipart body of POST /api/jobs for the OpenAPI document (the route reads the form
-    itself, so FastAPI cannot derive this from its parameters)."""
+def request_schema(vary: bool = False) -> dict[str, Any]:
+    """The multipart body of POST /api/jobs (and, with `vary`, of POST /api/compare) for the
+    OpenAPI document (the routes read the form themselves, so FastAPI cannot derive this)."""
     fields: dict[str, Any] = {
         CONTENT: {"type": "string", "contentMediaType": "application/octet-stream",
                   "description": "the photo to repaint"},
         STYLES: {"type": "array", "items": {"type": "string", "contentMediaType": "application/octet-stream"},
                  "description": "one or more style images"},
     }
+    if vary:
+        fields[VARY] = {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 2,
+                        "description": "a setting of this form and its values, e.g. style_weight=1,5,20"}
     for setting in web_settings():
         field = {"type": JSON_TYPES[kind(setting)], "description": setting.help, "default": form_default(setting)}
         if setting.choices:
@@ -70,7 +78,7 @@ def request_schema() -> dict[str, Any]:
         if setting.bounds:
             field["minimum"], field["maximum"] = setting.bounds
         fields[setting.field] = field
-    schema = {"type": "object", "properties": fields, "required": [CONTENT, STYLES]}
+    schema = {"type": "object", "properties": fields, "required": [CONTENT, STYLES] + ([VARY] if vary else [])}
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
 
@@ -85,21 +93,32 @@ def parse_value(setting: Setting, values: list[str | UploadFile]) -> Any:
         value = setting.parse(values[0])
     except BrushworkError as e:
         raise HTTPException(422, f"{setting.field}: {e}") from None
-    if setting.bounds and not setting.bounds[0] <= value <= setting.bounds[1]:
+    if setting.bounds and isinstance(value, (int, float)) and not setting.bounds[0] <= value <= setting.bounds[1]:
         low, high = setting.bounds
         raise HTTPException(422, f"{setting.field}: must be from {low:g} to {high:g}, got {value}")
     return value
 
 
-def parse_settings(form: FormData) -> dict[str, Any]:
-    """Every web setting's value (the default where the form has none). A field the form does
-    not know is refused rather than ignored: it is a typo or a client that expects more."""
+def parse_settings(form: FormData, base: dict[str, Any] | None = None, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Every web setting's value: the form's, else `base`'s (a re-run's old settings), else
+    the default. A field the form does not know is refused rather than ignored: it is a typo
+    or a client that expects more. `extra` names the other text fields a route reads itself."""
     settings = {setting.field: setting for setting in web_settings()}
-    unknown = sorted(set(form.keys()) - {CONTENT, STYLES} - settings.keys())
+    unknown = sorted(set(form.keys()) - {CONTENT, STYLES, *extra} - settings.keys())
     if unknown:
         raise HTTPException(422, f"{unknown[0]}: not a field of this form; fields: "
-                                 f"{', '.join([CONTENT, STYLES, *settings])}")
-    return {field: parse_value(setting, form.getlist(field)) for field, setting in settings.items()}
+                                 f"{', '.join([CONTENT, STYLES, *extra, *settings])}")
+    base = base or {}
+    return {field: parse_value(setting, form.getlist(field)) if field in form or field not in base else base[field]
+            for field, setting in settings.items()}
+
+
+def texts(form: FormData, field: str) -> list[str]:
+    """The text values of a repeatable field (a grid's `vary`)."""
+    values = form.getlist(field)
+    if not all(isinstance(value, str) for value in values):
+        raise HTTPException(422, f"{field}: expected text, got a file")
+    return [str(value) for value in values]
 
 
 def files(form: FormData, field: str) -> list[UploadFile]:
@@ -120,13 +139,33 @@ class JobForm:
     content: UploadFile
     styles: list[UploadFile]
     settings: dict[str, Any]
+    vary: list[str]
 
 
-async def job_form(request: Request) -> AsyncIterator[JobForm]:
-    """The request's form as a dependency: read and checked before the route runs, and its
-    temporary files closed after."""
-    async with request.form() as form:
+async def read_job_form(request: Request, extra: tuple[str, ...]) -> AsyncIterator[JobForm]:
+    """The request's form, read and checked before the route runs, its temporary files closed after."""
+    limits = request.app.state.limits  # one file over the cap still parses, for the route's clearer message
+    async with request.form(max_files=limits.max_styles + 2, max_fields=MAX_FIELDS) as form:
         content = files(form, CONTENT)
         if len(content) > 1:
             raise HTTPException(422, f"{CONTENT}: expected one file, got {len(content)}")
-        yield JobForm(content[0], files(form, STYLES), parse_settings(form))
+        vary = texts(form, VARY) if VARY in extra else []
+        yield JobForm(content[0], files(form, STYLES), parse_settings(form, extra=extra), vary)
+
+
+async def job_form(request: Request) -> AsyncIterator[JobForm]:
+    """A stylization's form, as a dependency."""
+    async for form in read_job_form(request, ()):
+        yield form
+
+
+async def compare_form(request: Request) -> AsyncIterator[JobForm]:
+    """A compare grid's form: a job's, with the axes to vary."""
+    async for form in read_job_form(request, (VARY,)):
+        yield form
+
+
+async def settings_form(request: Request) -> AsyncIterator[FormData]:
+    """A re-run's form: settings only, no files; the route merges them over the old job's."""
+    async with request.form(max_files=0, max_fields=MAX_FIELDS) as form:
+        yield form

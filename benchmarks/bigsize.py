@@ -1,0 +1,198 @@
+"""Print-size output: is the tiled evaluation exact, what does it cost, how much memory do big
+runs take, and how long does a poster take on this machine. Prints tables, writes JSON. Not a test.
+
+    python benchmarks/bigsize.py exact              # tiled vs whole objective and gradient, per-eval cost
+    python benchmarks/bigsize.py memory             # peak RSS of 1024, 2048, 4096 px (and --sizes 7680)
+    python benchmarks/bigsize.py poster             # a 3840x2160 picture, timed, with a 100% crop
+    python benchmarks/bigsize.py auto               # --steps auto against fixed step counts, equal J
+
+Each measurement that times or measures memory runs in its own process (`/usr/bin/time -v`
+for the whole process's peak RSS). The machine and its load are recorded with the numbers:
+on a shared machine, time measurements are only as good as the load column says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared" / "images"
+OUT = HERE / "out" / "bigsize"
+RESULTS = HERE / "results"
+
+
+def machine() -> dict:
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "load_1min": round(os.getloadavg()[0], 2), "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def pictures() -> tuple[Path, Path]:
+    """A 16:9 photo (the rocket launch, cut to 640x360 so the output is exactly 3840x2160) and
+    The Starry Night; scikit-image's astronaut and coffee where ../shared is absent."""
+    from PIL import Image
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    if (SHARED / "content" / "rocket.jpg").exists():
+        photo, painting = SHARED / "content" / "rocket.jpg", SHARED / "styles" / "starry_night.jpg"
+    else:
+        import importlib.resources
+
+        data = Path(str(importlib.resources.files("skimage") / "data"))
+        photo, painting = data / "astronaut.png", data / "coffee.png"
+    wide = OUT / "content-16x9.png"
+    with Image.open(photo) as image:
+        w = image.width
+        image.convert("RGB").crop((0, 0, w, w * 9 // 16)).save(wide)
+    return wide, painting
+
+
+def exact(args: argparse.Namespace) -> dict:
+    """Objective and gradient of a random image, whole and tiled, at a size both fit (fp32)."""
+    import torch
+
+    from brushwork import tiles
+    from brushwork.engine import Engine
+    from brushwork.losses import ContentLoss, StyleLoss, gram_matrix
+    from brushwork.objective import Objective, TiledObjective
+
+    engine = Engine("cpu")
+    layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1", "relu4_2")
+    w, h = args.exact_size
+    features = functools.partial(engine.features, layers=layers, dtype=torch.float32)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        targets = engine.features(torch.rand(1, 3, h, w, generator=g), ("relu4_2",), torch.float32)
+        style = engine.features(torch.rand(1, 3, 512, 512, generator=g), layers[:5], torch.float32)
+    content = ContentLoss(targets, {"relu4_2": 1.0})
+    style_loss = StyleLoss({n: gram_matrix(f) for n, f in style.items()}, dict.fromkeys(layers[:5], 1.0))
+    x = torch.rand(1, 3, h, w, generator=g).requires_grad_(True)
+    rows = []
+    for tile in [None, *args.tiles]:
+        if tile is None:
+            objective = Objective(features, content, style_loss, (1.0, 5.0, 0.0))
+        else:
+            grid = tiles.tiles(w, h, tile, tiles.margin_for(layers))
+            objective = TiledObjective(features, content, style_loss, (1.0, 5.0, 0.0), tiles=grid)
+        objective(x)  # warm-up
+        times = []
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            terms = objective(x)
+            times.append(time.perf_counter() - started)
+        rows.append({"tile": tile, "tiles": 1 if tile is None else len(grid), "seconds": min(times),
+                     "terms": terms.tolist(), "grad": x.grad.clone()})
+    whole, whole_grad = rows[0], rows[0]["grad"]
+    for row in rows:
+        grad = row.pop("grad")
+        row["grad_rel_error"] = float((grad - whole_grad).norm() / whole_grad.norm())
+        row["cost_vs_whole"] = row["seconds"] / whole["seconds"]
+        row["J_rel_error"] = abs(row["terms"][3] - whole["terms"][3]) / whole["terms"][3]
+    print(f"{w}x{h}, fp32, margin {tiles.margin_for(layers)} px")
+    print(f"{'tile':>6} {'tiles':>5} {'s/eval':>8} {'x whole':>8} {'grad rel err':>13} {'J rel err':>10}")
+    for r in rows:
+        print(f"{str(r['tile'] or 'whole'):>6} {r['tiles']:>5} {r['seconds']:8.2f} {r['cost_vs_whole']:8.2f} "
+              f"{r['grad_rel_error']:13.2e} {r['J_rel_error']:10.2e}")
+    return {"size": [w, h], "margin": tiles.margin_for(layers), "rows": rows}
+
+
+def timed_process(command: list[str]) -> dict:
+    """Run a command under /usr/bin/time -v: wall seconds, peak RSS of the whole process, output."""
+    started = time.perf_counter()
+    done = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
+    if done.returncode != 0:
+        print(done.stderr[-2000:], file=sys.stderr)
+    return {"seconds": round(seconds, 1), "peak_rss_gib": int(peak.group(1)) / 2**20 if peak else None,
+            "returncode": done.returncode, "log": [line for line in done.stderr.splitlines()
+                                                  if line.startswith(("plan:", "estimated", "wrote", "brushwork:"))]}
+
+
+def stylize_command(content: Path, style: Path, out: Path, size: int, *flags: str) -> list[str]:
+    return [sys.executable, "-m", "brushwork.cli", "stylize", str(content), "-s", str(style), "-o", str(out),
+            "--size", str(size), "--device", "cpu", "--overwrite", "--quiet", *flags]
+
+
+def memory(args: argparse.Namespace) -> dict:
+    """Peak RSS with one step per scale: the memory of every scale, in minutes not hours."""
+    from brushwork.plan import default_scale_count
+
+    content, style = pictures()
+    rows = []
+    for size in args.sizes:
+        steps = ",".join(["1"] * default_scale_count(size))
+        row = {"size": size, **machine(), **timed_process(stylize_command(
+            content, style, OUT / f"memory-{size}.png", size, "--steps-per-scale", steps))}
+        rows.append(row)
+        print(f"{size:>6} px: peak RSS {row['peak_rss_gib']:.2f} GiB, {row['seconds']:.0f} s, load {row['load_1min']}")
+        print("        " + "\n        ".join(row["log"]))
+    return {"rows": rows}
+
+
+def poster(args: argparse.Namespace) -> dict:
+    """A 3840x2160 run, its picture downscaled, and a 100% crop of its middle."""
+    from PIL import Image
+
+    content, style = pictures()
+    out = OUT / "poster-3840.png"
+    flags = ["--steps-per-scale", args.poster_steps] if args.poster_steps else []
+    row = {**machine(), **timed_process(stylize_command(content, style, out, 3840, *flags, "--trace",
+                                                      str(OUT / "poster-3840.json"))), "steps": args.poster_steps}
+    if out.exists():
+        with Image.open(out) as image:
+            image.resize((960, 540), Image.LANCZOS).save(OUT / "poster-3840-small.jpg", quality=90)
+            cx, cy = image.width // 2, image.height // 2
+            image.crop((cx - 480, cy - 270, cx + 480, cy + 270)).save(OUT / "poster-3840-crop100.jpg", quality=92)
+        trace = json.loads((OUT / "poster-3840.json").read_text())
+        row["final"] = trace["steps"][-1]
+    print(f"3840x2160: {row['seconds']:.0f} s whole process, peak RSS {row['peak_rss_gib']:.2f} GiB, load {row['load_1min']}")
+    print("  " + "\n  ".join(row["log"]))
+    return row
+
+
+def auto(args: argparse.Namespace) -> dict:
+    """--steps auto against fixed step counts on the same pair: time and final J (scored the
+    same way: J of the final step's record)."""
+    content, style = pictures()
+    rows = []
+    for steps in ["auto", *args.fixed_steps]:
+        trace = OUT / f"auto-{args.auto_size}-{steps}.json"
+        row = {"steps": steps, "size": args.auto_size, **machine(), **timed_process(stylize_command(
+            content, style, OUT / f"auto-{args.auto_size}-{steps}.png", args.auto_size, "--steps", str(steps),
+            "--trace", str(trace)))}
+        records = json.loads(trace.read_text())["steps"]
+        row.update(J=records[-1]["total"], evaluations=len(records))
+        rows.append(row)
+        print(f"--steps {steps:>5}: {row['seconds']:6.0f} s, {row['evaluations']:4d} evaluations, J {row['J']:.4f}")
+    return {"rows": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["exact", "memory", "poster", "auto"])
+    parser.add_argument("--exact-size", type=int, nargs=2, default=(768, 512))
+    parser.add_argument("--tiles", type=int, nargs="+", default=[512, 256])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
+    parser.add_argument("--poster-steps", help="--steps-per-scale for the poster (default: brushwork's)")
+    parser.add_argument("--auto-size", type=int, default=384)
+    parser.add_argument("--fixed-steps", type=int, nargs="+", default=[100, 300])
+    args = parser.parse_args()
+    result = {"machine": machine(), "result": globals()[args.what](args)}
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"bigsize-{args.what}.json"
+    path.write_text(json.dumps(result, indent=1, default=str))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
