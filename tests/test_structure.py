@@ -83,3 +83,16 @@ def test_old_imports_still_work():
 
     assert (old.Engine, old.Options, old.LBFGS) == (Engine, Options, LBFGS)
     assert brushwork.Engine is Engine and brushwork.Options is Options
+
+
+def test_functions_and_modules_stay_short():
+    """One job per function (at most 60 lines) and modules a reader can take in (450 lines)."""
+    too_long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text()
+        if len(source.splitlines()) > 450:
+            too_long.append(f"{module_name(path)}: {len(source.splitlines())} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                too_long.append(f"{module_name(path)}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert too_long == []
