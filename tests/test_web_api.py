@@ -31,6 +31,12 @@ TINY = {"size": "48", "steps": "3"}
 LONG = {"size": "48", "steps": "5000"}  # runs until cancelled
 
 
+def local(app) -> TestClient:
+    """A test client that addresses the app as a browser on this machine would (the app
+    refuses requests for host names it is not served under, such as `testserver`)."""
+    return TestClient(app, base_url="http://127.0.0.1:8000")
+
+
 def encode(image: Image.Image, fmt: str = "PNG") -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt)
@@ -91,7 +97,7 @@ def decoded(data: bytes) -> Image.Image:
 
 
 def test_page_docs_and_config(tmp_path):
-    client = TestClient(create_app(tmp_path))
+    client = local(create_app(tmp_path))
     page = client.get("/")
     assert page.status_code == 200 and "<title>brushwork</title>" in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
@@ -117,7 +123,7 @@ def test_page_docs_and_config(tmp_path):
 
 
 def test_job_streams_progress_and_keeps_its_result(tmp_path, uploads):
-    with TestClient(create_app(tmp_path, preview_interval=0)) as client:
+    with local(create_app(tmp_path, preview_interval=0)) as client:
         job = submit(client, uploads, TINY, content_name="../../../etc/photo.png")
         assert len(job["id"]) >= 22 and job["status"] in ("queued", "running")
         assert job["inputs"] == {"content": "photo.png", "styles": ["style0.jpg"]}
@@ -150,13 +156,13 @@ def test_job_streams_progress_and_keeps_its_result(tmp_path, uploads):
     assert json.loads((folder / "job.json").read_text())["status"] == "done"
 
     # The history survives a restart.
-    client = TestClient(create_app(tmp_path))
+    client = local(create_app(tmp_path))
     assert client.get(f"/api/jobs/{job['id']}").json()["status"] == "done"
     assert decoded(client.get(f"/api/jobs/{job['id']}/result.png").content).size == (48, 48)
 
 
 def test_queue_positions_and_cancel(tmp_path, uploads):
-    with TestClient(create_app(tmp_path)) as client:
+    with local(create_app(tmp_path)) as client:
         running = submit(client, uploads, LONG)
         second = submit(client, uploads, TINY)
         third = submit(client, uploads, TINY)
@@ -181,7 +187,7 @@ def test_queue_positions_and_cancel(tmp_path, uploads):
 
 
 def test_bad_uploads_and_limits_get_clear_json_errors(tmp_path, uploads):
-    client = TestClient(create_app(tmp_path, max_upload_mb=0.05, max_input_pixels=100 * 100, max_styles=2))
+    client = local(create_app(tmp_path, max_upload_mb=0.05, max_input_pixels=100 * 100, max_styles=2))
     style = ("styles", ("s.jpg", uploads["style"], "image/jpeg"))
     small = encode(Image.new("RGB", (64, 64), "red"))
     noise = encode(Image.effect_noise((150, 150), 80).convert("RGB"))  # ~60 KB of incompressible pixels
@@ -219,7 +225,7 @@ def test_the_form_is_the_settings_tables_web_rows(tmp_path, uploads, monkeypatch
     web_rows = [s for s in options.SETTINGS if s.web]
     narrow = tuple(dataclasses.replace(s, bounds=(1, 10)) if s.field == "steps" else s for s in options.SETTINGS)
     monkeypatch.setattr(options, "SETTINGS", narrow)
-    client = TestClient(create_app(tmp_path))  # no worker: jobs stay queued
+    client = local(create_app(tmp_path))  # no worker: jobs stay queued
     shown = client.get("/api/config").json()["settings"]
     assert [s["field"] for s in shown] == [s.field for s in web_rows]
     for row, entry in zip(web_rows, shown):
@@ -230,12 +236,12 @@ def test_the_form_is_the_settings_tables_web_rows(tmp_path, uploads, monkeypatch
     refused = client.post("/api/jobs", files=files(uploads), data={"steps": "11"})
     assert refused.status_code == 422 and refused.json()["error"] == "steps: must be from 1 to 10, got 11"
     job = submit(client, uploads, {"steps": "10", "preserve_color": "luminance"})
-    assert job["settings"] == {"preset": "gatys", "style_weight": 5.0, "steps": 10, "size": 256,
+    assert job["settings"] == {"preset": "gatys", "style_weight": 5.0, "style_loss": "gram", "steps": 10, "size": 256,
                                "preserve_color": "luminance"}  # fields left out: the table's defaults
 
 
 def test_unknown_fields_and_bad_values_are_refused_by_name(tmp_path, uploads):
-    client = TestClient(create_app(tmp_path))
+    client = local(create_app(tmp_path))
     text_content = [("content", (None, "photo.png")), ("styles", ("s.jpg", uploads["style"], "image/jpeg"))]
     cases = [
         (files(uploads), {"colour": "blue"}, "colour: not a field of this form; fields: content, styles, preset"),
@@ -255,7 +261,7 @@ def test_unknown_fields_and_bad_values_are_refused_by_name(tmp_path, uploads):
 
 
 def test_ids_are_unguessable_and_paths_never_reach_the_disk(tmp_path, uploads):
-    client = TestClient(create_app(tmp_path))  # no worker: jobs stay queued
+    client = local(create_app(tmp_path))  # no worker: jobs stay queued
     ids = {submit(client, uploads, TINY)["id"] for _ in range(3)}
     assert len(ids) == 3 and all(len(i) >= 22 and i.replace("-", "").replace("_", "").isalnum() for i in ids)
     job_id = next(iter(ids))
@@ -278,22 +284,26 @@ def test_ids_are_unguessable_and_paths_never_reach_the_disk(tmp_path, uploads):
     assert client.post("/api/jobs/..%2F..%2Fsecret.txt/cancel").status_code == 404
 
 
-def test_restart_marks_unfinished_jobs_interrupted(tmp_path, uploads):
+def test_restart_keeps_the_line_and_interrupts_the_running_job(tmp_path, uploads):
     # A server that dies with a job in line (no worker ran: as after a crash).
-    crashed = submit(TestClient(create_app(tmp_path)), uploads, TINY)
-    # A server shut down while a job runs.
-    with TestClient(create_app(tmp_path)) as client:
+    waiting = submit(local(create_app(tmp_path)), uploads, TINY)
+    # A server shut down while a job runs, with another one behind it.
+    with local(create_app(tmp_path)) as client:
+        client.app.state.queue.cancel(client.app.state.queue.get(waiting["id"]))  # out of the way of this run
         running = submit(client, uploads, LONG)
+        behind = submit(client, uploads, TINY)
         wait_for(client, running["id"], lambda s: s["step"] >= 1)
-    record = json.loads((tmp_path / "jobs" / running["id"] / "job.json").read_text())
-    assert record["status"] == "interrupted"
+    assert json.loads((tmp_path / "jobs" / running["id"] / "job.json").read_text())["status"] == "interrupted"
+    assert json.loads((tmp_path / "jobs" / behind["id"] / "job.json").read_text())["status"] == "queued"
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
 
-    client = TestClient(create_app(tmp_path))
-    for job in (crashed, running):
-        state = client.get(f"/api/jobs/{job['id']}").json()
-        assert state["status"] == "interrupted" and "server stopped" in state["error"]
-    assert client.post(f"/api/jobs/{crashed['id']}/cancel").status_code == 409
+    client = local(create_app(tmp_path))
+    state = client.get(f"/api/jobs/{running['id']}").json()
+    assert state["status"] == "interrupted" and "server stopped" in state["error"]
+    assert client.post(f"/api/jobs/{running['id']}/cancel").status_code == 409
+    assert client.get(f"/api/jobs/{behind['id']}").json()["position"] == 1  # still in line
+    retried = client.post(f"/api/jobs/{running['id']}/retry").json()
+    assert (retried["status"], retried["position"], retried["step"], retried["error"]) == ("queued", 2, 0, None)
 
 
 def test_serve_without_the_web_extra_says_what_to_install(monkeypatch, capsys):

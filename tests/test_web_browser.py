@@ -1,9 +1,11 @@
 """End to end in a real browser: Debian's headless Chromium, driven by Playwright, against
 `brushwork serve`'s app under uvicorn on a free loopback port.
 
-The test uploads two small pictures, starts a tiny job, watches the live preview change,
-waits for the result, downloads it, and leaves a screenshot (web.png in its tmp folder;
-the README's docs/images/web.png is a copy of one).
+The first test uploads two small pictures, starts a tiny job, watches the live preview
+change, waits for the result, downloads it, and leaves a screenshot (web.png in its tmp
+folder; the README's docs/images/web.png is a copy of one). The second paints in fast mode,
+runs a two-cell compare grid and its downloads, and uses the history's delete, retry and
+re-run (screenshots web-fast.png and web-compare.png).
 """
 
 from __future__ import annotations
@@ -55,6 +57,15 @@ def open_image(path: str | Path) -> Image.Image:
     return image
 
 
+def check_form(page) -> None:
+    """The form's inputs are built from the settings table's web rows, limits and starts included."""
+    web = {setting.field: setting for setting in SETTINGS if setting.web}
+    assert page.eval_on_selector_all("#settings [name]", "nodes => nodes.map(n => n.name)") == list(web)
+    assert page.input_value("#size") == str(web["size"].web_default)
+    assert page.get_attribute("#steps", "max") == str(web["steps"].bounds[1])
+    assert page.locator("#preserve_color option").all_inner_texts() == list(web["preserve_color"].choices)
+
+
 def test_page_paints_downloads_and_keeps_history(server_url, tmp_path, content, style):
     photo, texture, notes = tmp_path / "photo.png", tmp_path / "texture.jpg", tmp_path / "notes.png"
     content.save(photo)
@@ -63,19 +74,14 @@ def test_page_paints_downloads_and_keeps_history(server_url, tmp_path, content, 
     page_errors: list[str] = []
 
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch(playwright)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 860}, accept_downloads=True)
             page.on("pageerror", lambda error: page_errors.append(str(error)))
             page.goto(server_url)
             page.wait_for_selector("body[data-ready=true]")
 
-            # The form's inputs are built from the settings table's web rows, limits and starts included.
-            web = {setting.field: setting for setting in SETTINGS if setting.web}
-            assert page.eval_on_selector_all("#settings [name]", "nodes => nodes.map(n => n.name)") == list(web)
-            assert page.input_value("#size") == str(web["size"].web_default)
-            assert page.get_attribute("#steps", "max") == str(web["steps"].bounds[1])
-            assert page.locator("#preserve_color option").all_inner_texts() == list(web["preserve_color"].choices)
+            check_form(page)
 
             # A file that is no picture: the server's JSON error is shown on the page.
             page.set_input_files("#content-input", notes)
@@ -92,6 +98,7 @@ def test_page_paints_downloads_and_keeps_history(server_url, tmp_path, content, 
             deadline = time.monotonic() + 300
             while not page.is_visible("#result"):
                 assert time.monotonic() < deadline, page.inner_text("#status")
+                assert page.is_hidden("#error"), page.inner_text("#error")  # a failed job: say why at once
                 source = page.get_attribute("#preview", "src")
                 if source:
                     previews.add(source)
@@ -116,6 +123,98 @@ def test_page_paints_downloads_and_keeps_history(server_url, tmp_path, content, 
             page.wait_for_selector("body[data-ready=true]")
             page.click("#history li.done button")
             sync_api.expect(page.locator("#result-image")).to_have_js_property("naturalWidth", 64)
+        finally:
+            browser.close()
+    assert not page_errors
+
+
+def launch(playwright):
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def download(page, selector: str) -> Path:
+    with page.expect_download() as started:
+        page.click(selector)
+    return Path(started.value.path())
+
+
+def fast_mode(page, photo: Path, tmp_path: Path) -> None:
+    """Pick the shipped model, drop a photo, and the picture comes at once."""
+    page.click("#mode-fast")
+    assert page.is_hidden("#style-pick") and page.is_visible("#fast-settings")
+    assert "starry-night" in page.locator("#model option").all_inner_texts()[0]
+    page.fill("#fast-size", "64")
+    page.eval_on_selector("#strength", "e => { e.value = '0.5'; e.dispatchEvent(new Event('input')); }")
+    page.check("#fast-color")
+    page.set_input_files("#content-input", photo)  # painting starts by itself
+    sync_api.expect(page.locator("#fast-image")).to_have_js_property("naturalWidth", 64, timeout=60_000)
+    sync_api.expect(page.locator("#status")).to_contain_text("Painted with starry-night in")
+    painted = open_image(download(page, "#download-fast"))
+    assert painted.format == "PNG" and painted.size == (64, 64)
+    page.screenshot(path=tmp_path / "web-fast.png", full_page=True)
+
+
+def compare_grid(page, texture: Path, tmp_path: Path) -> None:
+    """The photo stays picked; vary steps over a tiny grid and watch it fill, then download."""
+    page.click("#mode-compare")
+    assert page.is_visible("#vary") and page.is_hidden("#fast-settings")
+    page.set_input_files("#style-input", texture)
+    page.fill("#size", "32")
+    page.select_option("#vary-1-field", "steps")
+    page.fill("#vary-1-values", "1,2")
+    page.click("#start")
+    sync_api.expect(page.locator("#grid td")).to_have_count(2, timeout=30_000)
+    sync_api.expect(page.locator("#grid td.done")).to_have_count(2, timeout=300_000)
+    for text in page.locator("#grid .scores").all_inner_texts():
+        assert " s · content " in text and " · style " in text
+    sync_api.expect(page.locator("#grid-downloads")).to_be_visible(timeout=60_000)
+    assert page.inner_text("#status").startswith("Done: 2 cells")
+    assert open_image(download(page, "#download-sheet")).format == "PNG"
+    assert "<table" in download(page, "#download-html").read_text()
+    rows = download(page, "#download-csv").read_text().splitlines()
+    assert rows[0].startswith("cell,image,seconds,content_distance") and len(rows) == 3
+    page.screenshot(path=tmp_path / "web-compare.png", full_page=True)
+
+
+def history_actions(page, data: Path) -> None:
+    """Delete the grid, files and all; cancel a run, retry it, cancel it again, re-run it."""
+    grid = page.locator("#history li.done").first
+    grid_id = grid.get_attribute("id").removeprefix("job-")
+    assert (data / "jobs" / grid_id).is_dir()
+    grid.locator("button", has_text="Delete").click()
+    sync_api.expect(page.locator(f"#job-{grid_id}")).to_have_count(0)
+    assert not (data / "jobs" / grid_id).exists()
+
+    page.click("#mode-stylize")
+    page.fill("#steps", "5000")
+    page.click("#start")
+    for attempt in ("first", "retried"):
+        sync_api.expect(page.locator("#status")).to_contain_text("Step ", timeout=120_000)
+        page.click("#cancel")
+        sync_api.expect(page.locator("#history li.cancelled")).to_have_count(1, timeout=60_000)
+        if attempt == "first":
+            page.locator("#history li.cancelled button", has_text="Retry").click()
+    page.fill("#steps", "2")
+    page.locator("#history li.cancelled button", has_text="Re-run").click()
+    sync_api.expect(page.locator("#status")).to_contain_text("Done: 32×32, 2 steps", timeout=120_000)
+    sync_api.expect(page.locator("#history li.done")).to_have_count(1)
+
+
+def test_fast_mode_a_compare_grid_and_history_actions(server_url, tmp_path, content, style):
+    photo, texture = tmp_path / "photo.png", tmp_path / "texture.png"
+    content.save(photo)
+    style.save(texture)
+    page_errors: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+            page.on("pageerror", lambda error: page_errors.append(str(error)))
+            page.goto(server_url)
+            page.wait_for_selector("body[data-ready=true]")
+            fast_mode(page, photo, tmp_path)
+            compare_grid(page, texture, tmp_path)
+            history_actions(page, tmp_path / "data")
         finally:
             browser.close()
     assert not page_errors

@@ -1,6 +1,8 @@
-"""The web app: a JSON API over the job queue, and the page that uses it.
+"""The web app: a JSON API over the job queue and fast mode, and the page that uses it.
 
-Safety rules: uploads are limited in bytes and pixels and decoded by Pillow, the name and
+Safety rules: every request first passes the guard (`guard`: the Host header must name this
+server, requests that change anything must come from its own page, and beyond loopback a
+token is needed); uploads are limited in bytes and pixels and decoded by Pillow, the name and
 declared type counting for nothing (`uploads`); inputs are re-encoded as PNG under names the
 server chooses (`jobs`); job ids are random and only ever looked up in the queue's table, so
 no part of a request path reaches the filesystem (`dependencies.find_job`); every error is
@@ -22,8 +24,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import BrushworkError
+from .fastmode import Models
+from .guard import Guard, Policy
 from .jobs import JobQueue
-from .routers import config, images, jobs, page
+from .routers import compare, config, fast, images, jobs, page
+from .store import DiskFull
 from .uploads import BodyLimit, Limits
 
 
@@ -44,6 +49,11 @@ async def brushwork_error(request: Request, exc: BrushworkError) -> JSONResponse
     return JSONResponse({"error": str(exc)}, status_code=400)
 
 
+async def disk_full(request: Request, exc: DiskFull) -> JSONResponse:
+    """507 Insufficient Storage: the server's problem, not the request's, and one that passes."""
+    return JSONResponse({"error": str(exc)}, status_code=507)
+
+
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     """FastAPI's list of problems as one line, in the same {"error": ...} shape as the rest."""
     problems = [f"{e['loc'][-1]}: {e['msg']}" if e.get("loc") else e["msg"] for e in exc.errors()]
@@ -57,9 +67,15 @@ def create_app(
     max_input_pixels: int = 25_000_000,
     max_styles: int = 4,
     preview_interval: float = 0.5,
+    policy: Policy = Policy(),
+    device: str = "auto",
+    precision: str = "auto",
+    models_dir: str | Path | None = None,
 ) -> FastAPI:
-    """The app, keeping its jobs under `data_dir`. The worker runs while the app is served
-    (between the ASGI lifespan's startup and shutdown)."""
+    """The app, keeping its jobs under `data_dir`, running them (and fast mode) on `device` in
+    `precision`, admitting the requests `policy` allows (by default: loopback names, no
+    token). The worker runs while the app is served (between the ASGI lifespan's startup
+    and shutdown)."""
     app = FastAPIOffline(
         title="brushwork",
         version=__version__,
@@ -67,12 +83,15 @@ def create_app(
         "download the result. Errors are JSON objects {\"error\": message}.",
         lifespan=lifespan,
     )
-    app.state.queue = JobQueue(Path(data_dir), preview_interval=preview_interval)
+    app.state.queue = JobQueue(Path(data_dir), preview_interval, device, precision)
     app.state.limits = Limits(max_upload_mb, max_input_pixels, max_styles)
+    app.state.models = Models(Path(models_dir) if models_dir else None, device, precision)
     app.add_middleware(BodyLimit, max_bytes=app.state.limits.max_request_bytes)
+    app.add_middleware(Guard, policy=policy)  # added last: the outermost, so it runs first
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(BrushworkError, brushwork_error)
+    app.add_exception_handler(DiskFull, disk_full)
     app.add_exception_handler(RequestValidationError, validation_error)
-    for router in (page.router, config.router, jobs.router, images.router):
+    for router in (page.router, config.router, jobs.router, compare.router, images.router, fast.router):
         app.include_router(router)
     return app

@@ -1,10 +1,10 @@
 """The job queue behind `brushwork serve`.
 
 One worker thread runs the jobs one at a time, since a run takes the whole device; the
-others wait in line. Each job lives in its own folder under the data dir, named by its
-random id, holding the inputs and result (named by the server) and a job.json written
-atomically at every change of status, so a restart finds the whole history, and jobs that a
-shutdown or crash cut off are marked "interrupted".
+others wait in line. Each job lives in its own folder under the data dir (`store`), and its
+job.json is rewritten atomically at every change of status, so a restart finds the whole
+history and the line in its order: jobs that were waiting wait again, and the one a
+shutdown or crash cut off is marked "interrupted", ready to be retried.
 
 Nothing here knows about HTTP: listeners get events through asyncio queues, fed from the
 worker thread with `call_soon_threadsafe`.
@@ -14,36 +14,27 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import io
-import json
 import logging
-import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from PIL import Image
 
-from .. import images
-from ..api import engine_for
-from ..errors import BrushworkError
+from ..compare.grid import Inputs
 from ..engine import Progress
+from ..errors import BrushworkError
 from ..options import Options
+from .records import ACTIVE, INTERRUPTED, RESULT_FILES, RETRYABLE, Job, encode_preview
+from .runs import RUNNERS, RunContext, describe_grid, plan_grid
+from .store import Store
 
 log = logging.getLogger("brushwork.web")
 
-ACTIVE = ("queued", "running")  # the other statuses: done, failed, cancelled, interrupted
-JOB_ID = re.compile(r"[A-Za-z0-9_-]{22}")  # what secrets.token_urlsafe(16) makes
-INTERRUPTED = "the server stopped before this job finished"
-PREVIEW_SIDE = 512  # previews are for the screen: at most this many pixels on the long side
-CONTENT_FILE = "content.png"
-RESULT_FILES = {"png": "result.png", "jpg": "result.jpg"}
-
-
-def style_file(index: int) -> str:
-    return f"style-{index}.png"
+ENDS_STREAM = ("closing", "deleted")  # events after which a job's event stream ends
 
 
 class Cancelled(Exception):
@@ -51,98 +42,57 @@ class Cancelled(Exception):
 
 
 @dataclass
-class Job:
-    """One stylization request. The fields up to `warning` are saved in job.json."""
+class Pictures:
+    """A request's decoded pictures and the names the client gave them (shown, never used as paths)."""
 
-    id: str
-    settings: dict  # Options fields chosen by the client
-    content_name: str  # the uploaded names, for display only: files on disk are named by the server
+    content: Image.Image
+    styles: list[Image.Image]
+    content_name: str
     style_names: list[str]
-    status: str = "queued"
-    created: float = field(default_factory=time.time)
-    started: float | None = None
-    finished: float | None = None
-    step: int = 0
-    total_steps: int = 0
-    elapsed: float = 0.0  # seconds since the run started, at the last step
-    losses: list[list[float]] = field(default_factory=list)  # [step, content, style, tv, total] per step
-    width: int | None = None
-    height: int | None = None
-    error: str | None = None
-    warning: str | None = None
-    # Live state, never saved.
-    preview: bytes | None = field(default=None, repr=False)
-    preview_version: int = 0
-    cancel_requested: bool = False
-    listeners: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = field(default_factory=list, repr=False)
-
-    SAVED = ("id", "settings", "content_name", "style_names", "status", "created", "started", "finished", "step",
-             "total_steps", "elapsed", "losses", "width", "height", "error", "warning")
-
-    def eta(self) -> float | None:
-        """Seconds left, from the mean step time so far (None unless running and a step is done)."""
-        if self.status != "running" or not self.step:
-            return None
-        return self.elapsed / self.step * (self.total_steps - self.step)
-
-    def to_json(self) -> bytes:
-        return json.dumps({name: getattr(self, name) for name in self.SAVED}).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes) -> "Job":
-        record = json.loads(data)
-        return cls(**{name: record[name] for name in cls.SAVED if name in record})
-
-
-def encode_preview(image: Image.Image) -> bytes:
-    """A small JPEG for the live view: cheap to make twice a second and to send."""
-    image = image.copy()
-    image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=85)
-    return buffer.getvalue()
 
 
 class JobQueue:
     """Jobs by id, the waiting line, and the worker thread that runs them."""
 
-    def __init__(self, data_dir: Path, preview_interval: float = 0.5):
-        self.root = Path(data_dir) / "jobs"
-        self.root.mkdir(parents=True, exist_ok=True)
+    def __init__(self, data_dir: Path, preview_interval: float = 0.5, device: str = "auto",
+                 precision: str = "auto"):
+        self.store = Store(Path(data_dir) / "jobs")
         self.preview_interval = preview_interval
+        self.device, self.precision = device, precision
         self._jobs: dict[str, Job] = {}
         self._waiting: collections.deque[str] = collections.deque()
         self._lock = threading.Condition()
         self._closing = False
         self._thread: threading.Thread | None = None
+        self._next_order = 0
         self._load()
 
-    # --- storage ---------------------------------------------------------------------------
-
     def folder(self, job: Job) -> Path:
-        return self.root / job.id
+        return self.store.folder(job.id)
+
+    def options(self, settings: dict) -> Options:
+        """A job's Options: the client's settings on this server's device and precision."""
+        return Options(**settings).replace(device=self.device, precision=self.precision)
 
     def _save(self, job: Job) -> None:
-        images.write_atomic(self.folder(job) / "job.json", job.to_json())
+        """job.json, where a failure must not stop the worker: the state in memory stays
+        right, and a full disk is logged (the record on disk is then one change behind)."""
+        try:
+            self.store.save_record(job)
+        except (OSError, BrushworkError) as e:
+            log.error("cannot save the record of job %s: %s", job.id, e)
 
     def _load(self) -> None:
-        """Read the history back; jobs that were queued or running when the server died are
-        marked interrupted (their folders hold only complete files: every write is atomic)."""
-        for folder in self.root.iterdir():
-            record = folder / "job.json"
-            if not (JOB_ID.fullmatch(folder.name) and record.is_file()):
-                continue
-            try:
-                job = Job.from_json(record.read_bytes())
-            except (OSError, ValueError, TypeError, KeyError) as e:
-                log.warning("skipping %s: unreadable job record (%s)", folder, e)
-                continue
-            if job.id != folder.name:
-                continue
-            if job.status in ACTIVE:
-                job.status, job.error, job.finished = "interrupted", INTERRUPTED, job.finished or time.time()
+        """The history back, and the line in its old order; a job that was running is interrupted."""
+        for job in self.store.records():
+            if job.status == "running":
+                job.status, job.error, job.finished = "interrupted", INTERRUPTED, time.time()
                 self._save(job)
             self._jobs[job.id] = job
+        waiting = sorted((job for job in self._jobs.values() if job.status == "queued"),
+                         key=lambda job: (job.order, job.created))
+        self._waiting.extend(job.id for job in waiting)
+        self._next_order = max((job.order for job in self._jobs.values()), default=-1) + 1
 
     # --- what clients see ------------------------------------------------------------------
 
@@ -154,29 +104,19 @@ class JobQueue:
         with self._lock:
             return sorted(self._jobs.values(), key=lambda job: job.created, reverse=True)
 
-    def state(self, job: Job, losses: bool = True) -> dict:
+    def state(self, job: Job, losses: bool = True) -> dict[str, Any]:
         """The job as the API shows it (JSON-ready)."""
         with self._lock:
             position = self._waiting.index(job.id) + 1 if job.status == "queued" and job.id in self._waiting else None
             state = {
-                "id": job.id,
-                "status": job.status,
-                "position": position,
-                "created": job.created,
-                "started": job.started,
-                "finished": job.finished,
-                "settings": job.settings,
+                "id": job.id, "kind": job.kind, "status": job.status, "position": position,
+                "created": job.created, "started": job.started, "finished": job.finished,
+                "settings": job.settings, "vary": job.vary, "rerun_of": job.rerun_of,
                 "inputs": {"content": job.content_name, "styles": job.style_names},
-                "step": job.step,
-                "total_steps": job.total_steps,
-                "loss": job.losses[-1][4] if job.losses else None,
-                "elapsed": job.elapsed,
-                "eta_seconds": job.eta(),
-                "width": job.width,
-                "height": job.height,
-                "error": job.error,
-                "warning": job.warning,
-                "preview_version": job.preview_version,
+                "step": job.step, "total_steps": job.total_steps, "loss": job.losses[-1][4] if job.losses else None,
+                "elapsed": job.elapsed, "eta_seconds": job.eta(), "width": job.width, "height": job.height,
+                "error": job.error, "warning": job.warning, "preview_version": job.preview_version,
+                "grid": job.grid, "cells": list(job.cells), "reports": job.reports,
             }
             if losses:
                 state["losses"] = list(job.losses)
@@ -204,30 +144,73 @@ class JobQueue:
         """Save and announce a change of status; everyone behind in line moved up too."""
         self._save(job)
         self._publish(job, "state", self.state(job))
+        self._line_moved()
+
+    def _line_moved(self) -> None:
+        """Tell those following a waiting job its new place (only those: a long line would
+        otherwise cost a state per waiting job at every change)."""
         for waiting in self._waiting:
-            self._publish(self._jobs[waiting], "state", self.state(self._jobs[waiting]))
+            if self._jobs[waiting].listeners:
+                self._publish(self._jobs[waiting], "state", self.state(self._jobs[waiting]))
+
+    def _enqueue(self, job: Job) -> None:
+        """At the end of the line (called with the lock held)."""
+        self._jobs[job.id] = job
+        self._waiting.append(job.id)
+        self._changed(job)
+        self._lock.notify_all()
+
+    def _take_order(self) -> int:
+        """The next place in line, kept across restarts (the lock is reentrant)."""
+        with self._lock:
+            self._next_order += 1
+            return self._next_order - 1
 
     # --- requests --------------------------------------------------------------------------
 
-    def submit(self, content: Image.Image, styles: list[Image.Image], settings: dict, content_name: str,
-               style_names: list[str]) -> Job:
-        """Check the settings, store the inputs and put the job in line."""
-        options = Options(**settings)
-        options.validate(len(styles))
+    def check(self, kind: str, settings: dict, vary: list[str], pictures: Pictures) -> dict | None:
+        """Everything that can be wrong with a request, before anything is stored; a grid's
+        layout comes back, for the page to draw before the first cell is done."""
+        options = self.options(settings)
+        options.validate(len(pictures.styles))
+        if kind != "compare":
+            return None
+        inputs = Inputs(pictures.content, pictures.styles, pictures.content_name, pictures.style_names)
+        return describe_grid(*plan_grid(options, vary, inputs))
+
+    def submit(self, pictures: Pictures, settings: dict, kind: str = "stylize", vary: list[str] = ()) -> Job:
+        """Check the request, store the inputs and put the job in line."""
+        grid = self.check(kind, settings, list(vary), pictures)
         if self._closing:
             raise BrushworkError("the server is shutting down")
-        job = Job(secrets.token_urlsafe(16), settings, content_name, style_names)
-        folder = self.folder(job)
-        folder.mkdir()
-        images.save_image(content, folder / CONTENT_FILE)
-        for index, style in enumerate(styles):
-            images.save_image(style, folder / style_file(index))
+        job = Job(secrets.token_urlsafe(16), settings, pictures.content_name, pictures.style_names, kind, list(vary),
+                  self._take_order(), grid=grid)
+        self.store.create(job, pictures.content, pictures.styles)
         with self._lock:
-            self._jobs[job.id] = job
-            self._waiting.append(job.id)
-            self._changed(job)
-            self._lock.notify_all()
+            self._enqueue(job)
         return job
+
+    def rerun(self, source: Job, settings: dict) -> Job:
+        """A new job on `source`'s stored pictures with changed settings, at the end of the line."""
+        self.options(settings).validate(len(source.style_names))
+        if self._closing:
+            raise BrushworkError("the server is shutting down")
+        job = Job(secrets.token_urlsafe(16), settings, source.content_name, source.style_names, source.kind,
+                  list(source.vary), self._take_order(), rerun_of=source.id, grid=source.grid)
+        self.store.copy_inputs(source, job)
+        with self._lock:
+            self._enqueue(job)
+        return job
+
+    def retry(self, job: Job) -> None:
+        """An interrupted, failed or cancelled job goes back in line, as it was asked for."""
+        with self._lock:
+            if job.status not in RETRYABLE:
+                raise BrushworkError(f"job {job.id} is {job.status}; only {', '.join(RETRYABLE)} jobs can be retried")
+            if self._closing:
+                raise BrushworkError("the server is shutting down")
+            job.reset(self._take_order())
+            self._enqueue(job)
 
     def cancel(self, job: Job) -> None:
         """A waiting job leaves the line at once; a running one stops at its next step."""
@@ -241,6 +224,20 @@ class JobQueue:
             else:
                 job.cancel_requested = True
 
+    def delete(self, job: Job) -> None:
+        """A job and its files; a running one must be cancelled first (its files are in use)."""
+        with self._lock:
+            if job.status == "running":
+                raise BrushworkError(f"job {job.id} is running; cancel it first")
+            if self._jobs.get(job.id) is not job:
+                raise BrushworkError(f"job {job.id} is already deleted")
+            if job.id in self._waiting:
+                self._waiting.remove(job.id)
+            del self._jobs[job.id]
+            self._publish(job, "deleted", {"id": job.id})
+            self._line_moved()
+        self.store.delete(job)
+
     # --- the worker ------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -248,14 +245,12 @@ class JobQueue:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop taking jobs: waiting ones are marked interrupted now, the running one at its next step."""
+        """Stop taking jobs: waiting ones stay in line on disk for the next start (their event
+        streams end now), the running one stops at its next step and is marked interrupted."""
         with self._lock:
             self._closing = True
-            waiting = [self._jobs[job_id] for job_id in self._waiting]
-            self._waiting.clear()
-            for job in waiting:
-                job.status, job.error, job.finished = "interrupted", INTERRUPTED, time.time()
-                self._changed(job)
+            for job_id in self._waiting:
+                self._publish(self._jobs[job_id], "closing", {"id": job_id})
             self._lock.notify_all()
 
     def close(self, timeout: float = 60.0) -> None:
@@ -265,6 +260,7 @@ class JobQueue:
             self._thread.join(timeout)
 
     def _work(self) -> None:
+        """The worker thread: the head of the line, one job at a time, until stopped."""
         while True:
             with self._lock:
                 while not self._waiting and not self._closing:
@@ -276,9 +272,9 @@ class JobQueue:
                 self._changed(job)
             self._run(job)
 
-    def _run(self, job: Job) -> None:
-        options = Options(**job.settings)
-        folder = self.folder(job)
+    def _callback(self, job: Job) -> Callable[[Progress], None]:
+        """The engine's step callback: stops a cancelled run, keeps a preview now and then,
+        and tells the listeners."""
         last_preview = float("-inf")
 
         def callback(progress: Progress) -> None:
@@ -300,24 +296,38 @@ class JobQueue:
                     "record": job.losses[-1], "preview_version": job.preview_version,
                 })
 
+        return callback
+
+    def _cell_done(self, job: Job, cell: dict) -> None:
+        """A grid cell is announced and recorded at once, so a page or a restart sees it."""
+        with self._lock:
+            job.cells.append(cell)
+            self._publish(job, "cell", cell)
+        self._save(job)
+
+    def _run(self, job: Job) -> None:
+        """One job through its runner; whatever happens, it ends with a status and a reason,
+        and a job that did not finish keeps none of its outputs."""
+        changes: dict[str, Any] = {}
         try:
-            content = images.load_image(folder / CONTENT_FILE)
-            styles = [images.load_image(folder / style_file(i)) for i in range(len(job.style_names))]
-            result = engine_for(options).run(content, styles, options, callback)
-            for name in RESULT_FILES.values():
-                images.save_image(result.image, folder / name)
+            context = RunContext(self.options(job.settings), self.folder(job), self.store, self._callback(job),
+                                 lambda cell: self._cell_done(job, cell))
+            changes = RUNNERS[job.kind](job, context)
             status, error = "done", None
-            job.width, job.height = result.size
-            if result.stop_reason == "diverged":
-                job.warning = "the optimization diverged (loss became NaN/inf); this is the last finite image"
-            job.preview, job.preview_version = encode_preview(result.image), job.preview_version + 1
         except Cancelled:
             status, error = ("interrupted", INTERRUPTED) if self._closing else ("cancelled", None)
-        except BrushworkError as e:
+        except BrushworkError as e:  # DiskFull among them
             status, error = "failed", str(e)
         except Exception as e:  # a bug: keep the traceback in the log, tell the client what happened
             log.exception("job %s failed", job.id)
             status, error = "failed", f"internal error: {type(e).__name__}: {e}"
+        if status != "done":
+            self.store.remove(job, list(RESULT_FILES.values()) + job.reports)
         with self._lock:
+            if "preview" in changes:
+                changes["preview_version"] = job.preview_version + 1
+            for name, value in changes.items():
+                setattr(job, name, value)
             job.status, job.error, job.finished = status, error, time.time()
             self._changed(job)
+

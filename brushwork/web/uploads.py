@@ -8,6 +8,7 @@ pixel is decoded) are checked, so that no upload can make the server decode a bo
 from __future__ import annotations
 
 import io
+import logging
 import re
 from dataclasses import dataclass
 
@@ -15,9 +16,12 @@ from fastapi import HTTPException
 from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import images
+from ..errors import BrushworkError
+
+log = logging.getLogger("brushwork.web")
 
 MB = 1024 * 1024
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
@@ -69,21 +73,42 @@ def read_image(upload: UploadFile, role: str, limits: Limits) -> tuple[Image.Ima
                                  f"({', '.join(ACCEPTED_FORMATS)})") from None
     except Image.DecompressionBombError:
         raise HTTPException(413, f"the {role} image {name!r} has too many pixels") from None
-    except (OSError, SyntaxError, ValueError) as e:
+    except (OSError, SyntaxError, ValueError, BrushworkError) as e:
         raise HTTPException(400, f"cannot decode the {role} image {name!r} (truncated or corrupt?): {e}") from None
+    except HTTPException:
+        raise
+    except Exception as e:  # Pillow's decoders raise more kinds than they document on hostile input
+        log.warning("upload %r: the decoder raised %s: %s", name, type(e).__name__, e)
+        raise HTTPException(400, f"cannot decode the {role} image {name!r} (corrupt?)") from None
 
 
 class BodyLimit:
-    """Refuse a request whose declared body is over the limit before anything parses it."""
+    """Refuse a request whose body is over the limit: at once if its Content-Length says so,
+    else as soon as the bytes streamed in (a chunked upload declares no length) pass it, so
+    that no upload fills the disk with the parser's temporary files."""
 
     def __init__(self, app: ASGIApp, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
 
+    def too_large(self) -> str:
+        return f"the request is over the upload limit of {self.max_bytes / MB:.3g} MB"
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = dict(scope["headers"]).get(b"content-length", b"0")
-            if length.isdigit() and int(length) > self.max_bytes:
-                message = f"the request is over the upload limit of {self.max_bytes / MB:.3g} MB"
-                await JSONResponse({"error": message}, status_code=413)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if length.isdigit() and int(length) > self.max_bytes:
+            await JSONResponse({"error": self.too_large()}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise HTTPException(413, self.too_large())  # out of the form parser, to the JSON handler
+            return message
+
+        await self.app(scope, counted, send)

@@ -9,7 +9,8 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse, Response
 
 from ..dependencies import JobDep, QueueDep
-from ..jobs import CONTENT_FILE, RESULT_FILES, Job, JobQueue, style_file
+from ..jobs import JobQueue
+from ..records import CONTENT_FILE, RESULT_FILES, Job, style_file
 
 router = APIRouter(prefix="/api/jobs/{job_id}", tags=["images"])
 
@@ -24,8 +25,9 @@ def job_file(queue: JobQueue, job: Job, name: str, media_type: str, download: st
 
 
 @router.get("/preview", responses={200: {"content": {"image/jpeg": {}}}})
-def job_preview(job: JobDep) -> Response:
-    """The latest picture of a run (JPEG, at most 512 px), while it runs and after it finished."""
+async def job_preview(job: JobDep) -> Response:
+    """The latest picture of a run (JPEG, at most 512 px), while it runs and after it finished.
+    (A coroutine: it is fetched twice a second by every watching page and only reads memory.)"""
     if job.preview is None:
         raise HTTPException(404, "no preview yet")
     return Response(job.preview, media_type="image/jpeg", headers={"Cache-Control": "no-store"})

@@ -1,4 +1,5 @@
-"""Jobs: queue one from a form of pictures and settings, list them, follow one live, cancel it."""
+"""Jobs: queue one from a form of pictures and settings, list them, follow one live, cancel,
+retry, re-run or delete it."""
 
 from __future__ import annotations
 
@@ -8,27 +9,39 @@ from typing import Annotated, Any, AsyncIterator
 
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import StreamingResponse
+from starlette.datastructures import FormData
 
 from ...errors import BrushworkError
 from ..dependencies import JobDep, LimitsDep, QueueDep
-from ..form import JobForm, job_form, request_schema
-from ..jobs import ACTIVE, Job, JobQueue
-from ..uploads import read_image
+from ..form import CONTENT, STYLES, JobForm, job_form, parse_settings, request_schema, settings_form
+from ..jobs import ENDS_STREAM, JobQueue, Pictures
+from ..records import ACTIVE, Job
+from ..uploads import Limits, read_image
 
 KEEPALIVE_SECONDS = 15.0
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
 
-@router.post("", status_code=201, openapi_extra=request_schema())
-def create_job(form: Annotated[JobForm, Depends(job_form)], queue: QueueDep, limits: LimitsDep) -> dict[str, Any]:
-    """Queue a stylization job (multipart form: `content`, one or more `styles`, and the
-    settings that /api/config lists). Returns its state; follow it with /events."""
+def pictures(form: JobForm, limits: Limits) -> Pictures:
+    """The form's pictures, decoded and checked (each one's problem is the client's 4xx)."""
     if len(form.styles) > limits.max_styles:
         raise HTTPException(400, f"{len(form.styles)} style images is over the limit of {limits.max_styles}")
     content_image, content_name = read_image(form.content, "content", limits)
     style_images, style_names = zip(*(read_image(style, "style", limits) for style in form.styles))
-    job = queue.submit(content_image, list(style_images), form.settings, content_name, list(style_names))
+    return Pictures(content_image, list(style_images), content_name, list(style_names))
+
+
+def conflict(error: BrushworkError) -> HTTPException:
+    """A request that does not fit the job's state."""
+    return HTTPException(409, str(error))
+
+
+@router.post("", status_code=201, openapi_extra=request_schema())
+def create_job(form: Annotated[JobForm, Depends(job_form)], queue: QueueDep, limits: LimitsDep) -> dict[str, Any]:
+    """Queue a stylization job (multipart form: `content`, one or more `styles`, and the
+    settings that /api/config lists). Returns its state; follow it with /events."""
+    job = queue.submit(pictures(form, limits), form.settings)
     return queue.state(job)
 
 
@@ -39,9 +52,10 @@ def list_jobs(queue: QueueDep) -> dict[str, Any]:
 
 
 @router.get("/{job_id}")
-def get_job(job: JobDep, queue: QueueDep) -> dict[str, Any]:
+async def get_job(job: JobDep, queue: QueueDep) -> dict[str, Any]:
     """A job's state: status, place in line, step, loss, ETA, per-step losses
-    ([step, content, style, tv, total]), error."""
+    ([step, content, style, tv, total]), error; for a grid its axes, finished cells and reports.
+    (A coroutine: it is polled often and only reads memory, under a lock held for microseconds.)"""
     return queue.state(job)
 
 
@@ -51,8 +65,38 @@ def cancel_job(job: JobDep, queue: QueueDep) -> dict[str, Any]:
     try:
         queue.cancel(job)
     except BrushworkError as e:
-        raise HTTPException(409, str(e)) from None
+        raise conflict(e) from None
     return queue.state(job)
+
+
+@router.post("/{job_id}/retry")
+def retry_job(job: JobDep, queue: QueueDep) -> dict[str, Any]:
+    """Put an interrupted, failed or cancelled job back in line, at its end, as it was asked for
+    (a grid keeps the cells it had finished). 409 for a job that is waiting, running or done."""
+    try:
+        queue.retry(job)
+    except BrushworkError as e:
+        raise conflict(e) from None
+    return queue.state(job)
+
+
+@router.post("/{job_id}/rerun", status_code=201)
+def rerun_job(job: JobDep, queue: QueueDep, form: Annotated[FormData, Depends(settings_form)]) -> dict[str, Any]:
+    """A new job on this job's stored pictures: the settings the form gives (multipart or
+    urlencoded, the fields of /api/config), the old job's for the rest."""
+    if CONTENT in form or STYLES in form:
+        raise HTTPException(422, "a re-run paints the job's stored pictures; send only settings")
+    return queue.state(queue.rerun(job, parse_settings(form, base=job.settings)))
+
+
+@router.delete("/{job_id}")
+def delete_job(job: JobDep, queue: QueueDep) -> dict[str, Any]:
+    """Delete a job and all its files (409 while it runs: cancel it first)."""
+    try:
+        queue.delete(job)
+    except BrushworkError as e:
+        raise conflict(e) from None
+    return {"deleted": job.id}
 
 
 def sse(event: str, data: dict[str, Any]) -> str:
@@ -60,8 +104,8 @@ def sse(event: str, data: dict[str, Any]) -> str:
 
 
 async def event_stream(queue: JobQueue, job: Job) -> AsyncIterator[str]:
-    """The job's events until it finishes, with a comment now and then so that proxies and
-    browsers keep a quiet connection open."""
+    """The job's events until it finishes (or is deleted, or the server stops), with a comment
+    now and then so that proxies and browsers keep a quiet connection open."""
     state, events = queue.listen(job, asyncio.get_running_loop())
     try:
         yield sse("state", state)
@@ -73,7 +117,7 @@ async def event_stream(queue: JobQueue, job: Job) -> AsyncIterator[str]:
                 yield ": keepalive\n\n"
                 continue
             yield sse(event, data)
-            finished = event == "state" and data["status"] not in ACTIVE
+            finished = event in ENDS_STREAM or (event == "state" and data["status"] not in ACTIVE)
     finally:
         queue.unlisten(job, events)
 
@@ -82,7 +126,8 @@ async def event_stream(queue: JobQueue, job: Job) -> AsyncIterator[str]:
             responses={200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}})
 async def job_events(job: JobDep, queue: QueueDep) -> StreamingResponse:
     """Server-sent events: first `state` (the full state), then `progress` after each step
-    ({step, total_steps, elapsed, eta_seconds, record, preview_version}) and `state` at each
-    change of status; the stream ends after the job finishes."""
+    ({step, total_steps, elapsed, eta_seconds, record, preview_version}), `cell` as each cell
+    of a grid is done, and `state` at each change of status; the stream ends after the job
+    finishes, with `deleted` if it is deleted and `closing` if the server stops first."""
     return StreamingResponse(event_stream(queue, job), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store"})

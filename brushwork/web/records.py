@@ -1,0 +1,101 @@
+"""A job as the server keeps it: the fields saved in its job.json, the live ones that are
+not, and the names of the files in its folder (all chosen by the server, never by a client)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+import time
+from dataclasses import dataclass, field, fields
+
+from PIL import Image
+
+ACTIVE = ("queued", "running")  # the other statuses: done, failed, cancelled, interrupted
+RETRYABLE = ("interrupted", "failed", "cancelled")
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{22}")  # what secrets.token_urlsafe(16) makes
+INTERRUPTED = "the server stopped before this job finished"
+PREVIEW_SIDE = 512  # previews are for the screen: at most this many pixels on the long side
+CONTENT_FILE = "content.png"
+RESULT_FILES = {"png": "result.png", "jpg": "result.jpg"}
+RECORD_FILE = "job.json"
+
+
+def style_file(index: int) -> str:
+    return f"style-{index}.png"
+
+
+@dataclass
+class Job:
+    """One request: a stylization, or a compare grid of them. The fields before `preview` are
+    saved in job.json; `order` is its place in the line, kept across restarts."""
+
+    id: str
+    settings: dict  # Options fields chosen by the client
+    content_name: str  # the uploaded names, for display only: files on disk are named by the server
+    style_names: list[str]
+    kind: str = "stylize"
+    vary: list[str] = field(default_factory=list)  # compare: "field=v1,v2" per axis
+    order: int = 0
+    rerun_of: str | None = None
+    status: str = "queued"
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    step: int = 0
+    total_steps: int = 0
+    elapsed: float = 0.0  # seconds since the run started, at the last step
+    losses: list[list[float]] = field(default_factory=list)  # [step, content, style, tv, total] per step
+    width: int | None = None
+    height: int | None = None
+    error: str | None = None
+    warning: str | None = None
+    grid: dict | None = None  # compare: its axes and cells, known when it is queued
+    cells: list[dict] = field(default_factory=list)  # compare: each finished cell's numbers
+    reports: list[str] = field(default_factory=list)  # compare: the report files, once written
+    # Live state, never saved.
+    preview: bytes | None = field(default=None, repr=False)
+    preview_version: int = 0
+    cancel_requested: bool = False
+    listeners: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = field(default_factory=list, repr=False)
+
+    def eta(self) -> float | None:
+        """Seconds left, from the mean step time so far (None unless running and a step is done)."""
+        if self.status != "running" or not self.step:
+            return None
+        return self.elapsed / self.step * (self.total_steps - self.step)
+
+    def to_json(self) -> bytes:
+        return json.dumps({name: getattr(self, name) for name in SAVED}).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "Job":
+        record = json.loads(data)
+        return cls(**{name: record[name] for name in SAVED if name in record})
+
+    def reset(self, order: int) -> None:
+        """Back in line as if new (a retry): what the last attempt left is forgotten."""
+        fresh = Job(self.id, self.settings, self.content_name, self.style_names, self.kind, self.vary, order,
+                    self.rerun_of, created=self.created, grid=self.grid)
+        for name in SAVED:
+            setattr(self, name, getattr(fresh, name))
+        self.preview, self.cancel_requested = None, False
+
+
+def saved_fields() -> tuple[str, ...]:
+    """The dataclass's fields up to the first live one: adding a saved field is one line."""
+    names = [f.name for f in fields(Job)]
+    return tuple(names[: names.index("preview")])
+
+
+SAVED = saved_fields()
+
+
+def encode_preview(image: Image.Image) -> bytes:
+    """A small JPEG for the live view: cheap to make twice a second and to send."""
+    image = image.copy()
+    image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()

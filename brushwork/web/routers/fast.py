@@ -1,0 +1,47 @@
+"""Fast mode: the trained networks this server offers, and a picture painted by one while
+the client waits (about a second), with `brushwork apply`'s strength and colour options."""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from ..dependencies import LimitsDep, ModelsDep
+from ..fastmode import DEFAULT_SIZE, SIZE_BOUNDS, FastRequest
+from ..uploads import read_image
+
+router = APIRouter(prefix="/api", tags=["fast"])
+
+
+@router.get("/models")
+def list_models(models: ModelsDep) -> dict[str, Any]:
+    """The networks fast mode can use: the shipped ones and those of `serve --models DIR`
+    (name, source, the style they were trained on, their training options; or why a file
+    in the folder cannot be used)."""
+    return {"models": models.describe(), "size": {"default": DEFAULT_SIZE, "bounds": SIZE_BOUNDS}}
+
+
+@router.post("/fast", responses={200: {"content": {"image/png": {}}}})
+async def paint_fast(
+    photo: Annotated[UploadFile, File(description="the photo to paint")],
+    model: Annotated[str, Form(description="a name from /api/models", max_length=200)],
+    models: ModelsDep,
+    limits: LimitsDep,
+    strength: Annotated[float, Form(ge=0, le=1, description="1: the network's picture; 0: the photo")] = 1.0,
+    preserve_color: Annotated[bool, Form(description="keep the photo's colours")] = False,
+    size: Annotated[int, Form(ge=SIZE_BOUNDS[0], le=SIZE_BOUNDS[1], description="longest side")] = DEFAULT_SIZE,
+) -> Response:
+    """Paint one photo with a fast-mode network; the answer is the PNG. Nothing is stored."""
+    request = FastRequest(model, strength, preserve_color, size)
+    picture, name = await run_in_threadpool(read_image, photo, "photo", limits)
+    painted = await run_in_threadpool(models.paint, picture, request)
+    buffer = io.BytesIO()
+    await run_in_threadpool(painted.save, buffer, format="PNG")
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{name.rsplit('.', 1)[0]}-{model}")
+    return Response(buffer.getvalue(), media_type="image/png", headers={
+        "Cache-Control": "no-store", "Content-Disposition": f'inline; filename="{stem}.png"'})

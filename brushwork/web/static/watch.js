@@ -1,0 +1,172 @@
+// Following a job live over its event stream: status, progress bar, loss plot, live
+// preview, and the result; for a compare grid, the grid filling cell by cell.
+
+import { $, FINISHED, api, clock, element, number, showError } from "./common.js";
+
+const SVG = "http://www.w3.org/2000/svg";
+let watching = null; // the job on screen: {id, source (EventSource), state, preview (version shown), grid}
+
+// Tell the rest of the page (the history) that a job changed.
+const announce = () => document.dispatchEvent(new CustomEvent("jobs-changed"));
+
+export const watchedId = () => (watching ? watching.id : null);
+
+export function stopWatching() {
+  if (watching) watching.source.close();
+  watching = null;
+  for (const id of ["#result", "#preview", "#grid-section", "#cancel"]) $(id).hidden = true;
+}
+
+export function watch(id) {
+  stopWatching();
+  $("#fast-section").hidden = true;
+  const source = new EventSource(`/api/jobs/${id}/events`);
+  watching = { id, source, state: null, preview: 0, grid: null };
+  source.addEventListener("state", (event) => {
+    watching.state = JSON.parse(event.data);
+    render();
+    announce();
+  });
+  source.addEventListener("progress", (event) => {
+    const progress = JSON.parse(event.data);
+    Object.assign(watching.state, progress, { loss: progress.record[4] });
+    watching.state.losses.push(progress.record);
+    render();
+  });
+  source.addEventListener("cell", (event) => {
+    watching.state.cells.push(JSON.parse(event.data));
+    render();
+  });
+  for (const name of ["deleted", "closing"]) source.addEventListener(name, () => source.close());
+  source.addEventListener("error", () => {
+    if (source.readyState === EventSource.CONNECTING) $("#status").textContent = "Connection lost; reconnecting…";
+  });
+}
+
+function describe(state) {
+  const grid = state.kind === "compare" ? state.grid.cells.length : 0;
+  switch (state.status) {
+    case "queued":
+      return state.position === 1 ? "Waiting: next in line." : `Waiting: number ${state.position} in line.`;
+    case "running":
+      if (!state.step) return grid ? `Grid: ${state.cells.length} of ${grid} cells done; starting a run…` : "Starting (loading the network)…";
+      return (grid ? `Grid: ${state.cells.length} of ${grid} cells done · ` : "") +
+        `Step ${state.step} / ${state.total_steps} · loss ${number(state.loss)} · about ${clock(state.eta_seconds)} left`;
+    case "done":
+      if (grid) return `Done: ${grid} cells in ${clock(state.finished - state.started)}.`;
+      return `Done: ${state.width}×${state.height}, ${state.step} steps in ${clock(state.elapsed)}.` +
+        (state.warning ? ` Note: ${state.warning}.` : "");
+    case "cancelled":
+      return grid ? `Cancelled with ${state.cells.length} of ${grid} cells done.` : `Cancelled at step ${state.step}.`;
+    default:
+      return `${state.status[0].toUpperCase()}${state.status.slice(1)}: ${state.error}`;
+  }
+}
+
+function render() {
+  const state = watching.state;
+  const finished = FINISHED.includes(state.status);
+  $("#status").textContent = describe(state);
+  $("#bar").max = state.total_steps || 1;
+  $("#bar").value = state.status === "done" ? $("#bar").max : state.step;
+  $("#cancel").hidden = finished;
+  drawPlot(state.losses);
+  if (state.preview_version && state.preview_version !== watching.preview) {
+    watching.preview = state.preview_version;
+    $("#preview").src = `/api/jobs/${state.id}/preview?v=${state.preview_version}`;
+  }
+  $("#preview").hidden = !watching.preview || state.status === "done"; // once done, the result shows it
+  if (state.kind === "compare") renderGrid(state);
+  if (finished) {
+    watching.source.close();
+    if (state.status === "done" && state.kind !== "compare") showResult(state);
+    if (state.status === "failed") showError(state.error);
+  }
+}
+
+function drawPlot(losses) {
+  const plot = $("#plot");
+  plot.replaceChildren();
+  if (losses.length < 2) return;
+  const values = losses.map((record) => Math.log10(Math.max(record[4], 1e-12)));
+  const low = Math.min(...values);
+  const span = Math.max(...values) - low || 1;
+  const points = values.map((v, i) => `${(300 * i) / (values.length - 1)},${18 + 86 * (1 - (v - low) / span)}`);
+  const line = document.createElementNS(SVG, "polyline");
+  line.setAttribute("points", points.join(" "));
+  const label = (text, x, y, anchor) => {
+    const node = document.createElementNS(SVG, "text");
+    Object.entries({ x, y, "text-anchor": anchor }).forEach(([k, v]) => node.setAttribute(k, v));
+    node.textContent = text;
+    return node;
+  };
+  plot.append(
+    line,
+    label(`loss ${number(losses[0][4])} → ${number(losses[losses.length - 1][4])} (log scale)`, 0, 11, "start"),
+    label(`step ${losses.length}`, 300, 118, "end"),
+  );
+}
+
+function showResult(state) {
+  const base = `/api/jobs/${state.id}`;
+  $("#result-content").src = `${base}/content.png`;
+  $("#result-styles").replaceChildren(
+    ...state.inputs.styles.map((name, i) => element("img", { src: `${base}/style/${i}.png`, alt: name, title: name })),
+  );
+  $("#result-image").src = `${base}/result.png`;
+  $("#result-caption").textContent = `result, ${state.width}×${state.height}`;
+  $("#download-png").href = `${base}/result.png`;
+  $("#download-jpg").href = `${base}/result.jpg`;
+  $("#result").hidden = false;
+}
+
+// The grid's table, made once per job from its axes: rows are the first axis when there are two.
+function buildGrid(grid) {
+  const [rows, columns] = grid.axes.length === 2 ? grid.axes : [null, grid.axes[0]];
+  const head = element("tr", {}, [element("th", { textContent: rows ? `${rows.key} ↓  ${columns.key} →` : columns.key }),
+    ...columns.labels.map((text) => element("th", { textContent: text }))]);
+  const body = (rows ? rows.labels : [""]).map((text, r) => element("tr", {}, [
+    element("th", { textContent: text }),
+    ...columns.labels.map((_, c) => {
+      const cell = grid.cells.find((x) => x.coords.join() === (rows ? [r, c] : [c]).join());
+      return element("td", { id: `cell-${cell.index}`, className: "pending", title: cell.label }, [
+        element("span", { className: "placeholder", textContent: "…" })]);
+    })]));
+  $("#grid").replaceChildren(head, ...body);
+}
+
+function fillCell(id, cell) {
+  const td = $(`#cell-${cell.index}`);
+  if (!td || td.className === "done") return;
+  td.className = "done";
+  td.replaceChildren(
+    element("img", { src: `/api/jobs/${id}/cells/${cell.index}.png`, alt: td.title }),
+    element("span", { className: "scores", textContent:
+      `${number(cell.seconds)} s · content ${number(cell.content_distance)} · style ${number(cell.style_distance)}` }),
+  );
+}
+
+function renderGrid(state) {
+  $("#grid-section").hidden = false;
+  if (watching.grid !== state.id) {
+    buildGrid(state.grid);
+    watching.grid = state.id;
+  }
+  for (const cell of state.cells) fillCell(state.id, cell);
+  const base = `/api/jobs/${state.id}/reports`;
+  const sheet = state.reports.find((name) => name.endsWith(".png"));
+  $("#grid-downloads").hidden = !(state.status === "done" && sheet);
+  if (sheet) {
+    $("#download-sheet").href = `${base}/${sheet}`;
+    $("#download-html").href = `${base}/index.html`;
+    $("#download-csv").href = `${base}/results.csv`;
+  }
+}
+
+export async function cancelWatched() {
+  try {
+    await api(`/api/jobs/${watching.id}/cancel`, { method: "POST" });
+  } catch (error) {
+    showError(error.message);
+  }
+}
