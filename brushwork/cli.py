@@ -19,6 +19,7 @@ from . import __version__, compare, images
 from .api import engine_for
 from .engine import Progress, Result
 from .errors import BrushworkError
+from .losses import STYLE_LOSSES
 from .fast import apply, export, train
 from .options import Options, add_flags, options_from_args
 from .presets import PRESETS
@@ -135,6 +136,9 @@ def cmd_presets(args: argparse.Namespace) -> int:
         print(f"{preset.name}: {preset.description}")
         print(f"  style:   {', '.join(preset.style_layers)}")
         print(f"  content: {', '.join(preset.content_layers)}")
+    print("\nstyle losses (--style-loss), what each matches at every style layer:")
+    for name, kind in STYLE_LOSSES.items():
+        print(f"  {name}{' (default)' if name == Options().style_loss else ''}: {kind.summary}")
     return 0
 
 
@@ -198,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p)
     p.set_defaults(func=cmd_texture)
 
-    p = sub.add_parser("presets", help="list the layer presets")
+    p = sub.add_parser("presets", help="list the layer presets and the style losses")
     p.set_defaults(func=cmd_presets)
 
     p = sub.add_parser("demo", help="stylize a bundled photo with a bundled texture (works offline)")

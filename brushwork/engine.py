@@ -86,8 +86,9 @@ def image_key(image: Image.Image) -> str:
 class Engine:
     """One loaded VGG19 on one device, reusable across runs (the compare grid shares it).
 
-    Style Gram targets are cached by (image, size, layers): runs that differ only in weights,
-    steps or optimizer never recompute them.
+    Style targets (Gram matrices, or what another --style-loss keeps) are cached by (image,
+    size, layers, statistics): runs that differ only in weights, steps or optimizer never
+    recompute them.
     """
 
     def __init__(

@@ -1,4 +1,10 @@
-"""The three ideas of Gatys-style transfer, one small class each.
+"""The three ideas of Gatys-style transfer, one small class each, and two more style terms.
+
+Style losses (--style-loss; STYLE_LOSSES): `gram` (StyleLoss) matches Gram matrices,
+`meancov` (MeanCovLoss) the features' mean and covariance separately, `sliced`
+(SlicedWassersteinLoss) their whole distribution along random directions, fixed per scale
+(its docstring says why). Each is normalized like the Gram loss below, and scaled so that
+one --style-weight strikes about the same balance with each (SCALE_ERROR).
 
 Normalization, and why: every term is a *relative* error, so its size does not depend on
 the image size, the layer's channel count or the feature magnitudes of a layer.
@@ -23,6 +29,7 @@ large feature map loses the small differences the optimizer is steering by.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -61,6 +68,19 @@ def relative_error(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return (value - target).pow(2).sum() / target.pow(2).sum().clamp_min(1e-12)
 
 
+# Style losses cost a uniform error of scale, features ε too large, the same: 4ε² (to first
+# order), what it costs the Gram loss (a Gram matrix is quadratic in the features, so its
+# relative error is (2ε)²). Relative errors of first-order statistics (a mean, the sorted
+# values of the sliced loss) are ε², so they are multiplied by this; second-order ones (a
+# covariance) are not. So one --style-weight strikes about the same balance with every loss.
+SCALE_ERROR = 4.0
+# That rule makes the sliced loss at --style-weight 5 cost as much content as the Gram loss at
+# 5 (benchmarks/losses.py's sweep: mean content distance 0.46 against 0.45), but meancov, as
+# the mean of its two terms, pulled harder (0.62; 0.40 at weight 2): its two terms are summed
+# and quartered instead of averaged, which the sweep put at about gram's balance.
+MEANCOV_BALANCE = 0.25
+
+
 def _normalized(weights: dict[str, float]) -> dict[str, float]:
     total = sum(weights.values())
     return {name: w / total for name, w in weights.items()}
@@ -95,16 +115,30 @@ class ContentLoss(nn.Module):
 
 
 class StyleLoss(nn.Module):
-    """Weighted mean over layers of the relative Gram error against the target Grams.
+    """`--style-loss gram`: weighted mean over layers of the relative Gram error against the
+    target Grams.
 
     Several style images blend by averaging their Gram matrices with the style weights,
-    which is the Gram of a texture that is those styles in those proportions.
+    which is the Gram of a texture that is those styles in those proportions (the second
+    moment of the mixture of their features).
+
+    Every style loss has this interface: `statistics(features, positions)` is what it keeps
+    of a feature map (computed once for the style image, cached by the engine), `blend`
+    mixes the statistics of several styles, `compare` scores statistics against the target.
+    `tileable`: the statistics are averages over positions, so the tiled evaluation can add
+    them up tile by tile (objective.TiledObjective).
     """
+
+    name = "gram"
+    summary = "Gram matrices: uncentred second moments of each layer's features (Gatys et al.)"
+    tileable = True
 
     def __init__(self, target_grams: dict[str, torch.Tensor], layer_weights: dict[str, float]):
         super().__init__()
         self.targets = {name: g.detach() for name, g in target_grams.items()}
         self.layer_weights = _normalized(layer_weights)
+
+    statistics = staticmethod(gram_matrix)
 
     @staticmethod
     def blend(grams: list[dict[str, torch.Tensor]], style_weights: list[float]) -> dict[str, torch.Tensor]:
@@ -112,11 +146,194 @@ class StyleLoss(nn.Module):
         return {name: sum(w / total * g[name] for g, w in zip(grams, style_weights)) for name in grams[0]}
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.compare({name: gram_matrix(features[name]) for name in self.layer_weights})
+        return self.compare({name: self.statistics(features[name]) for name in self.layer_weights})
 
     def compare(self, grams: dict[str, torch.Tensor]) -> torch.Tensor:
         """The loss of given Gram matrices (the tiled evaluation accumulates them tile by tile)."""
         return sum(w * relative_error(grams[name], self.targets[name]) for name, w in self.layer_weights.items())
+
+
+class MeanCovLoss(StyleLoss):
+    """`--style-loss meancov`: each layer's feature mean and covariance, each as a relative
+    error: ¼ (4 ‖μ − μ_s‖² / ‖μ_s‖² + ‖Σ − Σ_s‖² / ‖Σ_s‖²) (the 4: SCALE_ERROR; the ¼:
+    MEANCOV_BALANCE).
+
+    A Gram matrix is Σ + μμᵀ, and for ReLU features the μμᵀ part holds most of its energy,
+    so the Gram error is mostly a mean error and the covariance (which features go together:
+    the texture) gets little say. Matching them separately gives both equal say. These are
+    the two statistics the Wasserstein-2 distance between Gaussians depends on (it is zero
+    exactly when both match); its covariance term, the Bures distance, needs a matrix square
+    root per evaluation whose gradient is unstable for the rank-deficient covariances of deep
+    layers (relu5_1 has fewer positions than channels at 384 px), so the plain relative
+    error of Σ stands in for it.
+
+    The statistics are the Gram matrix of the features with a channel of ones added,
+    [[Σ + μμᵀ, μ], [μᵀ, 1]]: averages over positions like a Gram, so they tile exactly and
+    blend (averaged with the style weights) into the mean and covariance of the mixture.
+    """
+
+    name = "meancov"
+    summary = "mean and covariance of each layer's features, separately (the Gaussian W2's statistics)"
+
+    def __init__(self, targets: dict[str, torch.Tensor], layer_weights: dict[str, float]):
+        super().__init__(targets, layer_weights)
+        self.moments = {name: _mean_and_covariance(t) for name, t in self.targets.items()}
+
+    @staticmethod
+    def statistics(features: torch.Tensor, positions: int | None = None) -> torch.Tensor:
+        ones = features.new_ones(features.shape[0], 1, *features.shape[2:])
+        return gram_matrix(torch.cat([features, ones], 1), positions)
+
+    def compare(self, statistics: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = 0.0
+        for name, w in self.layer_weights.items():
+            (mean, cov), (target_mean, target_cov) = _mean_and_covariance(statistics[name]), self.moments[name]
+            error = SCALE_ERROR * relative_error(mean, target_mean) + relative_error(cov, target_cov)
+            total = total + w * MEANCOV_BALANCE * error
+        return total
+
+
+def _mean_and_covariance(augmented: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """μ and Σ from MeanCovLoss.statistics' [[Σ + μμᵀ, μ], [μᵀ, 1]]."""
+    c = augmented.shape[-1] - 1
+    mean = augmented[..., :c, c]
+    return mean, augmented[..., :c, :c] - mean[..., :, None] * mean[..., None, :]
+
+
+class SlicedWassersteinLoss(nn.Module):
+    """`--style-loss sliced`: the sliced Wasserstein distance between the output's and the
+    style's features at each layer (Heitz, Vanhoey, Chambon & Belcour, CVPR 2021).
+
+    Each layer's C-channel features are projected on C random unit directions; along each,
+    the output's P values, sorted, are matched to the style's quantiles at the same P levels
+    (k + ½)/P: the squared distance between two 1-D distributions is the squared distance
+    between their sorted values. That matches whole distributions, not their second moments.
+    Relative like the others: 4 ‖sorted − quantiles‖² / ‖quantiles‖² (the 4: SCALE_ERROR), a
+    weighted mean over layers. Reading the style's quantile function at the output's own P
+    levels makes it size-invariant: output and style need not have the same number of positions.
+
+    Random directions and L-BFGS. The paper's code draws new directions at every evaluation
+    (under torch's L-BFGS): the objective changes under the optimizer at every step, which
+    it tolerates because every draw measures the same distance. Here the directions are
+    fixed for one objective, drawn from --seed and the scale's index, so each scale of a run
+    (three by default) measures along its own set: L-BFGS sees one smooth objective, the
+    style's quantiles are computed once per scale, and a CUDA graph can replay the
+    evaluation. Tried at 128 px, one scale, 100 steps, scored by content + 5 × a sliced
+    distance along other seeds' directions: a redraw at every evaluation ended 0.8-1.6% lower
+    than fixed directions, a redraw every 25 steps with the L-BFGS history reset 0.7-1.2%
+    lower (seeds of the fixed draw spread 0.4%). For that, the first re-projects and re-sorts
+    the style at every evaluation (twice the sorting, and no CUDA graph), the second makes the
+    engine restart its optimizer: not worth it.
+
+    A blend of styles is the mixture of their feature samples: every style's positions,
+    each style weighing its style weight in all, so its quantiles are those of the mixture.
+    """
+
+    name = "sliced"
+    summary = "the whole distribution of each layer's features along random directions (sliced Wasserstein)"
+    tileable = False  # the sort needs every position of the image at once
+
+    def __init__(self, targets: dict[str, torch.Tensor | tuple[torch.Tensor, torch.Tensor]],
+                 layer_weights: dict[str, float], seed: int = 0):
+        """`targets`: per layer, the style's samples (N×C×Q, `statistics`), or samples and their
+        weights (`blend`); `seed` draws the directions."""
+        super().__init__()
+        self.layer_weights = _normalized(layer_weights)
+        generator = torch.Generator().manual_seed(seed)
+        self.directions: dict[str, torch.Tensor] = {}
+        self.targets: dict[str, Quantiles] = {}
+        for name in self.layer_weights:
+            samples, weights = targets[name] if isinstance(targets[name], tuple) else (targets[name], None)
+            directions = random_directions(samples.shape[-2], generator).to(samples.device)
+            self.directions[name] = directions
+            self.targets[name] = Quantiles(directions @ samples.detach().float(), weights)
+
+    @staticmethod
+    def statistics(features: torch.Tensor) -> torch.Tensor:
+        """The samples themselves: every position's feature vector, N×C×P, in fp32."""
+        with torch.autocast(features.device.type, enabled=False):
+            return features.float().flatten(2)
+
+    @staticmethod
+    def blend(
+        samples: list[dict[str, torch.Tensor]], style_weights: list[float]
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The mixture: all styles' samples side by side, each weighing its style's share / its count."""
+        total = sum(style_weights)
+        kept = [(s, w) for s, w in zip(samples, style_weights) if w > 0]
+        return {
+            name: (torch.cat([s[name] for s, _ in kept], -1),
+                   torch.cat([s[name].new_full((s[name].shape[-1],), w / total / s[name].shape[-1]) for s, w in kept]))
+            for name in samples[0]
+        }
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = 0.0
+        for name, w in self.layer_weights.items():
+            f = features[name]
+            with torch.autocast(f.device.type, enabled=False):
+                projected = self.directions[name] @ f.float().flatten(2)  # N×M×P
+                # Each value's target: the style's quantile at the value's rank. Scattering the
+                # quantiles to the values' places (rather than gathering the values into sorted
+                # order) leaves autograd one fused squared error, not a gather's scatter back.
+                order = sorting_order(projected.detach())
+                quantiles, energy = self.targets[name].at(projected.shape[-1])
+                target = torch.empty_like(projected).scatter_(-1, order, quantiles.expand_as(projected))
+                error = nn.functional.mse_loss(projected, target, reduction="sum") / (energy * len(projected))
+                total = total + w * SCALE_ERROR * error
+        return total
+
+
+def random_directions(channels: int, generator: torch.Generator) -> torch.Tensor:
+    """`channels` unit vectors in R^channels, uniform on the sphere (as many as the paper's code)."""
+    directions = torch.randn(channels, channels, generator=generator)
+    return directions / directions.norm(dim=1, keepdim=True)
+
+
+def sorting_order(values: torch.Tensor) -> torch.Tensor:
+    """Indices that sort `values` along the last axis.
+
+    On a CPU, numpy's argsort is 2-3× faster than torch's sort (relu1_1's 64×98304 projections
+    at 384 px: 0.3 s against 0.9 s on this project's 2-core machine, loaded). Starting from
+    the previous evaluation's order, which a stable sort of nearly sorted values exploits,
+    was tried: after an L-BFGS step the order is not near enough, and it was slower. Other
+    devices sort fast, and must not wait for the host (CUDA graphs): torch's sort there."""
+    if values.device.type != "cpu":
+        return values.argsort(-1)
+    return torch.from_numpy(np.argsort(values.numpy(), -1))
+
+
+class Quantiles:
+    """The quantile function of one layer's style projections (M×Q, maybe weighted samples),
+    read at the P levels (k + ½)/P of an output with P positions: linear between the samples'
+    own levels, flat beyond them; computed once per P (in float64: with a million samples the
+    levels are closer than fp32 can tell apart)."""
+
+    def __init__(self, projected: torch.Tensor, weights: torch.Tensor | None = None):
+        values = projected.reshape(-1, projected.shape[-1]).cpu()
+        order = sorting_order(values)
+        self.values = values.gather(-1, order).double().numpy()
+        count = values.shape[-1]
+        if weights is None:
+            self.levels = np.broadcast_to((np.arange(count) + 0.5) / count, self.values.shape)
+        else:
+            w = weights.cpu().double()[order].numpy()
+            self.levels = np.cumsum(w, -1) - w / 2
+        self.device = projected.device
+        self._at: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def at(self, positions: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The 1×M×P quantiles, and their energy (sum of squares: the relative error's divisor)."""
+        if positions not in self._at:
+            u = (np.arange(positions) + 0.5) / positions
+            rows = np.stack([np.interp(u, levels, values) for levels, values in zip(self.levels, self.values)])
+            quantiles = torch.from_numpy(rows).float().unsqueeze(0).to(self.device)
+            self._at[positions] = quantiles, quantiles.pow(2).sum().clamp_min(1e-12)
+        return self._at[positions]
+
+
+StyleTerm = StyleLoss | SlicedWassersteinLoss  # what objective.style_loss_for makes
+STYLE_LOSSES: dict[str, type[StyleTerm]] = {kind.name: kind for kind in (StyleLoss, MeanCovLoss, SlicedWassersteinLoss)}
 
 
 class TVLoss(nn.Module):

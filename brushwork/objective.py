@@ -12,7 +12,8 @@ from typing import Callable
 
 import torch
 
-from .losses import ContentLoss, StyleLoss, TVLoss, gram_matrix
+from .errors import BrushworkError
+from .losses import STYLE_LOSSES, ContentLoss, SlicedWassersteinLoss, StyleTerm, TVLoss, gram_matrix
 from .options import Options
 from .tiles import Tile, downsampling
 
@@ -25,13 +26,18 @@ def content_loss_for(options: Options, targets: dict[str, torch.Tensor]) -> Cont
     return ContentLoss(targets, dict.fromkeys(content_layers, 1.0))
 
 
-def style_loss_for(options: Options, targets: list[dict[str, torch.Tensor]]) -> StyleLoss:
-    """The style term of a run: one set of targets per style image, blended with
-    --style-weights, its layers weighted with --style-layer-weights."""
+def style_loss_for(options: Options, targets: list[dict[str, torch.Tensor]], draw: int = 0) -> StyleTerm:
+    """The style term of a run (--style-loss): one set of targets per style image (the loss's
+    `statistics`, from Engine.style_grams), blended with --style-weights, its layers weighted
+    with --style-layer-weights. `draw` numbers the objectives of one run (its scales), so
+    that the sliced loss draws other directions for each, from --seed."""
     style_layers, _ = options.layers
     style_weights = list(options.style_weights or [1.0] * len(targets))
     layer_weights = dict(zip(style_layers, options.style_layer_weights or [1.0] * len(style_layers)))
-    return StyleLoss(StyleLoss.blend(targets, style_weights), layer_weights)
+    kind = STYLE_LOSSES[options.style_loss]
+    if kind is SlicedWassersteinLoss:
+        return kind(kind.blend(targets, style_weights), layer_weights, seed=hash((options.seed, draw)))
+    return kind(kind.blend(targets, style_weights), layer_weights)
 
 
 class Objective:
@@ -41,7 +47,7 @@ class Objective:
         self,
         features: Features,
         content: ContentLoss,
-        style: StyleLoss,
+        style: StyleTerm,
         weights: tuple[float, float, float],
         wrap: bool = False,
     ):
@@ -52,7 +58,7 @@ class Objective:
 
     @classmethod
     def for_options(
-        cls, options: Options, features: Features, content: ContentLoss, style: StyleLoss, **more
+        cls, options: Options, features: Features, content: ContentLoss, style: StyleTerm, **more
     ) -> "Objective":
         weights = (options.content_weight, options.style_weight, options.tv_weight)
         return cls(features, content, style, weights, options.seamless, **more)
@@ -75,16 +81,20 @@ class TiledObjective(Objective):
     """The same objective and gradient as Objective, computed tile by tile, so that only one
     tile's activations are ever held: for outputs too large to evaluate at once.
 
-    The style loss depends on the whole image only through its Gram matrices, which are sums
-    over positions. Pass 1 (no gradient) runs each tile and adds up its share of every Gram
-    matrix; then dL/dG is known. Pass 2 runs each tile again with a gradient and back-propagates
-    ⟨dL/dG, G_tile⟩ plus the tile's share of the content loss, which together have exactly the
-    gradient that tile's pixels get in the whole-image objective. The margins of the tiles
-    (tiles.py) make their features exact, so the sum over tiles is the whole, not a patchwork.
+    The style loss depends on the whole image only through its statistics (Gram matrices, or
+    mean and covariance), which are sums over positions. Pass 1 (no gradient) runs each tile
+    and adds up its share of every layer's statistics G; then dL/dG is known. Pass 2 runs each
+    tile again with a gradient and back-propagates ⟨dL/dG, G_tile⟩ plus the tile's share of the
+    content loss, which together have exactly the gradient that tile's pixels get in the
+    whole-image objective (the sliced loss sorts all positions at once: it is not tileable).
+    The margins of the tiles (tiles.py) make their features exact, so the sum over tiles is
+    the whole, not a patchwork.
     """
 
-    def __init__(self, features: Features, content: ContentLoss, style: StyleLoss,
+    def __init__(self, features: Features, content: ContentLoss, style: StyleTerm,
                  weights: tuple[float, float, float], wrap: bool = False, tiles: list[Tile] = ()):
+        if not style.tileable:
+            raise BrushworkError(f"the {style.name} style loss cannot be evaluated in tiles")
         super().__init__(features, content, style, weights, wrap)
         self.tiles = tiles
 
@@ -122,9 +132,11 @@ class TiledObjective(Objective):
         h, w = x.shape[-2:]
         return {name: (h // downsampling(name)) * (w // downsampling(name)) for name in self.style.layer_weights}
 
-    @staticmethod
-    def _tile_gram(tile: Tile, feats: dict[str, torch.Tensor], name: str, positions: dict[str, int]) -> torch.Tensor:
-        return gram_matrix(tile.core(feats[name], name), positions[name])
+    def _tile_gram(
+        self, tile: Tile, feats: dict[str, torch.Tensor], name: str, positions: dict[str, int]
+    ) -> torch.Tensor:
+        """One tile's share of a layer's style statistics (its Gram matrix, for the Gram loss)."""
+        return self.style.statistics(tile.core(feats[name], name), positions[name])
 
     def _content_cores(self, tile: Tile, feats: dict[str, torch.Tensor]):
         names = self.content.layer_weights
@@ -146,15 +158,17 @@ def tiled_features(features: Features, image: torch.Tensor, layers: tuple[str, .
     return {name: whole[name] for name in layers}
 
 
-def tiled_grams(features: Features, image: torch.Tensor, layers: tuple[str, ...], tiles: list[Tile]):
-    """Gram matrices at `layers` of an image too large to run at once, tile by tile."""
+def tiled_grams(features: Features, image: torch.Tensor, layers: tuple[str, ...], tiles: list[Tile],
+                statistics: Callable[[torch.Tensor, int], torch.Tensor] = gram_matrix):
+    """Gram matrices (or another tileable loss's statistics) at `layers` of an image too
+    large to run at once, tile by tile."""
     h, w = image.shape[-2:]
     grams: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for tile in tiles:
             for name, f in features(tile.take(image)).items():
                 factor = downsampling(name)
-                share = gram_matrix(tile.core(f, name), (h // factor) * (w // factor))
+                share = statistics(tile.core(f, name), (h // factor) * (w // factor))
                 grams[name] = grams[name] + share if name in grams else share
     return grams
 

@@ -249,7 +249,8 @@ def make_plan(
     if any(scale.tile for scale in scales) and not STYLE_LOSSES[options.style_loss].tileable:
         raise BrushworkError(
             f"--style-loss {options.style_loss} sorts every position at once and cannot run in the tiles a "
-            f"{width}x{height} output needs here; use --style-loss gram or meancov, a smaller --size or more --max-memory"
+            f"{width}x{height} output needs here; use --style-loss gram or meancov, a smaller --size "
+            "or more --max-memory"
         )
     needed = max(scale.memory for scale in scales)
     return Plan(width, height, layers, dtype, scales, needed, free, budget, tiles.margin_for(layers))

@@ -119,6 +119,8 @@ def test_presets_command(capsys):
     assert "gatys:" in text and "tutorial:" in text
     assert "relu1_1, relu2_1, relu3_1, relu4_1, relu5_1" in text and "relu4_2" in text
     assert "conv1_1, conv1_2, conv2_1, conv2_2, conv3_1" in text
+    assert "gram (default): Gram matrices" in text and "meancov: mean and covariance" in text
+    assert "sliced: the whole distribution" in text
 
 
 def test_demo(out, capsys):
@@ -175,6 +177,8 @@ BAD_INPUTS = [
     (["--lr", "0"], ["--lr must be a positive number"]),
     (["--optimizer", "sgd"], ["--optimizer: expected one of lbfgs, adam"]),
     (["--preserve-color", "sepia"], ["--preserve-color"]),
+    (["--style-loss", "histogram"], ["--style-loss: expected one of gram, meancov, sliced, got 'histogram'"]),
+    (["--style-loss", "sliced", "--tile", "64"], ["--style-loss sliced cannot run in tiles (--tile)"]),
     (["--style-scale", "0"], ["--style-scale must be a positive number"]),
     (["--device", "tpu"], ["unknown device 'tpu'"]),
     (["--init", "nowhere.png"], ["--init must be content, noise or an image file"]),

@@ -43,6 +43,7 @@ def test_parse_vary_keys_values_and_lists():
     assert (axis.key, axis.field, axis.values, axis.labels) == ("style-weight", "style_weight", [1.0, 5.0, 20.0], ["1", "5", "20"])
     assert grid.parse_vary("style-weight=1,5").field == "style_weight"
     assert grid.parse_vary("preset=gatys,tutorial").values == ["gatys", "tutorial"]
+    assert grid.parse_vary("style-loss=gram,meancov,sliced").values == ["gram", "meancov", "sliced"]
     crop = grid.parse_vary("style-crop=none;0,0,0.5,0.5;10,10,20,20")
     assert crop.values == [None, (0.0, 0.0, 0.5, 0.5), (10.0, 10.0, 20.0, 20.0)]
     layers = grid.parse_vary("style-layers=relu1_1,relu2_1;relu3_1")
@@ -56,6 +57,7 @@ def test_parse_vary_keys_values_and_lists():
         ("style-weight=1,abc", "style-weight: expected a number, got 'abc'"),
         ("steps=10,2.5", "expected a whole number, got '2.5'"),
         ("optimizer=lbfgs,sgd", "expected one of lbfgs, adam, got 'sgd'"),
+        ("style-loss=gram,swd", "expected one of gram, meancov, sliced, got 'swd'"),
         ("style-crop=0,0;0,0,1,1", "bad crop '0,0'"),
         ("style-crop=0,0,0.5,0.5,0,0,1,1", "separate its values with ';'"),
         ("style-weight=", "no values given for style-weight"),
@@ -182,6 +184,15 @@ def test_extended_grid_computes_only_new_cells(files, tmp_path, runs):
     runs.clear()
     assert cli.main(compare_args(files, out, "--vary", "style-weight=1,5,20")) == 0
     assert [o.style_weight for o in runs] == [5.0]
+
+
+def test_style_losses_side_by_side(files, tmp_path, runs):
+    out = tmp_path / "losses"
+    assert cli.main(compare_args(files, out, "--vary", "style-loss=gram,meancov,sliced")) == 0
+    assert [o.style_loss for o in runs] == ["gram", "meancov", "sliced"]
+    cells = json.loads((out / "results.json").read_text())["cells"]
+    assert [c["vary"]["style-loss"] for c in cells] == ["gram", "meancov", "sliced"]
+    assert len({(out / c["image"]).read_bytes() for c in cells}) == 3  # three different pictures
 
 
 def test_three_keys_with_a_steps_axis(files, tmp_path, runs, capsys):

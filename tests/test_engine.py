@@ -122,6 +122,18 @@ def test_style_blend(engine, content, style, style2, plain):
     assert mean_abs(both.image, plain.image) > 0.005
 
 
+@pytest.mark.parametrize("style_loss", ["meancov", "sliced"])
+def test_other_style_losses_with_blends_colours_crops_and_scales(engine, content, style, style2, style_loss):
+    options = TINY.replace(style_loss=style_loss)
+    alone = engine.run(content, [style], options)
+    assert alone.stop_reason == "done" and alone.records[-1].style < 0.7 * alone.records[0].style
+    assert same_pixels(engine.run(content, [style, style2], options.replace(style_weights=(1.0, 0.0))).image, alone.image)
+    mixed = engine.run(content, [style, style2], options.replace(
+        size=64, scales=2, style_weights=(2.0, 1.0), preserve_color="luminance", style_crop=(0, 0, 0.8, 0.8)))
+    assert mixed.stop_reason == "done" and len({r.scale for r in mixed.records}) == 2
+    assert mixed.records[-1].style < mixed.records[0].style
+
+
 def test_style_scale(engine, content, style, plain):
     bigger = engine.run(content, [style], TINY.replace(style_scale=2.0))
     assert mean_abs(bigger.image, plain.image) > 0.005

@@ -6,8 +6,10 @@ Networks here are width 4 on 32-64 px crops, so the whole file stays well under 
 from __future__ import annotations
 
 import json
+import threading
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -17,7 +19,7 @@ from PIL import Image
 
 from brushwork import cli, images
 from brushwork.errors import BrushworkError
-from brushwork.fast import apply, export, train
+from brushwork.fast import apply, export, pipeline, train, video
 from brushwork.fast.net import TransformNet, load_model, model_metadata
 from brushwork.options import Options
 
@@ -222,12 +224,11 @@ def test_audio_that_mp4_cannot_hold_is_reencoded_and_mkv_copies_it(tiny_model, t
 def test_deflicker_lowers_measured_flicker(tiny_model, tmp_path):
     source = tmp_path / "in.mp4"
     make_video(source, audio=None)
-    stylizer = apply.Stylizer(load_model(tiny_model), apply.Settings(device="cpu"))
+    model = load_model(tiny_model)
     ratios = []
     for strength in (0.0, 0.8):
-        settings = apply.Settings(deflicker=strength, device="cpu")
-        job = apply.Job(source, tmp_path / f"out{strength}.mp4", video=True)
-        ratios.append(apply.stylize_video(stylizer, job, settings).flicker_ratio)
+        stylizer = apply.Stylizer(model, apply.Settings(deflicker=strength, device="cpu"))
+        ratios.append(video.stylize_video(stylizer, source, tmp_path / f"out{strength}.mp4").flicker_ratio)
     assert ratios[1] < ratios[0]
 
 
@@ -298,13 +299,13 @@ def test_apply_command_size_strength_batch_and_overwrite(tiny_model, tmp_path, c
     for i in range(5):
         sample("coffee.png", 64).rotate(i).save(folder / f"p{i}.png")
     batches = []
-    original = apply.Stylizer.__call__
+    original = apply.Stylizer.upload
 
-    def recording(self, batch):
-        batches.append(len(batch))
-        return original(self, batch)
+    def recording(self, frames):
+        batches.append(len(frames))
+        return original(self, frames)
 
-    monkeypatch.setattr(apply.Stylizer, "__call__", recording)
+    monkeypatch.setattr(apply.Stylizer, "upload", recording)
     out = tmp_path / "out"
     args = ["apply", "-m", str(tiny_model), str(folder), "-o", str(out), "--size", "32", "--strength", "0", "--batch", "2", "-q"]
     code, err = run_cli(args, capsys)
@@ -312,7 +313,8 @@ def test_apply_command_size_strength_batch_and_overwrite(tiny_model, tmp_path, c
     assert batches == [2, 2, 1]
     for i in range(5):
         result = Image.open(out / f"p{i}.png")
-        expected = images.to_pil(apply.prepare(folder / f"p{i}.png", 32))  # strength 0: the input itself
+        picture = images.to_tensor(images.load_image(folder / f"p{i}.png"))
+        expected = images.to_pil(images.resize(picture, images.fit_size(picture.shape[-1], picture.shape[-2], 32)))  # strength 0
         assert max(result.size) == 32 and result.size == expected.size
         assert np.abs(np.asarray(result, int) - np.asarray(expected, int)).max() <= 1
     code, err = run_cli(args, capsys)
@@ -365,3 +367,158 @@ def test_train_command_passes_its_flags_on(style_file, data_dir, tmp_path, capsy
 def test_train_refuses_a_network_without_channels(style_file, data_dir, tmp_path):
     with pytest.raises(BrushworkError, match="network width must be at least 1"):
         train.train(config(style_file, data_dir, tmp_path / "m.safetensors", width=0))
+
+
+@pytest.mark.parametrize("style_loss", ["meancov", "sliced"])
+def test_training_with_another_style_loss(style_file, data_dir, tmp_path, capsys, style_loss):
+    out = tmp_path / "m.safetensors"
+    args = ["train", "-s", str(style_file), "--data", str(data_dir), "-o", str(out), "--iterations", "2", "--batch",
+            "2", "--crop", "48", "--width", "4", "--blocks", "1", "--holdout", "0", "--device", "cpu", "--precision",
+            "fp32", "--lr", "0.005", "--style-loss", style_loss, "-q"]  # fmt: skip
+    assert run_cli(args, capsys) == (0, "")
+    assert load_model(out).options["style_loss"] == style_loss
+    losses = train.train(config(style_file, data_dir, out, overwrite=True, holdout=0,
+                                options=CPU.replace(lr=5e-3, style_loss=style_loss))).losses
+    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
+
+
+# --- throughput: backends, the overlapped pipeline, timestamps ---------------------------------
+
+
+def test_backends_agree_and_the_torch_path_keeps_the_float_pipeline(tiny_model):
+    """onnxruntime, the CPU default, differs from PyTorch by float rounding only (≤ 1 in 8
+    bits), with one network call per thread or one for all; PyTorch through uint8 frames gives
+    exactly what the float path (to_tensor, the network, to_pil) gave before; odd sizes and
+    --size work in each."""
+    model = load_model(tiny_model)
+    frames = [(i, np.asarray(sample(name, 50).crop((0, 0, 50, 37)))) for i, name in enumerate(("chelsea.png", "coffee.png", "astronaut.png"))]
+    torch.set_num_threads(2)
+    try:
+        fast = apply.Stylizer(model, apply.Settings(device="cpu"))
+        single = apply.Stylizer(model, apply.Settings(device="cpu", workers=1))
+        assert (fast.backend, fast.batch, fast.workers, single.workers) == ("onnxruntime", 1, 2, 1)
+        got = [pixels for _, pixels in pipeline.stylize_batches(fast, frames)]
+        assert torch.get_num_threads() == 2  # host_threads restores the process-wide setting
+        assert all(np.array_equal(a, b) for a, b in zip(got, (p for _, p in pipeline.stylize_batches(single, frames))))
+    finally:
+        torch.set_num_threads(1)
+    exact = apply.Stylizer(model, apply.Settings(device="cpu", backend="torch"))
+    reference = [pixels for _, pixels in pipeline.stylize_batches(exact, frames)]
+    assert got[0].shape == reference[0].shape == (37, 50, 3) and got[0].dtype == np.uint8
+    assert max(np.abs(a.astype(int) - b.astype(int)).max() for a, b in zip(got, reference)) <= 1
+    with torch.no_grad():
+        expected = [images.to_pil(model.net(images.to_tensor(Image.fromarray(f)))) for _, f in frames]
+    assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(reference, expected))
+    resized = apply.Stylizer(model, apply.Settings(device="cpu", size=20))
+    assert next(pipeline.stylize_batches(resized, frames))[1].shape == (15, 20, 3)
+    assert apply.Stylizer(model, apply.Settings(device="cpu", precision="bf16")).backend == "torch"
+    with pytest.raises(BrushworkError, match="fp32 on the CPU only"):
+        apply.Stylizer(model, apply.Settings(device="cpu", precision="bf16", backend="onnxruntime"))
+    with pytest.raises(BrushworkError, match="needs the onnxruntime backend"):
+        apply.Stylizer(model, apply.Settings(device="cpu", backend="torch", workers=2))
+
+
+def test_overlapped_pipeline_writes_the_same_bytes_as_the_sequential_one(tiny_model, tmp_path):
+    paths = write_pictures(tmp_path / "in")
+    model = load_model(tiny_model)
+    outputs = {}
+    for overlap in (True, False):
+        stylizer = apply.Stylizer(model, apply.Settings(device="cpu", batch=2, overlap=overlap, workers=1 + overlap))
+        folder = tmp_path / f"out{overlap}"
+        folder.mkdir()
+        pipeline.stylize_files(stylizer, [(p, folder / p.name) for p in paths], lambda text: None)
+        clip = tmp_path / "clip.mp4"
+        if overlap:
+            make_video(clip, frames=7)
+        video.stylize_video(stylizer, clip, folder / "clip.mp4")
+        outputs[overlap] = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert sorted(outputs[True]) == sorted([p.name for p in paths] + ["clip.mp4"])
+    assert outputs[True] == outputs[False]
+    assert video_facts(tmp_path / "outTrue" / "clip.mp4")[:4] == (7, 64, 48, Fraction(12))
+
+
+def test_a_failing_reader_or_writer_stops_the_pipeline_and_raises_here():
+    def source():
+        yield from range(3)
+        raise BrushworkError("cannot decode item 3")
+
+    written = []
+    with pytest.raises(BrushworkError, match="cannot decode item 3"):
+        pipeline.overlapped(source(), lambda items: (i * 10 for i in items), written.append, depth=1)
+    assert written == [0, 10, 20]
+
+    def sink(item):
+        if item == 2:
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        pipeline.overlapped(range(1000), lambda items: iter(items), sink, depth=2)
+    assert not [t for t in threading.enumerate() if t.name.startswith("brushwork-")]
+
+
+def test_timestamps_sort_a_local_reordering_and_never_repeat():
+    times = video.Timestamps()
+    frames = [SimpleNamespace(pts=p, dts=None) for p in (1, 2, 3, 5, 4, 6, 8, 7, 9, 9, None)]
+    out = []
+    for i, frame in enumerate(frames):
+        times.add(frame)
+        if i >= video.REORDER:
+            out.append(times.next())
+    out += [times.next() for _ in range(video.REORDER)]
+    assert out == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+
+
+def make_reordered_video(path: Path, frames: int = 12) -> list[int]:
+    """MPEG-4 Part 2 whose decoded frames carry timestamps out of order, 1, 3, 2, 4, 6, 5, ..., as
+    packed B-frame AVIs decode (opencv-doc's Megamind.avi). FFmpeg writes no packed B-frames,
+    and an AVI stores no timestamps, so the frames go into Matroska with those timestamps."""
+    order = list(range(frames))
+    for i in range(1, frames - 1, 3):
+        order[i], order[i + 1] = order[i + 1], order[i]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        background = (np.random.default_rng(1).random((48, 64, 3)) * 255).astype(np.uint8)
+        packets = []
+        for i in range(frames):
+            picture = background.copy()
+            picture[8:24, 2 + 3 * i : 18 + 3 * i] = (255, 0, 0)
+            packets += stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24"))
+        packets += stream.encode()
+        for i, packet in enumerate(packets):
+            packet.pts, packet.dts = order[i] + 1, i
+            container.mux(packet)
+    with av.open(str(path)) as container:
+        return [frame.pts for frame in container.decode(video=0)]
+
+
+def frame_times(path: Path) -> tuple[list[float], Fraction]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [float(frame.time) for frame in container.decode(video=0)], stream.average_rate
+
+
+def test_out_of_order_timestamps_are_written_in_order_keeping_frames_and_rate(tiny_model, tmp_path):
+    source = tmp_path / "reordered.mkv"
+    decoded = make_reordered_video(source)
+    if decoded == sorted(decoded):
+        pytest.skip("this FFmpeg build reorders the timestamps itself; no out-of-order file to test with")
+    times_in, _ = frame_times(source)
+    for target in (tmp_path / "out.mp4", tmp_path / "out.mkv"):
+        assert cli.main(["apply", "-m", str(tiny_model), str(source), "-o", str(target), "-q"]) == 0
+        times, rate = frame_times(target)
+        assert rate == 25 and len(times) == len(times_in) == 12
+        assert times == pytest.approx(sorted(times_in), abs=1e-3)  # strictly increasing, as in the input
+
+
+MEGAMIND = Path("/usr/share/doc/opencv-doc/examples/data/Megamind.avi")
+
+
+@pytest.mark.skipif(not MEGAMIND.is_file(), reason="opencv-doc is not installed (apt-get install opencv-doc)")
+def test_megamind_avi_with_packed_b_frames_converts(tiny_model, tmp_path):
+    target = tmp_path / "mega.mp4"
+    assert cli.main(["apply", "-m", str(tiny_model), str(MEGAMIND), "-o", str(target), "--size", "48", "-q"]) == 0
+    times, rate = frame_times(target)
+    assert len(times) == 270 and rate == Fraction(2997, 125)
+    assert all(b > a for a, b in zip(times, times[1:]))
+    assert video_facts(target)[4] == ["ac3"]

@@ -1,4 +1,5 @@
-"""Losses: each one goes down when optimized, Grams are size-invariant, styles blend."""
+"""Losses: each one goes down when optimized, Grams and the other style statistics are
+size-invariant, styles blend (for the sliced loss: as a mixture of their samples)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,18 @@ import pytest
 import torch
 
 from brushwork import images
-from brushwork.losses import ContentLoss, StyleLoss, TVLoss, gram_matrix, relative_error
+from brushwork.errors import BrushworkError
+from brushwork.losses import (
+    ContentLoss,
+    MeanCovLoss,
+    SlicedWassersteinLoss,
+    StyleLoss,
+    TVLoss,
+    gram_matrix,
+    relative_error,
+    sorting_order,
+)
+from brushwork.options import Options
 
 FP32 = torch.float32
 
@@ -109,3 +121,107 @@ def test_layer_weights_are_normalized():
     only_b = StyleLoss(targets, {"a": 0.0, "b": 2.0})(features)
     assert float(only_b) == pytest.approx(float(relative_error(gram_matrix(features["b"]), targets["b"])))
     assert float(only_b) != pytest.approx(float(equal))
+
+
+# --- the style losses: gram, meancov, sliced ------------------------------------------------
+
+KINDS = [StyleLoss, MeanCovLoss, SlicedWassersteinLoss]
+LAYERS = ("relu1_1", "relu2_1", "relu3_1")
+
+
+def style_loss(kind, targets: dict[str, torch.Tensor], layers=LAYERS):
+    return kind(kind.blend([targets], [1.0]), dict.fromkeys(layers, 1.0))
+
+
+def statistics(kind, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: kind.statistics(f) for name, f in features.items()}
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
+def test_each_style_loss_is_zero_on_the_style_itself(engine, style, kind):
+    target = images.resize(images.to_tensor(style), (40, 32))
+    features = engine.features(target, LAYERS, FP32)
+    loss = style_loss(kind, statistics(kind, features))
+    assert float(loss(features)) == pytest.approx(0.0, abs=1e-5)
+    assert float(loss(engine.features(target * 0.5, LAYERS, FP32))) > 0.5  # the style, darker
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
+def test_each_style_loss_falls_under_lbfgs(engine, style, noise, kind):
+    layers = ("relu1_1", "relu2_1")
+    target = images.resize(images.to_tensor(style), (32, 32))
+    loss = style_loss(kind, statistics(kind, engine.features(target, layers, FP32)), layers)
+    history = optimize(lambda x: loss(engine.features(x, layers, FP32)), noise)
+    assert history[-1] < 0.5 * history[0]
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
+def test_each_style_loss_is_size_invariant(engine, style, content, kind):
+    """An output four times the style's area, of the same texture, is as close to it as the
+    style itself is (borders aside); a different picture at that size is far."""
+    tile = images.resize(images.to_tensor(style), (32, 32))
+    loss = style_loss(kind, statistics(kind, engine.features(tile.repeat(1, 1, 2, 2), LAYERS, FP32)))
+    same_texture = float(loss(engine.features(tile.repeat(1, 1, 4, 4), LAYERS, FP32)))
+    other = float(loss(engine.features(images.resize(images.to_tensor(content), (128, 128)), LAYERS, FP32)))
+    assert same_texture < 0.05 and other > 20 * same_texture
+
+
+def test_meancov_blend_is_the_mixtures_mean_and_covariance():
+    generator = torch.Generator().manual_seed(4)
+    a, b = torch.rand(1, 3, 4, 5, generator=generator), torch.rand(1, 3, 4, 5, generator=generator) + 1
+    blended = MeanCovLoss.blend([{"x": MeanCovLoss.statistics(a)}, {"x": MeanCovLoss.statistics(b)}], [1.0, 3.0])
+    mixture = torch.cat([a, b, b, b], -1)  # one part a, three parts b
+    torch.testing.assert_close(blended["x"], MeanCovLoss.statistics(mixture))
+    loss = MeanCovLoss(blended, {"x": 1.0})
+    assert float(loss({"x": mixture})) == pytest.approx(0.0, abs=1e-5)
+    assert float(loss({"x": a})) > 0.1
+
+
+def test_sliced_blend_is_the_mixture_of_the_styles_samples():
+    """Weights 1 and 3: the samples of a once and of b three times; a style's weight, not its
+    number of positions, decides its share; a weight of 0 leaves it out."""
+    generator = torch.Generator().manual_seed(5)
+    a, b = torch.rand(1, 4, 8, 8, generator=generator), torch.rand(1, 4, 8, 8, generator=generator) + 1
+    stats = [{"x": SlicedWassersteinLoss.statistics(f)} for f in (a, b)]
+    loss = SlicedWassersteinLoss(SlicedWassersteinLoss.blend(stats, [1.0, 3.0]), {"x": 1.0})
+    assert float(loss({"x": torch.cat([a, b, b, b], -1)})) < 1e-3
+    assert float(loss({"x": torch.cat([a, b], -1)})) > 0.01
+    bigger_b = {"x": SlicedWassersteinLoss.statistics(b.repeat(1, 1, 2, 2))}
+    same = SlicedWassersteinLoss(SlicedWassersteinLoss.blend([stats[0], bigger_b], [1.0, 3.0]), {"x": 1.0})
+    assert float(same({"x": torch.cat([a, b, b, b], -1)})) < 1e-3
+    only_a = SlicedWassersteinLoss(SlicedWassersteinLoss.blend(stats, [1.0, 0.0]), {"x": 1.0})
+    assert float(only_a({"x": a})) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_sliced_directions_follow_the_seed():
+    generator = torch.Generator().manual_seed(6)
+    target = {"x": torch.rand(1, 6, 50, generator=generator)}
+    output = {"x": torch.rand(2, 6, 7, 9, generator=generator)}  # a batch of two, another size
+    first, again = (SlicedWassersteinLoss(target, {"x": 1.0}, seed=1) for _ in range(2))
+    other = SlicedWassersteinLoss(target, {"x": 1.0}, seed=2)
+    assert torch.equal(first.directions["x"], again.directions["x"])
+    assert not torch.equal(first.directions["x"], other.directions["x"])
+    assert float(first(output)) == float(again(output))
+    assert float(first(output)) == pytest.approx(float(other(output)), rel=0.5)  # other directions, a similar distance
+
+
+def test_sorting_order():
+    values = torch.rand(3, 1000, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(values.gather(-1, sorting_order(values)), values.sort(-1).values)
+
+
+def test_style_loss_choices_are_checked():
+    with pytest.raises(BrushworkError, match="unknown style loss 'wasserstein'; use gram, meancov, sliced"):
+        Options(style_loss="wasserstein").validate(1)
+    with pytest.raises(BrushworkError, match="--style-loss sliced cannot run in tiles"):
+        Options(style_loss="sliced", tile=256).validate(1)
+    Options(style_loss="meancov", tile=256).validate(1)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
+def test_each_style_loss_measures_bf16_features_in_fp32(engine, style, content, kind):
+    target = images.resize(images.to_tensor(style), (40, 32))
+    loss = style_loss(kind, statistics(kind, engine.features(target, LAYERS, torch.bfloat16)))
+    picture = images.resize(images.to_tensor(content), (40, 32))
+    low, full = loss(engine.features(picture, LAYERS, torch.bfloat16)), loss(engine.features(picture, LAYERS, FP32))
+    assert low.dtype == torch.float32 and float(low) == pytest.approx(float(full), rel=0.05)

@@ -90,6 +90,25 @@ def test_default_weights_are_caffe_convention(engine):
     assert features.shape == (1, 512, 2, 2) and torch.isfinite(features).all()
 
 
+def test_shallow_layers_see_no_frame_and_wrapping_still_pads_circularly(engine):
+    """A flat picture gives flat maps up to the border through blocks 1-2 (reflection padding;
+    zero padding made a frame there, which the tutorial preset painted as stripes along the
+    edges); deeper convolutions pad with zeros; seamless runs pad every one circularly."""
+    flat = PIXEL.expand(1, 3, 32, 48)
+    maps = engine.features(flat, ("conv1_1", "relu2_2", "conv3_1"), torch.float32)
+    for name in ("conv1_1", "relu2_2"):
+        assert (maps[name] - maps[name][..., :1, :1]).abs().max() <= 1e-3 * maps[name].abs().max(), name
+    assert (maps["conv3_1"] - maps["conv3_1"][..., 3:4, 3:4]).abs().max() > 1  # zero padding: a frame
+    modes = lambda: {n: c.padding_mode for n, c in engine.vgg.layers.items() if isinstance(c, nn.Conv2d)}
+    assert [n for n, mode in modes().items() if mode == "reflect"] == ["conv1_1", "conv1_2", "conv2_1", "conv2_2"]
+    engine.vgg.set_wrap(True)
+    try:
+        assert set(modes().values()) == {"circular"}
+    finally:
+        engine.vgg.set_wrap(False)
+    assert modes()["conv1_1"] == "reflect" and modes()["conv5_1"] == "zeros"
+
+
 def test_pooling():
     assert isinstance(load_vgg19(pooling="avg", layers=("pool1",)).layers["pool1"], nn.AvgPool2d)
     assert isinstance(load_vgg19(pooling="max", layers=("pool1",)).layers["pool1"], nn.MaxPool2d)

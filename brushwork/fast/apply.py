@@ -1,18 +1,10 @@
 """`brushwork apply`: run a trained fast-mode network on images, folders and videos.
 
-Images of the same size go through the network together (--batch at a time); instance norm
-works per image, so a batch gives the same pictures as one image at a time. Videos are read
-and written with PyAV: same frame rate, size and timestamps, the audio track copied as is.
-
-Video flicker: a feed-forward network answers small changes between frames (noise,
-compression) with large changes in its strokes. --deflicker D blends each output frame with
-the previous output where the *input* did not change:
-
-    out_t = m·D·out_{t−1} + (1 − m·D)·stylized_t,   m = exp(−|in_t − in_{t−1}| / 0.02) per pixel
-
-so static parts stop shimmering while moving parts follow the new frame (no ghost trails).
-The command reports flicker as mean |out_t − out_{t−1}| ÷ mean |in_t − in_{t−1}|: 1 means
-the output changes as much as the video itself does.
+Images are read, stylized and written at once (pipeline.py): a reader thread decodes the next
+pictures and a writer thread encodes the finished ones while the network runs. Images of the
+same size that follow each other go through the network together (--batch at a time; by
+default 1 on a CPU, 8 on a GPU); instance norm works per image, so a batch gives the same
+pictures as one image at a time. Videos: video.py.
 """
 
 from __future__ import annotations
@@ -20,31 +12,23 @@ from __future__ import annotations
 import argparse
 import importlib.resources
 import math
-import os
 import sys
-import time
-from dataclasses import dataclass, field
-from fractions import Fraction
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from .. import images
 from ..errors import BrushworkError
-from ..devices import pick_device, pick_dtype
+from .backend import BACKENDS, Settings, Stylizer
 from .net import FastModel, load_model
-
-if TYPE_CHECKING:
-    import av
+from .pipeline import stylize_batches, stylize_files
+from .video import open_video, stylize_video
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}
 VIDEO_OUTPUT_SUFFIXES = {".mp4", ".mkv", ".mov"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-MP4_AUDIO_CODECS = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
-MOTION_SCALE = 0.02  # input change (in [0, 1] units) at which deflicker blending has faded to 1/e
 
 
 def shipped_models() -> dict[str, Path]:
@@ -64,75 +48,11 @@ def resolve_model(name: str) -> Path:
     raise BrushworkError(f"model {name!r} is neither a file nor a shipped model (shipped: {', '.join(sorted(models)) or 'none'})")
 
 
-@dataclass
-class Settings:
-    strength: float = 1.0  # 1: the network's output; 0: the input
-    preserve_color: bool = False  # keep the input's chroma (YIQ), take the stylized luminance
-    size: int | None = None  # longest side to resize inputs to; None keeps their size
-    batch: int = 4
-    deflicker: float = 0.5
-    device: str = "auto"
-    precision: str = "auto"
-
-    def validate(self) -> None:
-        if not (0.0 <= self.strength <= 1.0):
-            raise BrushworkError(f"--strength must be between 0 and 1, got {self.strength}")
-        if not (0.0 <= self.deflicker < 1.0):
-            raise BrushworkError(f"--deflicker must be at least 0 and below 1, got {self.deflicker}")
-        if self.batch < 1:
-            raise BrushworkError(f"--batch must be at least 1, got {self.batch}")
-        if self.size is not None and self.size < 4:
-            raise BrushworkError(f"--size must be at least 4, got {self.size}")
-
-
-class Stylizer:
-    """A loaded model on a device: RGB batches in [0, 1] -> stylized batches (on the CPU)."""
-
-    def __init__(self, model: FastModel, settings: Settings):
-        settings.validate()
-        self.settings = settings
-        self.device = pick_device(settings.device)
-        self.dtype = pick_dtype(settings.precision, self.device)
-        self.net = model.net.to(self.device)
-
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
-            out = self.net(batch.to(self.device)).float().cpu()
-        if self.settings.preserve_color:
-            out = images.with_chroma_of(out, batch)
-        if self.settings.strength < 1.0:
-            out = self.settings.strength * out + (1.0 - self.settings.strength) * batch
-        return out.clamp(0, 1)
-
-
 def stylize_images(model: FastModel, pictures: list[Image.Image], settings: Settings) -> list[Image.Image]:
-    """The Python API: stylize PIL images, batching those of equal size."""
+    """The Python API: stylize PIL images, batching those of equal size that follow each other."""
     stylizer = Stylizer(model, settings)
-    tensors = [prepare(p, settings.size) for p in pictures]
-    return [images.to_pil(t) for t in run_batched(stylizer, tensors, settings.batch)]
-
-
-def prepare(picture: Image.Image | Path, size: int | None) -> torch.Tensor:
-    """A picture (or its file), upright RGB, as a tensor with the longest side `size`."""
-    tensor = images.to_tensor(images.load_image(picture))
-    if size is not None:
-        tensor = images.resize(tensor, images.fit_size(tensor.shape[-1], tensor.shape[-2], size))
-    return tensor
-
-
-def run_batched(stylizer: Stylizer, tensors: list[torch.Tensor], batch: int) -> list[torch.Tensor]:
-    """Outputs in input order; images are grouped by size so each group forms real batches."""
-    by_size: dict[tuple[int, ...], list[int]] = {}
-    for i, t in enumerate(tensors):
-        by_size.setdefault(tuple(t.shape), []).append(i)
-    outputs: list[torch.Tensor | None] = [None] * len(tensors)
-    for indices in by_size.values():
-        for start in range(0, len(indices), batch):
-            chunk = indices[start : start + batch]
-            result = stylizer(torch.cat([tensors[i] for i in chunk]))
-            for j, i in enumerate(chunk):
-                outputs[i] = result[j : j + 1]
-    return outputs  # type: ignore[return-value]
+    frames = ((i, np.asarray(images.load_image(p))) for i, p in enumerate(pictures))
+    return [Image.fromarray(pixels, "RGB") for _, pixels in stylize_batches(stylizer, frames)]
 
 
 # --- inputs and outputs --------------------------------------------------------------------
@@ -203,193 +123,7 @@ def check_target(job: Job, overwrite: bool, new_folder: bool) -> None:
         images.check_writable(job.target, overwrite)
 
 
-# --- video ---------------------------------------------------------------------------------
-
-
-@dataclass
-class VideoReport:
-    frames: int
-    seconds: float
-    flicker_in: float  # mean |in_t − in_{t−1}|
-    flicker_out: float  # mean |out_t − out_{t−1}|
-
-    @property
-    def flicker_ratio(self) -> float:
-        return self.flicker_out / self.flicker_in if self.flicker_in > 0 else math.nan
-
-
-@dataclass
-class Deflicker:
-    """Motion-aware blending with the previous output frame, and the flicker measurement."""
-
-    strength: float
-    previous_in: torch.Tensor | None = None
-    previous_out: torch.Tensor | None = None
-    change_in: list[float] = field(default_factory=list)
-    change_out: list[float] = field(default_factory=list)
-
-    def __call__(self, frame_in: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
-        out = stylized
-        if self.previous_in is not None:
-            delta = (frame_in - self.previous_in).abs()
-            if self.strength > 0:
-                keep = self.strength * torch.exp(-delta.mean(1, keepdim=True) / MOTION_SCALE)
-                out = keep * self.previous_out + (1 - keep) * stylized
-            # Measured on what gets written: 8-bit frames.
-            self.change_in.append(float((quantize(frame_in) - quantize(self.previous_in)).abs().mean()))
-            self.change_out.append(float((quantize(out) - quantize(self.previous_out)).abs().mean()))
-        self.previous_in, self.previous_out = frame_in, out
-        return out
-
-    def mean_changes(self) -> tuple[float, float]:
-        """Mean input and output change per frame; 0 for a video of one frame, which cannot flicker."""
-        return float(np.mean(self.change_in or [0.0])), float(np.mean(self.change_out or [0.0]))
-
-
-def quantize(frame: torch.Tensor) -> torch.Tensor:
-    return frame.clamp(0, 1).mul(255).round().div(255)
-
-
-def open_video(path: Path) -> av.container.InputContainer:
-    import av
-
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as e:
-        raise BrushworkError(f"cannot read video {path}: {e}") from None
-    if not container.streams.video:
-        container.close()
-        raise BrushworkError(f"{path} has no video stream")
-    return container
-
-
-def stylize_video(stylizer: Stylizer, job: Job, settings: Settings) -> VideoReport:
-    """Decode, stylize in batches of frames, encode H.264 with the same timestamps and size, copy
-    the audio (or re-encode it as AAC where the output container cannot hold it).
-
-    Written to a temp file next to the target and renamed at the end, like images.
-    """
-    import av
-
-    started = time.perf_counter()
-    source = open_video(job.source)
-    tmp = job.target.with_name(f".{job.target.name}.tmp{job.target.suffix}")
-    deflicker = Deflicker(settings.deflicker)
-    try:
-        with av.open(str(tmp), "w") as sink:
-            frames = Transcode(source, sink, job.target, settings).run(stylizer, deflicker)
-        if frames == 0:
-            raise BrushworkError(f"{job.source} has a video stream but no decodable frames")
-        os.replace(tmp, job.target)
-    except av.error.FFmpegError as e:
-        raise BrushworkError(f"video {job.source} failed: {e}") from None
-    finally:
-        source.close()
-        tmp.unlink(missing_ok=True)
-    return VideoReport(frames, time.perf_counter() - started, *deflicker.mean_changes())
-
-
-class Transcode:
-    """One video from `source` into `sink`, packet by packet in file order so audio and video stay
-    interleaved: frames wait until a batch is full and go through the network together."""
-
-    def __init__(self, source: av.container.InputContainer, sink: av.container.OutputContainer, target: Path, settings: Settings):
-        self.source, self.sink, self.batch = source, sink, settings.batch
-        self.in_video = source.streams.video[0]
-        self.in_audio = source.streams.audio[0] if source.streams.audio else None
-        self.size = (self.in_video.codec_context.width, self.in_video.codec_context.height)
-        if settings.size is not None:
-            self.size = images.fit_size(*self.size, settings.size)
-        self.out_video = add_video_stream(sink, self.in_video, *self.size)
-        self.copy_audio = self.in_audio is not None and can_copy_audio(self.in_audio.codec_context.name, target)
-        if self.in_audio is None:
-            self.out_audio = None
-        elif self.copy_audio:
-            self.out_audio = sink.add_stream_from_template(self.in_audio)
-        else:
-            self.out_audio = sink.add_stream("aac", rate=self.in_audio.codec_context.sample_rate)
-        self.pending: list[av.VideoFrame] = []
-        self.frames = 0
-
-    def run(self, stylizer: Stylizer, deflicker: Deflicker) -> int:
-        """Every packet, then the encoders' buffered tails; the number of frames written."""
-        streams = [self.in_video] + ([self.in_audio] if self.in_audio is not None else [])
-        for packet in self.source.demux(*streams):
-            if packet.stream is self.in_video:
-                for frame in packet.decode():
-                    self.pending.append(frame)
-                    if len(self.pending) == self.batch:
-                        self.flush(stylizer, deflicker)
-            else:
-                self.pass_audio(packet)
-        self.flush(stylizer, deflicker)
-        encoders = (self.out_video, self.out_audio) if self.out_audio is not None and not self.copy_audio else (self.out_video,)
-        for stream in encoders:
-            self.sink.mux(stream.encode())
-        return self.frames
-
-    def pass_audio(self, packet: av.Packet) -> None:
-        """Copied packets keep their timestamps; a demuxer's empty flush packet (no dts) is not copied."""
-        if not self.copy_audio:
-            for sound in packet.decode():
-                self.sink.mux(self.out_audio.encode(sound))
-        elif packet.dts is not None:
-            packet.stream = self.out_audio
-            self.sink.mux(packet)
-
-    def flush(self, stylizer: Stylizer, deflicker: Deflicker) -> None:
-        """The pending frames as one batch; each output frame takes its input frame's timestamp."""
-        import av
-
-        if not self.pending:
-            return
-        batch = torch.cat([frame_tensor(f, *self.size) for f in self.pending])
-        stylized = stylizer(batch)
-        for i, frame in enumerate(self.pending):
-            new = av.VideoFrame.from_ndarray(to_array(deflicker(batch[i : i + 1], stylized[i : i + 1])), format="rgb24")
-            new.pts, new.time_base = frame.pts, frame.time_base
-            for packet in self.out_video.encode(new):
-                self.sink.mux(packet)
-        self.frames += len(self.pending)
-        self.pending.clear()
-
-
-def add_video_stream(sink: av.container.OutputContainer, in_video: av.VideoStream, width: int, height: int) -> av.VideoStream:
-    """H.264 in the input's time base, so every frame can keep its own timestamp."""
-    out = sink.add_stream("libx264", rate=in_video.average_rate or in_video.guessed_rate or Fraction(25))
-    out.width, out.height = width, height
-    # 4:2:0 chroma needs even sides; odd-sized videos keep their size in 4:4:4.
-    out.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-    out.time_base = in_video.time_base
-    out.options = {"crf": "18", "preset": "medium"}
-    return out
-
-
-def can_copy_audio(codec: str, target: Path) -> bool:
-    """Matroska holds any audio codec; MP4 and MOV only some (PCM, for one, is refused), so
-    other tracks are re-encoded as AAC."""
-    return target.suffix.lower() == ".mkv" or codec in MP4_AUDIO_CODECS
-
-
-def frame_tensor(frame, width: int, height: int) -> torch.Tensor:
-    array = frame.to_ndarray(format="rgb24")
-    tensor = torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).float().div(255)
-    return images.resize(tensor, (width, height))
-
-
-def to_array(frame: torch.Tensor) -> np.ndarray:
-    return frame[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).contiguous().numpy()
-
-
 # --- command -------------------------------------------------------------------------------
-
-
-def iter_image_groups(jobs: list[Job], batch: int) -> Iterator[list[Job]]:
-    """Image jobs in groups of a few batches, so a big folder is never all in memory at once."""
-    image_jobs = [j for j in jobs if not j.video]
-    step = batch * 8
-    for start in range(0, len(image_jobs), step):
-        yield image_jobs[start : start + step]
 
 
 def check_readable(job: Job) -> None:
@@ -404,7 +138,10 @@ def check_readable(job: Job) -> None:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    settings = Settings(args.strength, args.preserve_color, args.size, args.batch, args.deflicker, args.device, args.precision)
+    settings = Settings(
+        strength=args.strength, preserve_color=args.preserve_color, size=args.size, batch=args.batch, deflicker=args.deflicker,
+        device=args.device, precision=args.precision, backend=args.backend, workers=args.workers,
+    )  # fmt: skip
     settings.validate()
     model = load_model(resolve_model(args.model))
     jobs = plan_jobs(args.inputs, args.output, args.overwrite)
@@ -412,16 +149,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
         check_readable(job)
     stylizer = Stylizer(model, settings)
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
-    for group in iter_image_groups(jobs, settings.batch):
-        started = time.perf_counter()
-        tensors = [prepare(job.source, settings.size) for job in group]
-        outputs = run_batched(stylizer, tensors, settings.batch)
-        seconds = (time.perf_counter() - started) / len(group)
-        for job, out in zip(group, outputs):
-            images.save_image(images.to_pil(out), job.target, overwrite=True)
-            say(f"wrote {job.target} ({out.shape[-1]}x{out.shape[-2]}, {seconds:.2f} s per image)")
+    stylize_files(stylizer, [(job.source, job.target) for job in jobs if not job.video], say)
     for job in (j for j in jobs if j.video):
-        report = stylize_video(stylizer, job, settings)
+        report = stylize_video(stylizer, job.source, job.target)
         ratio = f"{report.flicker_ratio:.2f}" if math.isfinite(report.flicker_ratio) else "n/a (the input does not change)"
         say(
             f"wrote {job.target} ({report.frames} frames, {report.frames / report.seconds:.1f} frames/s); "
@@ -440,9 +170,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strength", type=float, default=1.0, help="blend with the input: 1 = full style, 0 = the input (default 1)")
     p.add_argument("--preserve-color", action="store_true", help="keep the input's colours, take the stylized brightness")
     p.add_argument("--size", type=int, help="resize inputs so the longest side is this many px (default: keep)")
-    p.add_argument("--batch", type=int, default=4, help="images or video frames per network call (default 4)")
+    p.add_argument("--batch", type=int, help="images or video frames per network call (default: 1 on a CPU, 8 on a GPU)")
     p.add_argument("--deflicker", type=float, default=0.5, help="video: blend static parts with the previous frame, 0 = off (default 0.5)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="auto: bf16 where fast")
+    p.add_argument("--backend", default="auto", choices=BACKENDS, help="auto: onnxruntime for fp32 on a CPU where installed, else torch")
+    p.add_argument("--workers", type=int, help="onnxruntime: network calls at once, threads shared among them (default: one per thread)")
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(func=cmd_apply)

@@ -9,9 +9,7 @@ TOLERANCE, else the file is removed and the command fails.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
-import warnings
 from pathlib import Path
 
 import torch
@@ -19,10 +17,10 @@ import torch
 from .. import images
 from ..errors import BrushworkError
 from .apply import resolve_model
+from .backend import onnx_graph
 from .net import load_model
 
 TOLERANCE = 1e-4  # max |onnxruntime − PyTorch| on a [0, 1] image
-OPSET = 17
 
 
 def export_onnx(model_path: Path, output: Path, overwrite: bool = False) -> float:
@@ -37,15 +35,7 @@ def export_onnx(model_path: Path, output: Path, overwrite: bool = False) -> floa
     except ImportError:
         raise BrushworkError('ONNX export needs onnx and onnxruntime: pip install "brushwork[fast]"') from None
     net = load_model(model_path).net
-    example = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter announces its own deprecation
-        torch.onnx.export(
-            net, (example,), buffer, dynamo=False, opset_version=OPSET, input_names=["image"], output_names=["stylized"],
-            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "stylized": {0: "batch", 2: "height", 3: "width"}},
-        )  # fmt: skip
-    data = buffer.getvalue()
+    data = onnx_graph(net)
     check = torch.rand(2, 3, 72, 90, generator=torch.Generator().manual_seed(1))  # another size, batch and aspect
     session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {"image": check.numpy()})

@@ -1,0 +1,187 @@
+"""Where and how the fast-mode network runs: uint8 frames in, uint8 frames out.
+
+Frames cross between host and device as uint8 (a quarter of float32's bytes); on CUDA they go
+up from pinned memory, asynchronously. Conversion to floats, resizing, the network, strength,
+colour preservation and the rounding back to 8 bits all happen on the device.
+
+On a CPU in fp32 the network runs in onnxruntime when it is installed (`--backend auto`):
+measured on the project's 2-core CPU it took about half of PyTorch's time at 1024² (see
+README, fast mode). Its results differ from PyTorch's in float rounding only: by at most 1
+in 8 bits, in up to 3% of the pixels of a 1024² photo (PSNR 68 dB or more). Elsewhere (CUDA,
+MPS, bf16) PyTorch runs it, and its results are the float pipeline's to the bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import io
+import warnings
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .. import images
+from ..devices import pick_device, pick_dtype
+from ..errors import BrushworkError
+from .net import FastModel, TransformNet
+
+BACKENDS = ("auto", "torch", "onnxruntime")
+OPSET = 17
+
+
+@dataclass
+class Settings:
+    strength: float = 1.0  # 1: the network's output; 0: the input
+    preserve_color: bool = False  # keep the input's chroma (YIQ), take the stylized luminance
+    size: int | None = None  # longest side to resize inputs to; None keeps their size
+    batch: int | None = None  # None: 1 on a CPU (no gain from more, and a shorter tail), 8 elsewhere
+    deflicker: float = 0.5
+    device: str = "auto"
+    precision: str = "auto"
+    backend: str = "auto"
+    overlap: bool = True  # decode and encode in their own threads while the network runs
+    workers: int | None = None  # network calls at once; None: one per CPU thread with onnxruntime, else 1
+
+    def validate(self) -> None:
+        if not (0.0 <= self.strength <= 1.0):
+            raise BrushworkError(f"--strength must be between 0 and 1, got {self.strength}")
+        if not (0.0 <= self.deflicker < 1.0):
+            raise BrushworkError(f"--deflicker must be at least 0 and below 1, got {self.deflicker}")
+        if self.batch is not None and self.batch < 1:
+            raise BrushworkError(f"--batch must be at least 1, got {self.batch}")
+        if self.size is not None and self.size < 4:
+            raise BrushworkError(f"--size must be at least 4, got {self.size}")
+        if self.backend not in BACKENDS:
+            raise BrushworkError(f"unknown backend {self.backend!r}; use {', '.join(BACKENDS)}")
+        if self.workers is not None and self.workers < 1:
+            raise BrushworkError(f"--workers must be at least 1, got {self.workers}")
+
+
+@functools.lru_cache(maxsize=4)
+def onnx_graph(net: TransformNet) -> bytes:
+    """The network as ONNX (any batch, height and width). Cached per loaded network, since
+    exporting takes about a second and models loaded for inference do not change."""
+    example = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter announces its own deprecation
+        torch.onnx.export(
+            net, (example,), buffer, dynamo=False, opset_version=OPSET, input_names=["image"], output_names=["stylized"],
+            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "stylized": {0: "batch", 2: "height", 3: "width"}},
+        )  # fmt: skip
+    return buffer.getvalue()
+
+
+def onnx_session(net: TransformNet, threads: int):
+    """Spinning is off: idle onnxruntime threads that spin take the cores the reader and
+    writer threads need, and measured slower on a shared 2-core CPU."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(onnx_graph(net), options, providers=["CPUExecutionProvider"])
+
+
+def pick_backend(name: str, device: torch.device, dtype: torch.dtype) -> str:
+    """onnxruntime where it is installed and the run is fp32 on the CPU, else PyTorch."""
+    if name == "torch":
+        return name
+    fits = device.type == "cpu" and dtype == torch.float32
+    installed = all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))  # onnx: for the export
+    if name == "auto":
+        return "onnxruntime" if fits and installed else "torch"
+    if not fits:
+        raise BrushworkError("--backend onnxruntime runs fp32 on the CPU only; use --device cpu --precision fp32")
+    if not installed:
+        raise BrushworkError('--backend onnxruntime needs onnx and onnxruntime: pip install "brushwork[fast]"')
+    return name
+
+
+class Stylizer:
+    """A loaded model on a device, used in steps: `upload` (uint8 frames to device floats),
+    `network` (the only step that may run in several threads at once), `finish` (strength,
+    colour), `download` (back to uint8); `stylize` is network and finish.
+
+    With onnxruntime on a CPU, `workers` network calls run at once, one per thread, each
+    single-threaded: one image per core needs no waiting between threads, so it keeps both
+    cores busy while the reader and writer threads take their turns (measured on 2 cores:
+    README, fast mode). A lone image then gets one core; --workers 1 gives it all of them."""
+
+    def __init__(self, model: FastModel, settings: Settings):
+        settings.validate()
+        self.settings = settings
+        self.device = pick_device(settings.device)
+        self.dtype = pick_dtype(settings.precision, self.device)
+        self.backend = pick_backend(settings.backend, self.device, self.dtype)
+        self.batch = settings.batch or (1 if self.device.type == "cpu" else 8)
+        threads = torch.get_num_threads()
+        self.workers = settings.workers or (threads if self.backend == "onnxruntime" else 1)
+        if self.workers > 1 and self.backend != "onnxruntime":
+            raise BrushworkError("--workers above 1 needs the onnxruntime backend (fp32 on a CPU)")
+        self.net = model.net.to(self.device)
+        self.session = onnx_session(self.net, max(1, threads // self.workers)) if self.backend == "onnxruntime" else None
+
+    @contextlib.contextmanager
+    def host_threads(self) -> Iterator[None]:
+        """One PyTorch thread while onnxruntime runs the network: PyTorch then only converts and
+        blends frames, element-wise work that a second OpenMP thread speeds up by milliseconds
+        at best and slows down 4-100× on a busy 2-core CPU (measured), where the threads end up
+        waiting for each other. Set per call and restored, as the setting is process-wide."""
+        if self.session is None:
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    def upload(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
+        """Frames of one size -> N×3×H×W floats in [0, 1] on the device, resized per --size.
+
+        The batch is stacked straight into pinned memory on CUDA (PyTorch's caching host
+        allocator reuses it once the copy is done), so the copy up can run asynchronously."""
+        host = torch.empty((len(frames), *frames[0].shape), dtype=torch.uint8, pin_memory=self.device.type == "cuda")
+        stack = host.numpy()
+        for i, frame in enumerate(frames):
+            stack[i] = frame
+        batch = host.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div(255).contiguous()
+        if self.settings.size is not None:
+            batch = images.resize(batch, images.fit_size(batch.shape[-1], batch.shape[-2], self.settings.size))
+        return batch
+
+    def network(self, batch: torch.Tensor) -> torch.Tensor:
+        """onnxruntime's session runs outside the interpreter lock and may be called from
+        several threads at once; PyTorch's path stays in the caller's thread."""
+        if self.session is not None:
+            (out,) = self.session.run(None, {"image": batch.numpy()})
+            return torch.from_numpy(out)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            return self.net(batch).float()
+
+    def finish(self, batch: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The network's output with strength and colour applied, on the device."""
+        if self.settings.preserve_color:
+            out = images.with_chroma_of(out, batch)
+        if self.settings.strength < 1.0:
+            out = self.settings.strength * out + (1.0 - self.settings.strength) * batch
+        return out.clamp(0, 1)
+
+    def stylize(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.finish(batch, self.network(batch))
+
+    def download(self, batch: torch.Tensor) -> np.ndarray:
+        """Rounded to 8 bits on the device, so a quarter of the bytes come back."""
+        return batch.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """Float N×3×H×W in [0, 1] on the host -> stylized floats on the host (no resizing)."""
+        return self.stylize(batch.to(self.device)).cpu()
