@@ -5,10 +5,11 @@ up from pinned memory, asynchronously. Conversion to floats, resizing, the netwo
 colour preservation and the rounding back to 8 bits all happen on the device.
 
 On a CPU in fp32 the network runs in onnxruntime when it is installed (`--backend auto`):
-measured on the project's 2-core CPU it took about half of PyTorch's time at 1024² (see
-README, fast mode). Its results differ from PyTorch's in float rounding only: by at most 1
-in 8 bits, in up to 3% of the pixels of a 1024² photo (PSNR 68 dB or more). Elsewhere (CUDA,
-MPS, bf16) PyTorch runs it, and its results are the float pipeline's to the bit.
+on the project's 2-core CPU, `apply` on 1024² PNGs took two thirds of its time with PyTorch
+(README, fast mode: Throughput). Its results differ from PyTorch's in float rounding only:
+by at most 1 in 8 bits, in up to 3% of the pixels of a 1024² photo (PSNR 68 dB or more).
+Elsewhere (CUDA, MPS, bf16) PyTorch runs it, and on a CPU its results are the float
+pipeline's to the bit.
 """
 
 from __future__ import annotations
