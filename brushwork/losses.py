@@ -74,10 +74,10 @@ def relative_error(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 # values of the sliced loss) are ε², so they are multiplied by this; second-order ones (a
 # covariance) are not. So one --style-weight strikes about the same balance with every loss.
 SCALE_ERROR = 4.0
-# That rule makes the sliced loss at --style-weight 5 cost as much content as the Gram loss at
-# 5 (benchmarks/losses.py's sweep: mean content distance 0.46 against 0.45), but meancov, as
-# the mean of its two terms, pulled harder (0.62; 0.40 at weight 2): its two terms are summed
-# and quartered instead of averaged, which the sweep put at about gram's balance.
+# That rule alone puts the sliced loss at --style-weight 5 where the Gram loss is at 5 (in
+# benchmarks/losses.py's sweep, mean content distance 0.485 against 0.476); meancov with its
+# two terms averaged paid 1.4× gram's content at 5 in a first sweep (0.40 at weight 2), so
+# its terms are summed and quartered instead (0.470 at 5).
 MEANCOV_BALANCE = 0.25
 
 
