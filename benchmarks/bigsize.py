@@ -5,6 +5,7 @@ runs take, and how long does a poster take on this machine. Prints tables, write
     python benchmarks/bigsize.py memory             # peak RSS of 1024, 2048, 4096 px (and --sizes 7680)
     python benchmarks/bigsize.py poster             # a 3840x2160 picture, timed, with a 100% crop
     python benchmarks/bigsize.py auto               # --steps auto against fixed step counts, equal J
+    python benchmarks/bigsize.py styleres           # the style at its own size vs enlarged: 100% crops
 
 Each measurement that times or measures memory runs in its own process (`/usr/bin/time -v`
 for the whole process's peak RSS). The machine and its load are recorded with the numbers:
@@ -176,9 +177,44 @@ def auto(args: argparse.Namespace) -> dict:
     return {"rows": rows}
 
 
+def styleres(args: argparse.Namespace) -> dict:
+    """The same output size with the style kept at its own resolution (the default) and
+    enlarged to the output's (--style-scale 1), and 100% crops of the same spot side by side."""
+    from PIL import Image, ImageDraw
+
+    content, style = pictures()
+    rows, crops = [], []
+    for label, flags in (("style at its own size (default)", []), ("style enlarged to the output", ["--style-scale", "1"])):
+        out = OUT / f"styleres-{args.styleres_size}-{'own' if not flags else 'enlarged'}.png"
+        row = {"label": label, "size": args.styleres_size, **machine(),
+               **timed_process(stylize_command(content, style, out, args.styleres_size, *flags))}
+        rows.append(row)
+        print(f"{label}: {row['seconds']:.0f} s, load {row['load_1min']}")
+        with Image.open(out) as image:
+            x, y = image.width * 5 // 8, image.height // 8  # sky and stars: where the strokes show
+            crops.append((label, image.crop((x, y, x + 480, y + 360))))
+    sheet = Image.new("RGB", (2 * 480 + 16, 360 + 28), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (label, crop) in enumerate(crops):
+        sheet.paste(crop, (i * 496, 28))
+        draw.text((i * 496 + 4, 6), label, fill="black")
+    sheet.save(OUT / f"styleres-{args.styleres_size}-crops.jpg", quality=92)
+    return {"rows": rows}
+
+
+def merged(path: Path, result: dict, what: str) -> dict:
+    """Memory rows of other sizes measured before are kept: each size is its own long run."""
+    if what != "memory" or not path.exists():
+        return result
+    sizes = {row["size"] for row in result["result"]["rows"]}
+    old = [row for row in json.loads(path.read_text())["result"]["rows"] if row["size"] not in sizes]
+    result["result"]["rows"] = sorted(old + result["result"]["rows"], key=lambda row: row["size"])
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["exact", "memory", "poster", "auto"])
+    parser.add_argument("what", choices=["exact", "memory", "poster", "auto", "styleres"])
     parser.add_argument("--exact-size", type=int, nargs=2, default=(768, 512))
     parser.add_argument("--tiles", type=int, nargs="+", default=[512, 256])
     parser.add_argument("--repeats", type=int, default=2)
@@ -186,11 +222,12 @@ def main() -> None:
     parser.add_argument("--poster-steps", help="--steps-per-scale for the poster (default: brushwork's)")
     parser.add_argument("--auto-size", type=int, default=384)
     parser.add_argument("--fixed-steps", type=int, nargs="+", default=[100, 300])
+    parser.add_argument("--styleres-size", type=int, default=1920)
     args = parser.parse_args()
     result = {"machine": machine(), "result": globals()[args.what](args)}
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"bigsize-{args.what}.json"
-    path.write_text(json.dumps(result, indent=1, default=str))
+    path = RESULTS / f"bigsize-{args.what}{f'-{args.auto_size}' if args.what == 'auto' else ''}.json"
+    path.write_text(json.dumps(merged(path, result, args.what), indent=1, default=str))
     print(f"wrote {path}")
 
 

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, NoReturn
 
@@ -18,10 +19,10 @@ from PIL import Image
 from . import __version__, compare, images
 from .api import engine_for
 from .engine import Progress, Result
-from .errors import BrushworkError
+from .errors import BrushworkError, BrushworkWarning
 from .losses import STYLE_LOSSES
 from .fast import apply, export, train
-from .options import Options, add_flags, options_from_args
+from .options import Options, add_flags, add_ray_flag, options_from_args
 from .presets import PRESETS
 from .progress import ProgressReporter, format_duration
 from .web import serve  # imports fastapi only when `serve` runs
@@ -36,8 +37,56 @@ def snapshot_path(output: Path, step: int) -> Path:
 
 def cmd_stylize(args: argparse.Namespace) -> int:
     options = options_from_args(args)
-    check_outputs(args)
-    return paint(args, images.load_image(args.content), options)
+    one_photo = len(args.content) == 1 and not Path(args.content[0]).is_dir()
+    if one_photo and args.ray is None and not args.resume:
+        check_outputs(args)
+        return paint(args, images.load_image(args.content[0]), options)
+    if args.trace and not one_photo:
+        raise BrushworkError("--trace takes one photo; several photos each get their own run")
+    runs = plan_photos(args)
+    styles = [images.load_image(s) for s in args.style]
+    options.validate(len(styles))
+    if args.ray is not None:
+        return paint_on_ray(args, runs, styles, options)
+    code = 0
+    for photo, target in runs:
+        one = argparse.Namespace(**{**vars(args), "output": str(target)})
+        code = max(code, paint(one, images.load_image(photo), options, keep_partial=False))
+        if code == 130:
+            break
+    return code
+
+
+def plan_photos(args: argparse.Namespace) -> list[tuple[Path, Path]]:
+    """Several photos, or folders of them: one output each in the folder -o, named as `apply`
+    names them, checked before any run; with --resume the photos already done are left out."""
+    if any(apply.is_uri(item) for item in args.content):
+        raise BrushworkError("stylize reads photos from files (on a cluster: a folder every node sees)")
+    output = Path(args.output)
+    if len(args.content) > 1 or Path(args.content[0]).is_dir():
+        if output.suffix.lower() in images.SAVE_FORMATS and not output.is_dir():
+            raise BrushworkError(f"{output} is a picture's name; several photos, or a folder of them, go to -o FOLDER")
+    jobs = apply.plan_jobs(args.content, args.output, args.overwrite, args.resume)
+    for job in jobs:
+        if job.video:
+            raise BrushworkError(f"{job.source} is a video; stylize paints photos (videos: brushwork apply)")
+        images.load_image(job.source)  # unreadable photos fail now, not runs later
+    return [(Path(job.source), job.target) for job in jobs]
+
+
+def paint_on_ray(args: argparse.Namespace, runs: list[tuple[Path, Path]], styles: list[Image.Image], options: Options) -> int:
+    """Each photo a Ray task (cluster.py); the outputs are a local run's."""
+    from . import cluster  # imports Ray, which only --ray needs
+
+    cluster.connect(args.ray, args.quiet)
+    code = 0
+    for done, (target, stop_reason, seconds) in enumerate(cluster.stylize(runs, styles, options), 1):
+        if stop_reason == "diverged":
+            print(f"brushwork: error: the optimization diverged for {target}; saved its last finite image", file=sys.stderr)
+            code = 2
+        elif not args.quiet:
+            print(f"wrote {target} ({done}/{len(runs)}, {seconds:.1f} s)", file=sys.stderr)
+    return code
 
 
 TEXTURE_CANVAS = (128, 128, 128)  # the "content" of a texture: only its size matters (content weight 0)
@@ -60,8 +109,9 @@ def check_outputs(args: argparse.Namespace) -> None:
         raise BrushworkError("--save-every must be at least 1")
 
 
-def paint(args: argparse.Namespace, content: Image.Image, options: Options) -> int:
-    """Plan, run and write one picture (stylize, texture and demo all end here)."""
+def paint(args: argparse.Namespace, content: Image.Image, options: Options, keep_partial: bool = True) -> int:
+    """Plan, run and write one picture (stylize, texture and demo all end here). Without
+    `keep_partial` (one of several photos), Ctrl-C writes nothing, so --resume redoes it."""
     styles = [images.load_image(s) for s in args.style]
     options.validate(len(styles))
     engine = engine_for(options)
@@ -77,6 +127,10 @@ def paint(args: argparse.Namespace, content: Image.Image, options: Options) -> i
         result = engine.run(content, styles, options, snapshot_saver(args, reporter))
     finally:
         reporter.close()
+    if result.stop_reason == "interrupted" and not keep_partial:
+        print("brushwork: interrupted; the photos done so far are saved: run the same command with --resume "
+              "to finish the rest", file=sys.stderr)
+        return 130
     images.save_image(result.image, args.output, overwrite=True)
     if args.trace:
         write_trace(args.trace, options, result)
@@ -156,7 +210,7 @@ def demo_images() -> tuple[Path, Path]:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     content, style = demo_images()
-    args.content, args.style = str(content), [str(style)]
+    args.content, args.style, args.ray, args.resume = [str(content)], [str(style)], None, False
     args.size, args.steps = str(args.demo_size), str(args.demo_steps)
     args.save_every, args.trace = None, None
     images.check_output_path(args.output, args.overwrite)  # before the banner, so a refusal stays one line
@@ -190,9 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("stylize", help="paint CONTENT in the style of one or more --style images")
-    p.add_argument("content", help="content photo")
+    p.add_argument("content", nargs="+", help="content photo; or several, or folders of them, with -o a folder")
     p.add_argument("--style", "-s", required=True, nargs="+", action="extend", help="style image(s)")
     add_output_flags(p)
+    p.add_argument("--resume", action="store_true", help="several photos: skip those whose output exists")
+    add_ray_flag(p, "each photo a Ray task, one per GPU or CPU slot")
     add_flags(p)
     p.set_defaults(func=cmd_stylize)
 
@@ -217,11 +273,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def show_notice(message, category, filename, lineno, file=None, line=None) -> None:
+    """brushwork's own warnings as one line each, like its errors; others as Python shows them."""
+    if issubclass(category, BrushworkWarning):
+        print(f"brushwork: notice: {message}", file=sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line), end="", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", BrushworkWarning)
+            warnings.showwarning = show_notice
+            return args.func(args)
     except BrushworkError as e:
         print(f"brushwork: error: {e}", file=sys.stderr)
         return 2

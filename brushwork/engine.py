@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 from PIL import Image
 
-from . import images, lbfgs, tiles
+from . import images, lbfgs, masks, regions, tiles
 from .devices import is_out_of_memory, pick_device
 from .errors import BrushworkError
 from .losses import STYLE_LOSSES, gram_matrix
@@ -115,22 +115,26 @@ class Engine:
 
     def style_grams(
         self, key: tuple, image: torch.Tensor, layers: tuple[str, ...], dtype: torch.dtype, tile: int | None = None,
-        statistics: Callable[..., torch.Tensor] = gram_matrix,
+        statistics: Callable[..., torch.Tensor] = gram_matrix, region: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Gram matrices of a style image (or what another style loss keeps of its features,
         its `statistics`), cached; with `tile`, an image larger than a tile is run tile by
-        tile (a --style-scale that makes the style as large as a poster)."""
-        cache_key = (key, tuple(image.shape), layers, dtype, statistics)
+        tile (a --style-scale that makes the style as large as a poster). `region`: a
+        --style-regions mask (1×1×H×W at the image's size) that weights its positions."""
+        region_key = None if region is None else masks.source_key(region)
+        cache_key = (key, tuple(image.shape), layers, dtype, statistics, region_key)
         if cache_key not in self._gram_cache:
             h, w = image.shape[-2:]
+            weights = None if region is None else masks.layer_maps(region.to(self.device), layers)
             if tile is not None and max(h, w) > tiles.tile_input_side(tile, tiles.margin_for(layers)):
                 features = functools.partial(self.features, layers=layers, dtype=dtype)
                 grid = tiles.tiles(w, h, tile, tiles.margin_for(layers))
-                self._gram_cache[cache_key] = tiled_grams(features, image, layers, grid, statistics)
+                self._gram_cache[cache_key] = tiled_grams(features, image, layers, grid, statistics, weights)
             else:
                 with torch.no_grad():
                     feats = self.features(image, layers, dtype)
-                    self._gram_cache[cache_key] = {name: statistics(f) for name, f in feats.items()}
+                    self._gram_cache[cache_key] = {name: statistics(f, None, weights and weights[name])
+                                                   for name, f in feats.items()}
         return self._gram_cache[cache_key]
 
     def plan(self, content_size: tuple[int, int], options: Options, style_sizes: list[tuple[int, int]] = ()) -> Plan:
@@ -166,11 +170,12 @@ class Engine:
     ) -> Result:
         """Stylize `content` (RGB PIL) with `styles`; see Options for the knobs."""
         options.validate(len(styles))
+        run_masks = regions.prepare(options, content, styles)
         if options.style_crop is not None:
             styles = [images.crop(s, options.style_crop) for s in styles]
         init_image = images.load_image(options.init) if options.init not in ("content", "noise") else None
         plan = self.plan(content.size, options, [s.size for s in styles])
-        painting = Painting(self, options, plan, content, styles, init_image, callback)
+        painting = Painting(self, options, plan, content, styles, init_image, callback, run_masks)
         try:
             painting.paint()
         except RuntimeError as e:
@@ -198,8 +203,10 @@ class Painting:
         styles: list[Image.Image],
         init_image: Image.Image | None,
         callback: Callable[[Progress], None] | None,
+        run_masks: regions.RunMasks | None = None,
     ):
         self.engine, self.options, self.plan, self.callback = engine, options, plan, callback
+        self.masks = run_masks
         self.started = time.perf_counter()
         self.content = images.to_tensor(content)
         if options.seamless:
@@ -238,36 +245,52 @@ class Painting:
         finally:
             self.engine.vgg.set_wrap(False)
 
-    def objective_at(self, index: int, scale: Scale) -> Objective:
+    def objective_at(self, index: int, scale: Scale) -> Objective | regions.KeepContent:
         """The losses at one scale: content targets at this size, style targets from the style
-        images resized to match (cached across runs by the engine); tiled if the plan says so."""
+        images resized to match (cached across runs by the engine); tiled if the plan says so;
+        with masks, the style term over regions and the picture composed through the mask."""
         options, dtype, engine = self.options, self.plan.dtype, self.engine
-        style_layers, content_layers = options.layers
-        final_scale = index == len(self.plan.scales) - 1
+        _, content_layers = options.layers
         engine.vgg.set_wrap(False)  # style images are not tori, whatever the output is
-        statistics = STYLE_LOSSES[options.style_loss].statistics
-        grams = [
-            engine.style_grams((key,), self._style_at(style, scale.size, final_scale), style_layers, dtype, scale.tile,
-                               statistics)
-            for key, style in zip(self.style_keys, self.styles)
-        ]
+        grams = [self._style_targets(i, scale, index == len(self.plan.scales) - 1) for i in range(len(self.styles))]
+        if self.masks is None:
+            style = style_loss_for(options, grams, index)
+        else:
+            style = self.masks.style_term(options, grams, index, scale.size, engine.device)
         grid = tiles.tiles(*scale.size, scale.tile, self.plan.margin, options.seamless) if scale.tile else None
         engine.vgg.set_wrap(options.seamless and grid is None)  # tiles wrap through their margins instead
         features = functools.partial(engine.features, layers=self.plan.layers, dtype=dtype)
-        content = images.resize(self.content, scale.size)
-        if options.preserve_color == "luminance":
-            content = images.luminance(content)
+        content = self._content_at(scale.size)
         if grid is None:
             with torch.no_grad():
                 content_targets = engine.features(content, content_layers, dtype)
-            return Objective.for_options(
-                options, features, content_loss_for(options, content_targets), style_loss_for(options, grams, index)
+            objective = Objective.for_options(options, features, content_loss_for(options, content_targets), style)
+        else:
+            content_targets = tiled_features(features, content.to(engine.device), content_layers, grid)
+            objective = TiledObjective.for_options(
+                options, features, content_loss_for(options, content_targets), style, tiles=grid
             )
-        content_targets = tiled_features(features, content.to(engine.device), content_layers, grid)
-        return TiledObjective.for_options(
-            options, features, content_loss_for(options, content_targets), style_loss_for(options, grams, index),
-            tiles=grid
-        )
+        if self.masks is None:
+            return objective
+        mask = self.masks.picture_mask(scale.size).to(engine.device)
+        return regions.KeepContent(objective, mask, content.to(engine.device))
+
+    def _style_targets(self, i: int, scale: Scale, final_scale: bool) -> dict[str, torch.Tensor]:
+        """Style image i's targets at this scale (what its style loss keeps of its features),
+        over its --style-regions mask if it has one."""
+        style_layers, _ = self.options.layers
+        style = self._style_at(self.styles[i], scale.size, final_scale)
+        region = None if self.masks is None else self.masks.style_regions[i]
+        if region is not None:
+            region = masks.resize(region, (style.shape[-1], style.shape[-2]))
+        statistics = STYLE_LOSSES[self.options.style_loss].statistics
+        return self.engine.style_grams((self.style_keys[i],), style, style_layers, self.plan.dtype, scale.tile,
+                                       statistics, region)
+
+    def _content_at(self, size: tuple[int, int]) -> torch.Tensor:
+        """The content at `size`, as the optimization sees it (gray in luminance mode)."""
+        content = images.resize(self.content, size)
+        return images.luminance(content) if self.options.preserve_color == "luminance" else content
 
     def _style_at(self, style: torch.Tensor, size: tuple[int, int], final_scale: bool) -> torch.Tensor:
         """The style image at the size this scale uses: --style-scale times the output's long
@@ -293,7 +316,7 @@ class Painting:
     def optimize_scale(self, index: int, x: torch.Tensor, objective: Objective, optimizer, n_steps: int) -> bool:
         """`n_steps` optimizer steps on x; False if the run diverged."""
         evaluate = functools.partial(objective, x)
-        if self.engine.cuda_graphs and self.engine.device.type == "cuda" and not isinstance(objective, TiledObjective):
+        if self.engine.cuda_graphs and self.engine.device.type == "cuda" and objective.graphable:
             evaluate = cuda_graphed(evaluate, x)
         losses: list[torch.Tensor] = []
 
@@ -350,6 +373,9 @@ class Painting:
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         """Optimized image -> output look: in luminance mode, put the content's colours back."""
         x = x.detach().float().cpu().clamp(0, 1)
+        if self.masks is not None:
+            size = (x.shape[-1], x.shape[-2])
+            x = regions.compose(x, self._content_at(size), self.masks.picture_mask(size))
         if self.options.preserve_color == "luminance":
             return images.with_chroma_of(x, images.resize(self.content, (x.shape[-1], x.shape[-2])))
         return x
@@ -367,5 +393,4 @@ class Painting:
         if self.options.init == "noise":
             w, h = size
             return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(self.options.seed))
-        x = images.resize(self.content, size)
-        return images.luminance(x) if self.options.preserve_color == "luminance" else x
+        return self._content_at(size).clone()  # not the content itself: x is changed in place

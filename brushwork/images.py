@@ -52,8 +52,14 @@ def _upright(image: Image.Image) -> Image.Image:
 
 def load_image(source: str | Path | Image.Image) -> Image.Image:
     """Open a file (or take a PIL image) as upright 8-bit RGB, or fail with a clear message."""
+    return _to_rgb(open_image(source))
+
+
+def open_image(source: str | Path | Image.Image) -> Image.Image:
+    """Open a file (or take a PIL image) upright in its own mode (masks.py reads transparency
+    as black, where load_image puts the picture on white), or fail with a clear message."""
     if isinstance(source, Image.Image):
-        return _to_rgb(_upright(source))
+        return _upright(source)
     path = Path(source)
     if not path.exists():
         raise BrushworkError(f"image not found: {path}")
@@ -62,7 +68,8 @@ def load_image(source: str | Path | Image.Image) -> Image.Image:
     try:
         with Image.open(path) as image:
             image.load()
-            return _to_rgb(_upright(image))
+            upright = _upright(image)
+            return upright if upright is not image else image.copy()  # the file closes on return
     except Image.DecompressionBombError as e:
         raise BrushworkError(f"{path} is too large to open safely: {e}") from None
     except UnidentifiedImageError:

@@ -36,28 +36,40 @@ from torch import nn
 
 class _Gram(torch.autograd.Function):
     """F Fᵀ / P whose backward is one matrix product, (dG + dGᵀ) F / P, instead of autograd's
-    two products and the sum of two C×P gradients: about a third of a style step's loss time."""
+    two products and the sum of two C×P gradients: about a third of a style step's loss time.
+    With position weights w, F diag(w) Fᵀ / P, whose backward (dG + dGᵀ) (F diag(w)) / P
+    reuses the forward's weighted features: one C×P product with w per evaluation, not two."""
 
     @staticmethod
-    def forward(ctx, flat: torch.Tensor, positions: int) -> torch.Tensor:
-        ctx.save_for_backward(flat)
+    def forward(ctx, flat: torch.Tensor, positions, weights: torch.Tensor | None = None) -> torch.Tensor:
+        weighted = flat if weights is None else flat * weights
+        ctx.save_for_backward(weighted)
         ctx.positions = positions
-        return flat @ flat.transpose(1, 2) / positions
+        return weighted @ flat.transpose(1, 2) / positions
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (flat,) = ctx.saved_tensors
-        return (grad + grad.transpose(1, 2)) @ flat / ctx.positions, None
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (weighted,) = ctx.saved_tensors
+        return (grad + grad.transpose(1, 2)) @ weighted / ctx.positions, None, None
 
 
-def gram_matrix(features: torch.Tensor, positions: int | None = None) -> torch.Tensor:
+def gram_matrix(
+    features: torch.Tensor, positions: float | torch.Tensor | None = None, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """N×C×H×W features -> N×C×C Gram matrices, averaged over positions, in fp32.
 
     `positions` divides instead of H·W when `features` are one tile of a larger map: the
-    tiles' Grams, each divided by the whole map's positions, then add up to the whole's."""
+    tiles' Grams, each divided by the whole map's positions, then add up to the whole's.
+    `weights` (1×1×H×W, a region mask at this layer: masks.py) make it the weighted average
+    Σ w f fᵀ / Σ w: Gatys et al.'s guided Gram matrix of the features times √w (regions.py
+    says why √w); `positions` is then the whole map's Σ w."""
     n, c, h, w = features.shape
     with torch.autocast(features.device.type, enabled=False):
-        return _Gram.apply(features.float().reshape(n, c, h * w), positions or h * w)
+        flat = features.float().reshape(n, c, h * w)
+        if weights is None:
+            return _Gram.apply(flat, h * w if positions is None else positions)
+        weights = weights.float().reshape(1, 1, h * w)
+        return _Gram.apply(flat, weights.sum().clamp_min(1e-12) if positions is None else positions, weights)
 
 
 def relative_error(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -145,8 +157,15 @@ class StyleLoss(nn.Module):
         total = sum(style_weights)
         return {name: sum(w / total * g[name] for g, w in zip(grams, style_weights)) for name in grams[0]}
 
-    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.compare({name: self.statistics(features[name]) for name in self.layer_weights})
+    def forward(self, features: dict[str, torch.Tensor], weights: dict[str, torch.Tensor] | None = None
+                ) -> torch.Tensor:
+        """The loss of an image's features; `weights` (per layer, masks.py) restrict it to a region."""
+        return self.compare({name: self.statistics(features[name], None, weights and weights[name])
+                             for name in self.layer_weights})
+
+    def tile_statistics(self, tile, feats: dict[str, torch.Tensor], positions: dict[str, int]) -> dict:
+        """One tile's share of every layer's statistics (objective.TiledObjective adds them up)."""
+        return {name: self.statistics(tile.core(feats[name], name), positions[name]) for name in self.layer_weights}
 
     def compare(self, grams: dict[str, torch.Tensor]) -> torch.Tensor:
         """The loss of given Gram matrices (the tiled evaluation accumulates them tile by tile)."""
@@ -180,9 +199,9 @@ class MeanCovLoss(StyleLoss):
         self.moments = {name: _mean_and_covariance(t) for name, t in self.targets.items()}
 
     @staticmethod
-    def statistics(features: torch.Tensor, positions: int | None = None) -> torch.Tensor:
+    def statistics(features: torch.Tensor, positions=None, weights: torch.Tensor | None = None) -> torch.Tensor:
         ones = features.new_ones(features.shape[0], 1, *features.shape[2:])
-        return gram_matrix(torch.cat([features, ones], 1), positions)
+        return gram_matrix(torch.cat([features, ones], 1), positions, weights)
 
     def compare(self, statistics: dict[str, torch.Tensor]) -> torch.Tensor:
         total = 0.0
@@ -249,25 +268,38 @@ class SlicedWassersteinLoss(nn.Module):
             self.targets[name] = Quantiles(directions @ samples.detach().float(), weights)
 
     @staticmethod
-    def statistics(features: torch.Tensor) -> torch.Tensor:
-        """The samples themselves: every position's feature vector, N×C×P, in fp32."""
+    def statistics(features: torch.Tensor, positions=None, weights: torch.Tensor | None = None):
+        """The samples themselves: every position's feature vector, N×C×P, in fp32; with
+        `weights` (a --style-regions mask), the positions it covers and their weights."""
         with torch.autocast(features.device.type, enabled=False):
-            return features.float().flatten(2)
+            samples = features.float().flatten(2)
+        if weights is None:
+            return samples
+        weights = weights.float().flatten()
+        return samples[..., weights > 0], weights[weights > 0]
 
     @staticmethod
-    def blend(
-        samples: list[dict[str, torch.Tensor]], style_weights: list[float]
-    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """The mixture: all styles' samples side by side, each weighing its style's share / its count."""
+    def blend(samples: list[dict], style_weights: list[float]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The mixture: all styles' samples side by side, each weighing its style's share / its
+        count (or, for weighted samples, its share in proportion to each sample's weight)."""
         total = sum(style_weights)
         kept = [(s, w) for s, w in zip(samples, style_weights) if w > 0]
+
+        def share(sample, w: float) -> torch.Tensor:
+            if isinstance(sample, tuple):
+                return sample[1] * (w / total / sample[1].sum().clamp_min(1e-12))
+            return sample.new_full((sample.shape[-1],), w / total / sample.shape[-1])
+
         return {
-            name: (torch.cat([s[name] for s, _ in kept], -1),
-                   torch.cat([s[name].new_full((s[name].shape[-1],), w / total / s[name].shape[-1]) for s, w in kept]))
+            name: (torch.cat([s[name][0] if isinstance(s[name], tuple) else s[name] for s, _ in kept], -1),
+                   torch.cat([share(s[name], w) for s, w in kept]))
             for name in samples[0]
         }
 
-    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, features: dict[str, torch.Tensor], weights: dict[str, torch.Tensor] | None = None
+                ) -> torch.Tensor:
+        """The loss of an image's features; `weights` (per layer, masks.py) restrict it to a
+        region: see weighted_error."""
         total = 0.0
         for name, w in self.layer_weights.items():
             f = features[name]
@@ -278,10 +310,35 @@ class SlicedWassersteinLoss(nn.Module):
                 # order) leaves autograd one fused squared error, not a gather's scatter back.
                 order = sorting_order(projected.detach())
                 quantiles, energy = self.targets[name].at(projected.shape[-1])
-                target = torch.empty_like(projected).scatter_(-1, order, quantiles.expand_as(projected))
-                error = nn.functional.mse_loss(projected, target, reduction="sum") / (energy * len(projected))
+                if weights is None:
+                    target = torch.empty_like(projected).scatter_(-1, order, quantiles.expand_as(projected))
+                    error = nn.functional.mse_loss(projected, target, reduction="sum") / (energy * len(projected))
+                else:
+                    error = weighted_error(projected, order, quantiles, energy, weights[name])
                 total = total + w * SCALE_ERROR * error
         return total
+
+
+def weighted_error(
+    projected: torch.Tensor, order: torch.Tensor, quantiles: torch.Tensor, energy: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    """The sliced error of a region: positions weighted by its mask (masks.py), by weighted
+    quantiles rather than by a sample of the positions it covers, so soft edges and overlaps
+    count in proportion. A value's target is the style's quantile at its weighted mid-rank
+    (Σ w before it + w/2) / Σ w, read off the P-level quantiles by linear interpolation (with
+    equal weights: exactly the unweighted targets); squared errors are weighted alike and
+    divided by the style's mean energy times Σ w, so the region's size does not matter."""
+    p = projected.shape[-1]
+    w = weights.flatten().to(projected)
+    total = w.sum().clamp_min(1e-12)
+    ranked = w[order]
+    levels = (ranked.cumsum(-1) - ranked / 2) / total * p - 0.5
+    low = levels.floor().clamp(0, p - 2).long()
+    q = quantiles.expand_as(projected)
+    below = q.gather(-1, low)
+    in_order = torch.lerp(below, q.gather(-1, low + 1), (levels - low).clamp(0, 1))
+    target = torch.empty_like(projected).scatter_(-1, order, in_order)
+    return (w * (projected - target).pow(2)).sum() / (energy * total / p * len(projected))
 
 
 def random_directions(channels: int, generator: torch.Generator) -> torch.Tensor:

@@ -43,6 +43,8 @@ def style_loss_for(options: Options, targets: list[dict[str, torch.Tensor]], dra
 class Objective:
     """content_weight·content + style_weight·style + tv_weight·TV over the whole image at once."""
 
+    graphable = True  # one evaluation can be recorded as a CUDA graph (cuda_graphed)
+
     def __init__(
         self,
         features: Features,
@@ -88,8 +90,11 @@ class TiledObjective(Objective):
     content loss, which together have exactly the gradient that tile's pixels get in the
     whole-image objective (the sliced loss sorts all positions at once: it is not tileable).
     The margins of the tiles (tiles.py) make their features exact, so the sum over tiles is
-    the whole, not a patchwork.
+    the whole, not a patchwork. Masked runs' style terms (regions.RegionStyle) cut their
+    masks with the same tiles, so they tile exactly too.
     """
+
+    graphable = False  # many passes per evaluation; the graph would not pay
 
     def __init__(self, features: Features, content: ContentLoss, style: StyleTerm,
                  weights: tuple[float, float, float], wrap: bool = False, tiles: list[Tile] = ()):
@@ -110,33 +115,28 @@ class TiledObjective(Objective):
             (ws * style).backward()
         for tile in self.tiles:  # pass 2: gradients
             feats = self.features(tile.take(x))
-            share = sum((grams[name].grad * self._tile_gram(tile, feats, name, positions)).sum() for name in grams)
+            shares = self.style.tile_statistics(tile, feats, positions)
+            share = sum((grams[key].grad * shares[key]).sum() for key in grams)
             (share + wc * self.content.part(*self._content_cores(tile, feats))).backward()
         tv = self.tv(x)
         (wt * tv).backward()
         return torch.stack([content, style.detach(), tv.detach(), wc * content + ws * style.detach() + wt * tv.detach()])
 
-    def _pass_one(self, x: torch.Tensor, positions: dict[str, int]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Every style layer's Gram matrix and the content loss, tile by tile."""
-        grams: dict[str, torch.Tensor] = {}
+    def _pass_one(self, x: torch.Tensor, positions: dict[str, int]) -> tuple[dict, torch.Tensor]:
+        """Every style layer's Gram matrix (or a style term's other statistics, by its keys) and
+        the content loss, tile by tile."""
+        grams: dict = {}
         content = torch.zeros((), device=x.device)
         for tile in self.tiles:
             feats = self.features(tile.take(x))
-            for name in self.style.layer_weights:
-                share = self._tile_gram(tile, feats, name, positions)
-                grams[name] = grams[name] + share if name in grams else share
+            for key, share in self.style.tile_statistics(tile, feats, positions).items():
+                grams[key] = grams[key] + share if key in grams else share
             content = content + self.content.part(*self._content_cores(tile, feats))
         return grams, content
 
     def _positions(self, x: torch.Tensor) -> dict[str, int]:
         h, w = x.shape[-2:]
         return {name: (h // downsampling(name)) * (w // downsampling(name)) for name in self.style.layer_weights}
-
-    def _tile_gram(
-        self, tile: Tile, feats: dict[str, torch.Tensor], name: str, positions: dict[str, int]
-    ) -> torch.Tensor:
-        """One tile's share of a layer's style statistics (its Gram matrix, for the Gram loss)."""
-        return self.style.statistics(tile.core(feats[name], name), positions[name])
 
     def _content_cores(self, tile: Tile, feats: dict[str, torch.Tensor]):
         names = self.content.layer_weights
@@ -145,30 +145,38 @@ class TiledObjective(Objective):
 
 def tiled_features(features: Features, image: torch.Tensor, layers: tuple[str, ...], tiles: list[Tile]):
     """Whole-image feature maps at `layers` (no gradient), computed tile by tile: for content
-    targets of an image whose activations do not fit at once."""
+    targets of an image whose activations do not fit at once. Only `layers` are assembled:
+    `features` may return more (every layer of the run), and at 7680×4320 relu1_1 alone would
+    be an 8.5 GB map."""
     whole: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for tile in tiles:
-            for name, f in features(tile.take(image)).items():
+            feats = features(tile.take(image))
+            for name in layers:
+                f = feats[name]
                 if name not in whole:
                     factor = downsampling(name)
                     shape = (*f.shape[:2], image.shape[-2] // factor, image.shape[-1] // factor)
                     whole[name] = f.new_zeros(shape)
                 tile.region(whole[name], name).copy_(tile.core(f, name))
-    return {name: whole[name] for name in layers}
+    return whole
 
 
 def tiled_grams(features: Features, image: torch.Tensor, layers: tuple[str, ...], tiles: list[Tile],
-                statistics: Callable[[torch.Tensor, int], torch.Tensor] = gram_matrix):
+                statistics: Callable[..., torch.Tensor] = gram_matrix, weights: dict[str, torch.Tensor] | None = None):
     """Gram matrices (or another tileable loss's statistics) at `layers` of an image too
-    large to run at once, tile by tile."""
+    large to run at once, tile by tile; `weights`: per layer, a --style-regions mask."""
     h, w = image.shape[-2:]
     grams: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for tile in tiles:
             for name, f in features(tile.take(image)).items():
                 factor = downsampling(name)
-                share = statistics(tile.core(f, name), (h // factor) * (w // factor))
+                if weights is None:
+                    share = statistics(tile.core(f, name), (h // factor) * (w // factor))
+                else:
+                    total = weights[name].float().sum().clamp_min(1e-12)
+                    share = statistics(tile.core(f, name), total, tile.region(weights[name], name))
                 grams[name] = grams[name] + share if name in grams else share
     return grams
 

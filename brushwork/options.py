@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import images
+from . import images, masks
 from .errors import BrushworkError
 from .losses import STYLE_LOSSES
 from .presets import DEFAULT_PRESET, PRESETS, get_preset
@@ -37,6 +37,10 @@ DEFAULT_MAX_PIXELS = 8192 * 8192
 AUTO_STEPS = 1000
 AUTO_WINDOW = 10
 AUTO_TOLERANCE = 0.005
+# --protect-faces given bare: faces keep 0.8 of the photo (regions.py: a face pixel may move a
+# fifth of the way to the style's colours), enough that a portrait's sitter stays recognizable
+# while the face still belongs to the painting.
+PROTECT_FACES_BARE = 0.8
 
 
 @dataclass
@@ -72,6 +76,11 @@ class Options:
     max_memory: float | None = None  # GiB a run may use; None: see plan.memory_budget
     tile: int | None = None  # tile core side for the tiled evaluation; None: only when needed
     seamless: bool = False  # the output wraps around and can be repeated without a join
+    # Where the style goes (regions.py): files, PIL images or arrays, white = style, black = photo.
+    mask: masks.MaskLike | None = None
+    style_masks: tuple[masks.MaskLike, ...] | None = None  # one per style: where each style goes
+    style_regions: tuple[masks.MaskLike | None, ...] | None = None  # one per style: the part of it that counts
+    protect_faces: float = 0.0  # 0: off; else how much faces keep of the photo, up to 1
 
     def replace(self, **changes) -> "Options":
         return dataclasses.replace(self, **changes)
@@ -114,6 +123,7 @@ class Options:
             raise BrushworkError(f"--init must be content, noise or an image file; {self.init!r} is none of these")
         if n_styles < 1:
             raise BrushworkError("at least one style image is needed")
+        self._check_masks(n_styles)
 
     def _check_weights(self, n_layers: int, style_layers: tuple[str, ...], n_styles: int) -> None:
         for flag in ("--content-weight", "--style-weight", "--tv-weight"):
@@ -162,6 +172,24 @@ class Options:
         if self.style_scale is not None and not (math.isfinite(self.style_scale) and self.style_scale > 0):
             raise BrushworkError(f"--style-scale must be a positive number, got {self.style_scale}")
 
+    def _check_masks(self, n_styles: int) -> None:
+        """Counts, the face strength, and that every mask is a picture (masks.to_array)."""
+        if not (isinstance(self.protect_faces, (int, float)) and 0 <= self.protect_faces <= 1):
+            raise BrushworkError(f"--protect-faces must be a strength from 0 to 1, got {self.protect_faces}")
+        sources = [("--mask", self.mask)]
+        for flag, values in (("--style-masks", self.style_masks), ("--style-regions", self.style_regions)):
+            if values is None:
+                continue
+            if not isinstance(values, (tuple, list)):
+                raise BrushworkError(f"{flag} takes a list of masks, one per style image")
+            if len(values) != n_styles:
+                raise BrushworkError(f"{flag} has {len(values)} masks for {n_styles} style images; "
+                                     "give one per --style image")
+            sources += [(f"{flag} ({i + 1})", v) for i, v in enumerate(values)]
+        for what, source in sources:
+            if source is not None:
+                masks.to_array(source, what)
+
 
 def _field(flag: str) -> str:
     return flag.removeprefix("--").replace("-", "_")
@@ -192,6 +220,11 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _masks(text: str) -> tuple[str | None, ...]:
+    """Mask files, comma-separated; `none` leaves one style image whole (--style-regions)."""
+    return tuple(None if name == "none" else name for name in _names(text))
 
 
 def _number(kind: type) -> Callable[[str], float | int]:
@@ -241,6 +274,7 @@ class Setting:
     web: bool = False
     bounds: tuple[float, float] | None = None
     web_default: Any = None
+    bare: str | None = None  # the value of the flag given without one (its value is then optional)
 
     @property
     def default(self) -> Any:
@@ -286,6 +320,16 @@ SETTINGS: tuple[Setting, ...] = (
             "GiB a run may use; larger outputs are evaluated in tiles (default: 8 or what is free on a CPU)"),
     Setting("--tile", "tile", _number(int), "force the tiled evaluation with tiles of about this many px (core)"),
     Setting("--seamless", "seamless", _switch, "the output wraps around: tile it like a wallpaper without a join"),
+    Setting("--mask", "mask", str, "where the style goes, a picture: white = style, black = the photo kept, "
+            "gray partly"),
+    Setting("--style-masks", "style_masks", _names,
+            "one mask per --style image, comma-separated: where each style goes (the same mask: a blend there)"),
+    Setting("--style-regions", "style_regions", _masks,
+            "one mask per --style image, comma-separated: which part of each style image feeds its region "
+            "(none: all of it)"),
+    Setting("--protect-faces", "protect_faces", _number(float),
+            f"keep faces closer to the photo, with a strength from 0 to 1 (given bare: {PROTECT_FACES_BARE})",
+            bare=str(PROTECT_FACES_BARE)),
 )
 SETTING_BY_FIELD = {s.field: s for s in SETTINGS}
 
@@ -314,8 +358,10 @@ def add_flags(
             continue
         default = setting.default if show_defaults else None
         shown = f" (default: {default})" if default is not None and not isinstance(default, tuple) else ""
+        optional = {"nargs": "?", "const": setting.bare} if setting.bare is not None else {}
         group.add_argument(
-            setting.flag, dest=setting.field, default=None, metavar=setting.field.upper(), help=setting.help + shown
+            setting.flag, dest=setting.field, default=None, metavar=setting.field.upper(), help=setting.help + shown,
+            **optional,
         )
 
 
@@ -330,3 +376,12 @@ def options_from_args(args: argparse.Namespace, base: Options | None = None) -> 
             except BrushworkError as e:
                 raise BrushworkError(f"{setting.flag}: {e}") from None  # say which of many flags was wrong
     return (base or Options()).replace(**changes)
+
+
+def add_ray_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    """--ray [ADDRESS], alike in every command that can run on a Ray cluster (cluster.py)."""
+    parser.add_argument(
+        "--ray", nargs="?", const="auto", metavar="ADDRESS",
+        help=f"run on a Ray cluster: {what}. ADDRESS is the head's host:port; "
+             "bare --ray means auto, the cluster that `ray start` made on this machine (needs brushwork[ray])",
+    )  # fmt: skip

@@ -104,6 +104,37 @@ def test_no_overwrite(image_files, out, capsys):
     assert Image.open(target).size == (48, 48) and files(out) == ["d.png"]
 
 
+def test_stylize_over_several_photos_writes_one_output_each_and_resumes(image_files, tmp_path, out, capsys, runs):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.png", "b.jpg"):
+        Image.open(image_files["content"]).convert("RGB").rotate(90 if name == "b.jpg" else 0).save(photos / name)
+    assert brushwork("stylize", photos / "a.png", "-s", image_files["style"], "-o", out / "single.png", "-q", *FAST) == 0
+    assert brushwork("stylize", photos, "-s", image_files["style"], "-o", out / "many", "-q", *FAST) == 0
+    assert files(out / "many") == ["a.png", "b.jpg"] and len(runs) == 3
+    assert (out / "many" / "a.png").read_bytes() == (out / "single.png").read_bytes()  # as the one-photo command paints it
+    assert brushwork("stylize", photos, "-s", image_files["style"], "-o", out / "many", "-q", *FAST) == 2
+    one_line_error(capsys, "exists; pass --overwrite", "--resume")
+    (out / "many" / "b.jpg").unlink()
+    assert brushwork("stylize", photos, "-s", image_files["style"], "-o", out / "many", "-q", "--resume", *FAST) == 0
+    assert files(out / "many") == ["a.png", "b.jpg"] and [o.size for o in runs] == [48] * 4  # only b again
+    assert brushwork("stylize", photos, "-s", image_files["style"], "-o", out / "t", "--trace", out / "t.json", *FAST) == 2
+    one_line_error(capsys, "--trace takes one photo")
+    assert brushwork("stylize", photos, "-s", image_files["style"], "-o", "s3://bucket/painted", *FAST) == 2
+    one_line_error(capsys, "URLs are only read")
+
+
+def test_without_ray_nothing_imports_it_and_with_ray_missing_the_error_is_one_line(image_files, out):
+    """Run in fresh interpreters, since this one may have imported Ray for other tests."""
+    args = ["stylize", str(image_files["content"]), "-s", str(image_files["style"]), "-q", *FAST]
+    plain = f"import sys; from brushwork import cli; assert cli.main({args + ['-o', str(out / 'p.png')]!r}) == 0; print('ray' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", plain], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr
+    blocked = f"import sys; sys.modules['ray'] = None; from brushwork import cli; sys.exit(cli.main({args + ['-o', str(out / 'r.png'), '--ray']!r}))"
+    done = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip() == 'brushwork: error: --ray needs Ray on this machine: pip install "brushwork[ray]"'
+
+
 def test_trace_is_not_overwritten(image_files, out, capsys):
     trace = out / "t.json"
     trace.write_text("{}")
@@ -205,7 +236,7 @@ def bad_files(tmp_path, image_files):
     return {
         "missing content": ([tmp_path / "nope.png", "-s", image_files["style"]], "image not found"),
         "missing style": ([image_files["content"], "-s", tmp_path / "nope.jpg"], "image not found"),
-        "folder as content": ([tmp_path, "-s", image_files["style"]], "not a file"),
+        "folder as content": ([tmp_path, "-s", image_files["style"]], "several photos, or a folder of them, go to -o FOLDER"),
         "text as style": ([image_files["content"], "-s", text], "not an image file"),
         "truncated style": ([image_files["content"], "-s", cut], "truncated or corrupt"),
         "non-image init": ([image_files["content"], "-s", image_files["style"], "--init", text], "not an image file"),

@@ -5,7 +5,10 @@ The first test uploads two small pictures, starts a tiny job, watches the live p
 change, waits for the result, downloads it, and leaves a screenshot (web.png in its tmp
 folder; the README's docs/images/web.png is a copy of one). The second paints in fast mode,
 runs a two-cell compare grid and its downloads, and uses the history's delete, retry and
-re-run (screenshots web-fast.png and web-compare.png).
+re-run (screenshots web-fast.png and web-compare.png). The third uses the brush: a mask file,
+invert and clear, a stroke and an eraser stroke, a run that changes the photo only inside the
+stroke, and with a second style a second colour whose stroke becomes its own region mask
+(web-mask.png).
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -88,6 +92,7 @@ def test_page_paints_downloads_and_keeps_history(server_url, tmp_path, content, 
             page.set_input_files("#style-input", texture)
             page.click("#start")
             sync_api.expect(page.locator("#error")).to_contain_text("is not an image", timeout=30_000)
+            assert page.is_hidden("#mask-editor")  # no brush over a photo the browser cannot show
 
             # The real run: a tiny job, watched live.
             page.set_input_files("#content-input", photo)
@@ -215,6 +220,140 @@ def test_fast_mode_a_compare_grid_and_history_actions(server_url, tmp_path, cont
             fast_mode(page, photo, tmp_path)
             compare_grid(page, texture, tmp_path)
             history_actions(page, tmp_path / "data")
+        finally:
+            browser.close()
+    assert not page_errors
+
+
+def painted(page) -> list[float]:
+    """The share of the photo each of the brush's canvases (one per style) has painted."""
+    return page.eval_on_selector_all("#mask-stage canvas", """layers => layers.map(layer => {
+        const rgba = layer.getContext("2d").getImageData(0, 0, layer.width, layer.height).data;
+        let count = 0;
+        for (let i = 3; i < rgba.length; i += 4) count += rgba[i] > 127;
+        return count / (layer.width * layer.height);
+    })""")
+
+
+def settled(page, check, timeout: float = 10) -> list[float]:
+    """The painted shares once `check` holds for them (a loaded mask file arrives a moment later)."""
+    deadline = time.monotonic() + timeout
+    while not check(shares := painted(page)):
+        assert time.monotonic() < deadline, shares
+        time.sleep(0.05)
+    return shares
+
+
+def stroke(page, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """A mouse stroke over the photo, from and to points given as fractions of its width and height."""
+    page.locator("#mask-stage").scroll_into_view_if_needed()
+    box = page.locator("#mask-stage").bounding_box()
+    at = lambda point: (box["x"] + point[0] * box["width"], box["y"] + point[1] * box["height"])  # noqa: E731
+    page.mouse.move(*at(start))
+    page.mouse.down()
+    page.mouse.move(*at(end), steps=12)
+    page.mouse.up()
+
+
+def finished(page, count: int) -> None:
+    """Wait until the history has `count` finished jobs; a failed one stops the wait at once."""
+    deadline = time.monotonic() + 120
+    while page.locator("#history li.done").count() < count:
+        assert page.is_hidden("#error") and time.monotonic() < deadline, page.inner_text("#status")
+        time.sleep(0.05)
+
+
+def job_folder(page, data: Path, index: int) -> Path:
+    """The folder of the `index`-th newest finished job in the history."""
+    return data / "jobs" / page.locator("#history li.done").nth(index).get_attribute("id").removeprefix("job-")
+
+
+def mean_change(result: Image.Image, photo: Image.Image, where: np.ndarray) -> float:
+    """Mean absolute difference (0 to 1) of the two pictures' pixels where `where` holds."""
+    difference = np.abs(np.asarray(result, float) - np.asarray(photo.resize(result.size, Image.LANCZOS), float))
+    return float(difference[where].mean() / 255)
+
+
+def check_painted_job(folder: Path) -> None:
+    """The mask came at the photo's resolution; the result changed inside the stroke and kept
+    the photo outside it (well away from its soft edge)."""
+    photo, mask, result = (open_image(folder / name) for name in ("content.png", "mask.png", "result.png"))
+    assert mask.mode == "L" and mask.size == photo.size
+    small = mask.resize(result.size, Image.BILINEAR)
+    inside = np.asarray(small.filter(ImageFilter.MinFilter(5))) > 250
+    outside = np.asarray(small.filter(ImageFilter.MaxFilter(9))) == 0
+    assert inside.mean() > 0.1 and outside.mean() > 0.3, (inside.mean(), outside.mean())
+    changed_inside, changed_outside = mean_change(result, photo, inside), mean_change(result, photo, outside)
+    assert changed_inside > 0.05 and changed_inside > 4 * changed_outside, (changed_inside, changed_outside)
+
+
+def two_regions(page, other: Path, data: Path) -> None:
+    """With a second style, a second colour: its stroke becomes its own region mask."""
+    page.set_input_files("#style-input", other)
+    sync_api.expect(page.locator("#mask-stage canvas")).to_have_count(2)
+    page.locator("#mask-styles button", has_text="style 2").click()
+    stroke(page, (0.8, 0.05), (0.8, 0.95))
+    first, second = painted(page)
+    assert first > 0.1 and second > 0.1
+    page.fill("#size", "48")
+    page.fill("#steps", "1")
+    page.click("#start")
+    finished(page, 2)
+    folder = job_folder(page, data, 0)
+    assert not (folder / "mask.png").exists()  # what no region covers is kept anyway
+    masks = [np.asarray(open_image(folder / f"style-{i}-mask.png")) for i in (0, 1)]
+    width = masks[0].shape[1]
+    left, right = (slice(None), width // 4), (slice(None), 4 * width // 5)
+    assert masks[0][left].max() == 255 and masks[0][right].max() == 0
+    assert masks[1][right].max() == 255 and masks[1][left].max() == 0
+    sync_api.expect(page.locator("#history li.done").first.locator(".masks img")).to_have_count(2)
+
+
+def test_a_brushed_region_is_painted_and_the_rest_stays_the_photo(server_url, tmp_path, content, style, style2):
+    photo, texture, other, quarter = (tmp_path / f"{name}.png" for name in ("photo", "texture", "other", "quarter"))
+    content.save(photo)
+    style.save(texture)
+    style2.save(other)
+    mask = Image.new("L", (40, 40), 0)
+    mask.paste(255, (0, 0, 10, 40))  # any size: stretched to the photo
+    mask.save(quarter)
+    page_errors: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("pageerror", lambda error: page_errors.append(str(error)))
+            page.goto(server_url)
+            page.wait_for_selector("body[data-ready=true]")
+            page.set_input_files("#content-input", photo)
+            page.set_input_files("#style-input", texture)
+            sync_api.expect(page.locator("#mask-stage canvas")).to_have_count(1)
+            assert page.is_hidden("#mask-styles")  # one style: no colours to choose
+
+            page.set_input_files("#mask-input", quarter)
+            settled(page, lambda shares: abs(shares[0] - 0.25) < 0.02)
+            page.click("#mask-invert")
+            settled(page, lambda shares: abs(shares[0] - 0.75) < 0.02)
+            page.click("#mask-clear")
+            settled(page, lambda shares: shares == [0])
+
+            page.eval_on_selector("#brush-size", "e => { e.value = '120'; }")
+            stroke(page, (0.25, 0.05), (0.25, 0.95))
+            [share] = painted(page)
+            page.check("#brush-erase")
+            stroke(page, (0.05, 0.9), (0.6, 0.9))
+            page.uncheck("#brush-erase")
+            assert 0.1 < painted(page)[0] < share < 0.5
+
+            page.fill("#size", "64")
+            page.fill("#steps", "10")
+            page.click("#start")
+            finished(page, 1)
+            sync_api.expect(page.locator("#history li.done .masks img")).to_have_count(1)
+            check_painted_job(job_folder(page, tmp_path / "data", 0))
+            sync_api.expect(page.locator("#result-image")).to_have_js_property("naturalWidth", 64)
+            page.screenshot(path=tmp_path / "web-mask.png", full_page=True)
+            two_regions(page, other, tmp_path / "data")
         finally:
             browser.close()
     assert not page_errors

@@ -159,8 +159,8 @@ def new_client(folder: Path) -> TestClient:
 
 
 text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40)
-FIELDS = ["content", "styles", "photo", "model", "preset", "size", "steps", "style_weight", "preserve_color", "vary",
-          "strength", "colour", ""]
+FIELDS = ["content", "styles", "mask", "style_masks", "photo", "model", "preset", "size", "steps", "style_weight",
+          "preserve_color", "vary", "strength", "colour", ""]
 
 
 ENDPOINT_FIELDS = {  # what each endpoint needs: its file fields, and text fields that make a valid request

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import images
 from ..errors import BrushworkError
-from ..options import SETTING_BY_FIELD, Options, add_flags, options_from_args
+from ..options import SETTING_BY_FIELD, Options, add_flags, add_ray_flag, options_from_args
 from ..score import STYLE_FACTOR, score
 from .grid import (
     CELLS, Axis, Cell, Engines, Inputs, check_cell_count, check_plans, compute, load_cached, parse_axes, plan_cells,
@@ -69,7 +69,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     rows = load_cached(cells, cell_dir)
     check_plans(cells, rows, inputs, engines)
     started = time.perf_counter()
-    if compute(cells, axes, rows, inputs, cell_dir, engines, args.quiet):
+    if args.ray is not None:
+        from .. import cluster  # imports Ray, which only --ray needs
+
+        cluster.connect(args.ray, args.quiet)
+        interrupted = cluster.compute_grid(cells, axes, rows, inputs, cell_dir, base, args.quiet)
+    else:
+        interrupted = compute(cells, axes, rows, inputs, cell_dir, engines, args.quiet)
+    if interrupted:
         print(f"brushwork: interrupted; {len(rows)} of {len(cells)} cells are saved in {cell_dir}. "
               "Run the same command again to finish the rest.", file=sys.stderr)
         return 130
@@ -110,6 +117,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder for the results (created if missing)")
     p.add_argument("--max-cells", type=int, default=64, help="refuse grids with more cells than this (default 64)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    add_ray_flag(p, "each run of the grid a Ray task, one per GPU or CPU slot, with the same cache")
     add_flags(p)
     p.set_defaults(func=cmd_compare)
 

@@ -31,12 +31,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Callable, TextIO
 
 from PIL import Image
 from tqdm import tqdm
 
-from .. import __version__, api, images
+from .. import __version__, api, images, masks
 from ..engine import Engine, Progress, StepRecord, image_key
 from ..errors import BrushworkError
 from ..options import SETTING_BY_FIELD, Options, parse_option
@@ -202,6 +202,8 @@ def cell_key(cell: Cell, input_keys: list[str]) -> str:
     inputs = list(input_keys)
     if cell.options.init not in ("content", "noise"):
         inputs.append(image_key(images.load_image(cell.options.init)))
+    o = cell.options
+    inputs += [masks.source_key(m) for m in (o.mask, *(o.style_masks or ()), *(o.style_regions or ())) if m is not None]
     payload = {
         "options": dataclasses.asdict(cell.options),
         "run_steps": cell.run_steps,
@@ -389,6 +391,23 @@ def save_cell(cell: Cell, image: Image.Image, row: dict, cell_dir: Path) -> None
     images.write_atomic(cell_dir / f"{cell.key}.json", json.dumps(row, indent=1).encode())
 
 
+def run_and_save(
+    todo: list[Cell], inputs: Inputs, cell_dir: Path, engines: Engines, reporter: ProgressReporter,
+    saved: Callable[[Cell, dict], None],
+) -> tuple[str, list[Cell]]:
+    """One run of a group: each finished cell measured, saved and handed to `saved(cell, row)`.
+    Returns the stop reason and the cells whose snapshot the engine did not report, each as a
+    run of its own (none after Ctrl-C). Local grids and Ray tasks (cluster.py) both run this."""
+    stop_reason, shots = run_group(engines.for_options(todo[0].options), inputs.content, inputs.styles, todo, reporter)
+    for cell in (c for c in todo if c.index in shots):
+        row = measure(shots[cell.index], cell, inputs, engines.scorer())
+        save_cell(cell, shots[cell.index].image, row, cell_dir)
+        saved(cell, row)
+    if stop_reason == "interrupted":
+        return stop_reason, []
+    return stop_reason, [dataclasses.replace(c, run_steps=c.options.steps) for c in todo if c.index not in shots]
+
+
 def compute(
     cells: list[Cell], axes: list[Axis], rows: dict[int, dict], inputs: Inputs, cell_dir: Path,
     engines: Engines, quiet: bool,
@@ -397,6 +416,11 @@ def compute(
     loses at most the run in progress; returns whether Ctrl-C stopped it."""
     overall = GridProgress(len(cells), len(rows), enabled=not quiet)
     queue = [[c for c in group if c.index not in rows] for group in run_groups(cells)]
+
+    def saved(cell: Cell, row: dict) -> None:
+        rows[cell.index] = row
+        overall.cell_done(cell_label(cell, axes), row["seconds"])
+
     try:
         while queue:
             todo = queue.pop(0)
@@ -404,18 +428,10 @@ def compute(
                 continue
             reporter = ProgressReporter(group_desc(todo, len(cells)), enabled=not quiet,
                                         position=1 if overall.bar else 0)
-            stop_reason, shots = run_group(engines.for_options(todo[0].options), inputs.content, inputs.styles,
-                                           todo, reporter)
-            if stop_reason != "interrupted":  # a snapshot the engine did not report gets a run of its own
-                missed = [c for c in todo if c.index not in shots]
-                queue[:0] = [[dataclasses.replace(c, run_steps=c.options.steps)] for c in missed]
-            for cell in (c for c in todo if c.index in shots):
-                row = measure(shots[cell.index], cell, inputs, engines.scorer())
-                save_cell(cell, shots[cell.index].image, row, cell_dir)
-                rows[cell.index] = row
-                overall.cell_done(cell_label(cell, axes), row["seconds"])
+            stop_reason, missed = run_and_save(todo, inputs, cell_dir, engines, reporter, saved)
             if stop_reason == "interrupted":
                 return True
+            queue[:0] = [[c] for c in missed]  # a snapshot the engine did not report gets a run of its own
     finally:
         overall.close()
     return False

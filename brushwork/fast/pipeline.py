@@ -194,13 +194,14 @@ def stylize_batches(stylizer: Stylizer, items: Iterable[tuple[K, np.ndarray]]) -
         yield from zip(keys, frames)
 
 
-def read_pictures(files: Sequence[tuple[Path, Path]]) -> Iterator[tuple[Path, np.ndarray]]:
-    """Each source decoded to upright RGB, keyed by where its result goes."""
+def read_pictures(files: Sequence[tuple[Path | Image.Image, Path]]) -> Iterator[tuple[Path, np.ndarray]]:
+    """Each source (a file, or a picture opened but not yet decoded, as --ray hands them)
+    decoded to upright RGB, keyed by where its result goes."""
     for source, target in files:
         yield target, np.asarray(images.load_image(source))
 
 
-def stylize_files(stylizer: Stylizer, files: Sequence[tuple[Path, Path]], say: Callable[[str], None]) -> None:
+def stylize_files(stylizer: Stylizer, files: Sequence[tuple[Path | Image.Image, Path]], say: Callable[[str], None]) -> None:
     """(source, target) image files: read, stylized and written at once. The time reported is
     the mean per image so far: with several in flight, single intervals say little."""
     started = time.perf_counter()

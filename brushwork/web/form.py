@@ -20,7 +20,9 @@ from ..losses import STYLE_LOSSES
 from ..options import Setting
 from ..presets import PRESETS
 
-CONTENT, STYLES = "content", "styles"  # the form's file fields; every other field is a setting
+CONTENT, STYLES = "content", "styles"  # the form's pictures
+MASK, STYLE_MASKS = "mask", "style_masks"  # optional: where the style goes, and each style's region
+PICTURES = (CONTENT, STYLES, MASK, STYLE_MASKS)  # the form's file fields; every other field is a setting
 VARY = "vary"  # a compare grid's axes: "field=v1,v2", once or twice
 MAX_FIELDS = 64  # text fields in one form: every setting, twice over, and room for a mistake
 JSON_TYPES = {"choice": "string", "int": "integer", "float": "number", "text": "string"}
@@ -67,6 +69,11 @@ def request_schema(vary: bool = False) -> dict[str, Any]:
                   "description": "the photo to repaint"},
         STYLES: {"type": "array", "items": {"type": "string", "contentMediaType": "application/octet-stream"},
                  "description": "one or more style images"},
+        MASK: {"type": "string", "contentMediaType": "application/octet-stream",
+               "description": "optional grayscale picture: white where the style paints, black where the photo "
+                              "stays, gray between"},
+        STYLE_MASKS: {"type": "array", "items": {"type": "string", "contentMediaType": "application/octet-stream"},
+                      "description": "optional, one per style in the same order: the region each style paints"},
     }
     if vary:
         fields[VARY] = {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 2,
@@ -104,10 +111,10 @@ def parse_settings(form: FormData, base: dict[str, Any] | None = None, extra: tu
     the default. A field the form does not know is refused rather than ignored: it is a typo
     or a client that expects more. `extra` names the other text fields a route reads itself."""
     settings = {setting.field: setting for setting in web_settings()}
-    unknown = sorted(set(form.keys()) - {CONTENT, STYLES, *extra} - settings.keys())
+    unknown = sorted(set(form.keys()) - {*PICTURES, *extra} - settings.keys())
     if unknown:
         raise HTTPException(422, f"{unknown[0]}: not a field of this form; fields: "
-                                 f"{', '.join([CONTENT, STYLES, *extra, *settings])}")
+                                 f"{', '.join([CONTENT, STYLES, *extra, *settings, MASK, STYLE_MASKS])}")
     base = base or {}
     return {field: parse_value(setting, form.getlist(field)) if field in form or field not in base else base[field]
             for field, setting in settings.items()}
@@ -121,10 +128,10 @@ def texts(form: FormData, field: str) -> list[str]:
     return [str(value) for value in values]
 
 
-def files(form: FormData, field: str) -> list[UploadFile]:
-    """The files of one file field, of which there must be at least one."""
+def files(form: FormData, field: str, required: bool = True) -> list[UploadFile]:
+    """The files of one file field, of which there must be at least one if it is `required`."""
     values = form.getlist(field)
-    if not values:
+    if not values and required:
         raise HTTPException(422, f"{field}: Field required")
     uploads = [value for value in values if isinstance(value, UploadFile)]
     if len(uploads) < len(values):
@@ -140,17 +147,26 @@ class JobForm:
     styles: list[UploadFile]
     settings: dict[str, Any]
     vary: list[str]
+    mask: UploadFile | None
+    style_masks: list[UploadFile]
+
+
+def one_file(form: FormData, field: str, required: bool) -> UploadFile | None:
+    """The file of a field that takes one."""
+    uploads = files(form, field, required)
+    if len(uploads) > 1:
+        raise HTTPException(422, f"{field}: expected one file, got {len(uploads)}")
+    return uploads[0] if uploads else None
 
 
 async def read_job_form(request: Request, extra: tuple[str, ...]) -> AsyncIterator[JobForm]:
     """The request's form, read and checked before the route runs, its temporary files closed after."""
     limits = request.app.state.limits  # one file over the cap still parses, for the route's clearer message
-    async with request.form(max_files=limits.max_styles + 2, max_fields=MAX_FIELDS) as form:
-        content = files(form, CONTENT)
-        if len(content) > 1:
-            raise HTTPException(422, f"{CONTENT}: expected one file, got {len(content)}")
+    async with request.form(max_files=limits.max_images + 1, max_fields=MAX_FIELDS) as form:
+        content = one_file(form, CONTENT, required=True)
         vary = texts(form, VARY) if VARY in extra else []
-        yield JobForm(content[0], files(form, STYLES), parse_settings(form, extra=extra), vary)
+        yield JobForm(content, files(form, STYLES), parse_settings(form, extra=extra), vary,
+                      one_file(form, MASK, required=False), files(form, STYLE_MASKS, required=False))
 
 
 async def job_form(request: Request) -> AsyncIterator[JobForm]:

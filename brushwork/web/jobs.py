@@ -18,7 +18,7 @@ import logging
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,7 +28,10 @@ from ..compare.grid import Inputs
 from ..engine import Progress
 from ..errors import BrushworkError
 from ..options import Options
-from .records import ACTIVE, INTERRUPTED, RESULT_FILES, RETRYABLE, Job, encode_preview
+from .records import (
+    ACTIVE, CONTENT_FILE, INTERRUPTED, MASK_FILE, RESULT_FILES, RETRYABLE, Job, encode_preview, style_file,
+    style_mask_file,
+)
 from .runs import RUNNERS, RunContext, describe_grid, plan_grid
 from .store import Store
 
@@ -43,12 +46,21 @@ class Cancelled(Exception):
 
 @dataclass
 class Pictures:
-    """A request's decoded pictures and the names the client gave them (shown, never used as paths)."""
+    """A request's decoded pictures and the names the client gave them (shown, never used as
+    paths); masks are grayscale (white: the style paints, black: the photo stays)."""
 
     content: Image.Image
     styles: list[Image.Image]
     content_name: str
     style_names: list[str]
+    mask: Image.Image | None = None
+    style_masks: list[Image.Image] = field(default_factory=list)  # none, or one per style
+
+    def files(self) -> dict[str, Image.Image]:
+        """The pictures by the names the server stores them under."""
+        named = {CONTENT_FILE: self.content, **{style_file(i): s for i, s in enumerate(self.styles)},
+                 **{style_mask_file(i): m for i, m in enumerate(self.style_masks)}}
+        return named | ({MASK_FILE: self.mask} if self.mask is not None else {})
 
 
 class JobQueue:
@@ -73,6 +85,13 @@ class JobQueue:
     def options(self, settings: dict) -> Options:
         """A job's Options: the client's settings on this server's device and precision."""
         return Options(**settings).replace(device=self.device, precision=self.precision)
+
+    def run_options(self, job: Job) -> Options:
+        """What a job runs with: its Options, and its stored masks as files."""
+        folder, styles = self.folder(job), range(len(job.style_names))
+        return self.options(job.settings).replace(
+            mask=str(folder / MASK_FILE) if job.mask else None,
+            style_masks=tuple(str(folder / style_mask_file(i)) for i in styles) if job.style_masks else None)
 
     def _save(self, job: Job) -> None:
         """job.json, where a failure must not stop the worker: the state in memory stays
@@ -112,7 +131,8 @@ class JobQueue:
                 "id": job.id, "kind": job.kind, "status": job.status, "position": position,
                 "created": job.created, "started": job.started, "finished": job.finished,
                 "settings": job.settings, "vary": job.vary, "rerun_of": job.rerun_of,
-                "inputs": {"content": job.content_name, "styles": job.style_names},
+                "inputs": {"content": job.content_name, "styles": job.style_names, "mask": job.mask,
+                           "style_masks": job.style_masks},
                 "step": job.step, "total_steps": job.total_steps, "loss": job.losses[-1][4] if job.losses else None,
                 "elapsed": job.elapsed, "eta_seconds": job.eta(), "width": job.width, "height": job.height,
                 "error": job.error, "warning": job.warning, "preview_version": job.preview_version,
@@ -172,7 +192,8 @@ class JobQueue:
         """Everything that can be wrong with a request, before anything is stored; a grid's
         layout comes back, for the page to draw before the first cell is done."""
         options = self.options(settings)
-        options.validate(len(pictures.styles))
+        masks = {"mask": pictures.mask, "style_masks": tuple(pictures.style_masks) or None}
+        options.replace(**masks).validate(len(pictures.styles))
         if kind != "compare":
             return None
         inputs = Inputs(pictures.content, pictures.styles, pictures.content_name, pictures.style_names)
@@ -184,8 +205,8 @@ class JobQueue:
         if self._closing:
             raise BrushworkError("the server is shutting down")
         job = Job(secrets.token_urlsafe(16), settings, pictures.content_name, pictures.style_names, kind, list(vary),
-                  self._take_order(), grid=grid)
-        self.store.create(job, pictures.content, pictures.styles)
+                  self._take_order(), grid=grid, mask=pictures.mask is not None, style_masks=bool(pictures.style_masks))
+        self.store.create(job, pictures.files())
         with self._lock:
             self._enqueue(job)
         return job
@@ -196,7 +217,8 @@ class JobQueue:
         if self._closing:
             raise BrushworkError("the server is shutting down")
         job = Job(secrets.token_urlsafe(16), settings, source.content_name, source.style_names, source.kind,
-                  list(source.vary), self._take_order(), rerun_of=source.id, grid=source.grid)
+                  list(source.vary), self._take_order(), rerun_of=source.id, grid=source.grid, mask=source.mask,
+                  style_masks=source.style_masks)
         self.store.copy_inputs(source, job)
         with self._lock:
             self._enqueue(job)
@@ -310,7 +332,7 @@ class JobQueue:
         and a job that did not finish keeps none of its outputs."""
         changes: dict[str, Any] = {}
         try:
-            context = RunContext(self.options(job.settings), self.folder(job), self.store, self._callback(job),
+            context = RunContext(self.run_options(job), self.folder(job), self.store, self._callback(job),
                                  lambda cell: self._cell_done(job, cell))
             changes = RUNNERS[job.kind](job, context)
             status, error = "done", None

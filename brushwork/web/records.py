@@ -18,12 +18,18 @@ JOB_ID = re.compile(r"[A-Za-z0-9_-]{22}")  # what secrets.token_urlsafe(16) make
 INTERRUPTED = "the server stopped before this job finished"
 PREVIEW_SIDE = 512  # previews are for the screen: at most this many pixels on the long side
 CONTENT_FILE = "content.png"
+MASK_FILE = "mask.png"  # where the style goes: white paints, black keeps the photo
 RESULT_FILES = {"png": "result.png", "jpg": "result.jpg"}
 RECORD_FILE = "job.json"
 
 
 def style_file(index: int) -> str:
     return f"style-{index}.png"
+
+
+def style_mask_file(index: int) -> str:
+    """Which region of the photo style `index` paints."""
+    return f"style-{index}-mask.png"
 
 
 @dataclass
@@ -54,6 +60,8 @@ class Job:
     grid: dict | None = None  # compare: its axes and cells, known when it is queued
     cells: list[dict] = field(default_factory=list)  # compare: each finished cell's numbers
     reports: list[str] = field(default_factory=list)  # compare: the report files, once written
+    mask: bool = False  # asked with a mask (MASK_FILE)
+    style_masks: bool = False  # asked with one region mask per style (style_mask_file)
     # Live state, never saved.
     preview: bytes | None = field(default=None, repr=False)
     preview_version: int = 0
@@ -66,6 +74,12 @@ class Job:
             return None
         return self.elapsed / self.step * (self.total_steps - self.step)
 
+    def input_files(self) -> list[str]:
+        """Every picture the job was asked with, masks included, as stored: what a re-run copies."""
+        styles = range(len(self.style_names))
+        return ([CONTENT_FILE] + [style_file(i) for i in styles] + [MASK_FILE] * self.mask
+                + [style_mask_file(i) for i in styles if self.style_masks])
+
     def to_json(self) -> bytes:
         return json.dumps({name: getattr(self, name) for name in SAVED}).encode()
 
@@ -77,7 +91,8 @@ class Job:
     def reset(self, order: int) -> None:
         """Back in line as if new (a retry): what the last attempt left is forgotten."""
         fresh = Job(self.id, self.settings, self.content_name, self.style_names, self.kind, self.vary, order,
-                    self.rerun_of, created=self.created, grid=self.grid)
+                    self.rerun_of, created=self.created, grid=self.grid, mask=self.mask,
+                    style_masks=self.style_masks)
         for name in SAVED:
             setattr(self, name, getattr(fresh, name))
         self.preview, self.cancel_requested = None, False

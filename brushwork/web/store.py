@@ -22,7 +22,7 @@ from PIL import Image
 
 from .. import images
 from ..errors import BrushworkError
-from .records import CONTENT_FILE, JOB_ID, RECORD_FILE, Job, style_file
+from .records import JOB_ID, RECORD_FILE, Job
 
 log = logging.getLogger("brushwork.web")
 
@@ -74,27 +74,26 @@ class Store:
         with self.writing():
             images.write_atomic(self.folder(job.id) / RECORD_FILE, job.to_json())
 
-    def create(self, job: Job, content: Image.Image, styles: list[Image.Image]) -> None:
-        """A new job's folder: its inputs, then its record (a folder without a record is not
-        a job). Nothing of it stays if any write fails."""
+    def create(self, job: Job, pictures: dict[str, Image.Image]) -> None:
+        """A new job's folder: its input pictures (by the names the server gave them), then its
+        record (a folder without a record is not a job). Nothing of it stays if any write fails."""
         folder = self.folder(job.id)
         folder.mkdir()
         try:
-            self.save_image(content, folder / CONTENT_FILE)
-            for index, style in enumerate(styles):
-                self.save_image(style, folder / style_file(index))
+            for name, picture in pictures.items():
+                self.save_image(picture, folder / name)
             self.save_record(job)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
 
     def copy_inputs(self, source: Job, job: Job) -> None:
-        """A re-run's folder: the inputs of `source` (as stored) and the new record."""
+        """A re-run's folder: the inputs of `source` (as stored, masks included) and the new record."""
         folder = self.folder(job.id)
         folder.mkdir()
         try:
             with self.writing():
-                for name in [CONTENT_FILE] + [style_file(i) for i in range(len(source.style_names))]:
+                for name in source.input_files():
                     images.write_atomic(folder / name, (self.folder(source.id) / name).read_bytes())
             self.save_record(job)
         except BaseException:

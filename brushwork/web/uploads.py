@@ -11,14 +11,16 @@ import io
 import logging
 import re
 from dataclasses import dataclass
+from typing import Callable
 
+import numpy as np
 from fastapi import HTTPException
 from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import images
+from .. import images, masks
 from ..errors import BrushworkError
 
 log = logging.getLogger("brushwork.web")
@@ -40,9 +42,14 @@ class Limits:
         return int(self.max_upload_mb * MB)
 
     @property
+    def max_images(self) -> int:
+        """Pictures in one request: the photo and its mask, each style and its region mask."""
+        return 2 * (1 + self.max_styles)
+
+    @property
     def max_request_bytes(self) -> int:
         """A whole request: every image at its cap, plus room for the form's text fields."""
-        return self.max_bytes * (1 + self.max_styles) + MB
+        return self.max_bytes * self.max_images + MB
 
 
 def display_name(filename: str | None) -> str:
@@ -52,8 +59,9 @@ def display_name(filename: str | None) -> str:
     return name or "upload"
 
 
-def read_image(upload: UploadFile, role: str, limits: Limits) -> tuple[Image.Image, str]:
-    """Decode one upload to RGB, or refuse it with a message that says why."""
+def read_image(upload: UploadFile, role: str, limits: Limits,
+               convert: Callable[[Image.Image], Image.Image] = images.load_image) -> tuple[Image.Image, str]:
+    """Decode one upload and `convert` it (to RGB by default), or refuse it with a message that says why."""
     name = display_name(upload.filename)
     data = upload.file.read(limits.max_bytes + 1)
     if len(data) > limits.max_bytes:
@@ -67,7 +75,7 @@ def read_image(upload: UploadFile, role: str, limits: Limits) -> tuple[Image.Ima
                 raise HTTPException(413, f"the {role} image {name!r} is {width}x{height} = {width * height:,} "
                                          f"pixels, over the limit of {limits.max_input_pixels:,}")
             image.load()
-            return images.load_image(image), name
+            return convert(image), name
     except UnidentifiedImageError:
         raise HTTPException(400, f"the {role} file {name!r} is not an image Brushwork reads "
                                  f"({', '.join(ACCEPTED_FORMATS)})") from None
@@ -80,6 +88,17 @@ def read_image(upload: UploadFile, role: str, limits: Limits) -> tuple[Image.Ima
     except Exception as e:  # Pillow's decoders raise more kinds than they document on hostile input
         log.warning("upload %r: the decoder raised %s: %s", name, type(e).__name__, e)
         raise HTTPException(400, f"cannot decode the {role} image {name!r} (corrupt?)") from None
+
+
+def as_mask(image: Image.Image) -> Image.Image:
+    """A picture as the engine reads a mask (masks.to_array: its luminance, transparent parts
+    black), kept as 8-bit grayscale: white where the style paints, black where the photo stays."""
+    return Image.fromarray(np.round(masks.to_array(image, "mask") * 255).astype(np.uint8), "L")
+
+
+def read_mask(upload: UploadFile, role: str, limits: Limits) -> Image.Image:
+    """A mask upload, checked like every picture."""
+    return read_image(upload, role, limits, as_mask)[0]
 
 
 class BodyLimit:

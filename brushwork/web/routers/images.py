@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, Response
 
 from ..dependencies import JobDep, QueueDep
 from ..jobs import JobQueue
-from ..records import CONTENT_FILE, RESULT_FILES, Job, style_file
+from ..records import CONTENT_FILE, MASK_FILE, RESULT_FILES, Job, style_file, style_mask_file
 
 router = APIRouter(prefix="/api/jobs/{job_id}", tags=["images"])
 
@@ -54,3 +54,19 @@ def job_style(job: JobDep, queue: QueueDep, index: int) -> FileResponse:
     if not 0 <= index < len(job.style_names):
         raise HTTPException(404, f"job {job.id} has {len(job.style_names)} style image(s)")
     return job_file(queue, job, style_file(index), "image/png")
+
+
+@router.get("/mask.png", response_class=FileResponse)
+def job_mask(job: JobDep, queue: QueueDep) -> FileResponse:
+    """The job's mask as the server stored it (grayscale; 404 for a job without one)."""
+    if not job.mask:
+        raise HTTPException(404, f"job {job.id} has no mask")
+    return job_file(queue, job, MASK_FILE, "image/png")
+
+
+@router.get("/style/{index}/mask.png", response_class=FileResponse)
+def job_style_mask(job: JobDep, queue: QueueDep, index: int) -> FileResponse:
+    """The region mask of style image number `index` (from 0), as stored (404 without one)."""
+    if not (job.style_masks and 0 <= index < len(job.style_names)):
+        raise HTTPException(404, f"job {job.id} has no region mask for style {index}")
+    return job_file(queue, job, style_mask_file(index), "image/png")

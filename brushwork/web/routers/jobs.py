@@ -13,10 +13,10 @@ from starlette.datastructures import FormData
 
 from ...errors import BrushworkError
 from ..dependencies import JobDep, LimitsDep, QueueDep
-from ..form import CONTENT, STYLES, JobForm, job_form, parse_settings, request_schema, settings_form
+from ..form import PICTURES, JobForm, job_form, parse_settings, request_schema, settings_form
 from ..jobs import ENDS_STREAM, JobQueue, Pictures
 from ..records import ACTIVE, Job
-from ..uploads import Limits, read_image
+from ..uploads import Limits, read_image, read_mask
 
 KEEPALIVE_SECONDS = 15.0
 
@@ -29,7 +29,9 @@ def pictures(form: JobForm, limits: Limits) -> Pictures:
         raise HTTPException(400, f"{len(form.styles)} style images is over the limit of {limits.max_styles}")
     content_image, content_name = read_image(form.content, "content", limits)
     style_images, style_names = zip(*(read_image(style, "style", limits) for style in form.styles))
-    return Pictures(content_image, list(style_images), content_name, list(style_names))
+    mask = read_mask(form.mask, "mask", limits) if form.mask else None
+    style_masks = [read_mask(upload, "style mask", limits) for upload in form.style_masks]
+    return Pictures(content_image, list(style_images), content_name, list(style_names), mask, style_masks)
 
 
 def conflict(error: BrushworkError) -> HTTPException:
@@ -39,8 +41,9 @@ def conflict(error: BrushworkError) -> HTTPException:
 
 @router.post("", status_code=201, openapi_extra=request_schema())
 def create_job(form: Annotated[JobForm, Depends(job_form)], queue: QueueDep, limits: LimitsDep) -> dict[str, Any]:
-    """Queue a stylization job (multipart form: `content`, one or more `styles`, and the
-    settings that /api/config lists). Returns its state; follow it with /events."""
+    """Queue a stylization job (multipart form: `content`, one or more `styles`, optionally a
+    `mask` and one `style_masks` per style, and the settings that /api/config lists). Returns
+    its state; follow it with /events."""
     job = queue.submit(pictures(form, limits), form.settings)
     return queue.state(job)
 
@@ -82,10 +85,10 @@ def retry_job(job: JobDep, queue: QueueDep) -> dict[str, Any]:
 
 @router.post("/{job_id}/rerun", status_code=201)
 def rerun_job(job: JobDep, queue: QueueDep, form: Annotated[FormData, Depends(settings_form)]) -> dict[str, Any]:
-    """A new job on this job's stored pictures: the settings the form gives (multipart or
-    urlencoded, the fields of /api/config), the old job's for the rest."""
-    if CONTENT in form or STYLES in form:
-        raise HTTPException(422, "a re-run paints the job's stored pictures; send only settings")
+    """A new job on this job's stored pictures and masks: the settings the form gives
+    (multipart or urlencoded, the fields of /api/config), the old job's for the rest."""
+    if any(name in form for name in PICTURES):
+        raise HTTPException(422, "a re-run paints the job's stored pictures and masks; send only settings")
     return queue.state(queue.rerun(job, parse_settings(form, base=job.settings)))
 
 

@@ -5,6 +5,7 @@
 import { $, FINISHED, api, picked, showError } from "./common.js";
 import { fastControls, loadModels, paintFast } from "./fast.js";
 import { loadHistory } from "./history.js";
+import { brushControls, maskParts, syncMask } from "./mask.js";
 import { addSamples, dropZone, onPicked } from "./pictures.js";
 import { fillSettings, varySpecs } from "./settings.js";
 import { cancelWatched, stopWatching, watch } from "./watch.js";
@@ -35,12 +36,13 @@ function setMode(next) {
 async function start() {
   if (mode === "fast") return paintFast();
   showError("");
+  $("#start").disabled = true;
   const form = new FormData($("#settings"));
   form.append("content", picked.content, picked.content.name);
   for (const style of picked.styles) form.append("styles", style, style.name);
   if (mode === "compare") for (const spec of varySpecs()) form.append("vary", spec);
-  $("#start").disabled = true;
   try {
+    for (const [field, blob] of await maskParts()) form.append(field, blob, `${field}.png`);
     const job = await api(mode === "compare" ? "/api/compare" : "/api/jobs", { method: "POST", body: form });
     watch(job.id);
     loadHistory();
@@ -54,7 +56,9 @@ async function start() {
 async function init() {
   dropZone($("#content-drop"), $("#content-input"), "content");
   dropZone($("#style-drop"), $("#style-input"), "style");
+  brushControls();
   onPicked((role) => {
+    syncMask();
     updateStart();
     if (mode === "fast" && role === "content") paintFast();
   });

@@ -37,6 +37,14 @@ function actions(job) {
   return element("div", { className: "actions" }, items);
 }
 
+// The masks the job was asked with, small over its picture: the overall one, else each style's region.
+function masks(job) {
+  const { mask, style_masks: regions, styles } = job.inputs;
+  const names = mask ? ["mask.png"] : regions ? styles.map((_, i) => `style/${i}/mask.png`) : [];
+  return element("span", { className: "masks" }, names.map((name) => element("img", {
+    src: `/api/jobs/${job.id}/${name}`, alt: "mask", title: "mask: white where the style went" })));
+}
+
 function historyItem(job) {
   const when = new Date(job.created * 1000).toLocaleString();
   const grid = job.kind === "compare";
@@ -49,7 +57,7 @@ function historyItem(job) {
   const caption = element("span", {
     textContent: `${job.inputs.content} × ${job.inputs.styles.join(", ")} · ${what} · ${job.status}`,
   });
-  const open = element("button", { type: "button", title: when, className: "open" }, [picture, caption]);
+  const open = element("button", { type: "button", title: when, className: "open" }, [picture, masks(job), caption]);
   open.addEventListener("click", () => watch(job.id));
   return element("li", { className: job.status, id: `job-${job.id}` }, [open, actions(job)]);
 }
