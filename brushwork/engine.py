@@ -371,7 +371,8 @@ class Painting:
         return True
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
-        """Optimized image -> output look: in luminance mode, put the content's colours back."""
+        """Optimized image -> output look: composed onto the content through the mask (what the
+        masked objective scored), and in luminance mode with the content's colours put back."""
         x = x.detach().float().cpu().clamp(0, 1)
         if self.masks is not None:
             size = (x.shape[-1], x.shape[-2])

@@ -157,6 +157,18 @@ def test_folder_in_batches_equals_one_by_one(tiny_model, tmp_path):
         assert np.array_equal(batched, np.asarray(Image.open(single)))
 
 
+def test_resume_writes_only_the_missing_outputs(tiny_model, tmp_path, capsys):
+    write_pictures(tmp_path / "in")
+    args = ["apply", "-m", str(tiny_model), str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q"]
+    assert cli.main(args) == 0
+    outputs = sorted((tmp_path / "out").iterdir())
+    kept = {p.name: p.stat().st_mtime_ns for p in outputs[1:]}
+    outputs[0].unlink()
+    assert cli.main(args) == 2 and "--resume" in capsys.readouterr().err  # existing outputs are refused
+    assert cli.main([*args, "--resume"]) == 0
+    assert outputs[0].is_file() and {p.name: p.stat().st_mtime_ns for p in outputs[1:]} == kept
+
+
 def test_strength_zero_returns_the_input_and_preserve_color_keeps_chroma(tiny_model):
     model = load_model(tiny_model)
     picture = sample("coffee.png", 64)

@@ -106,17 +106,23 @@ def read(source: Iterable[T], inbox: queue.Queue, stop: threading.Event) -> None
             close()
 
 
-def received(inbox: queue.Queue, stop: threading.Event) -> Iterator:
-    """The reader's items in the caller's thread, its error raised as it comes."""
+def drained(box: queue.Queue, stop: threading.Event) -> Iterator:
+    """A queue's items up to END, or until the pipeline is stopped while the queue is empty."""
     while True:
         try:
-            item = inbox.get(timeout=POLL)
+            item = box.get(timeout=POLL)
         except queue.Empty:
             if stop.is_set():
                 return
             continue
         if item is END:
             return
+        yield item
+
+
+def received(inbox: queue.Queue, stop: threading.Event) -> Iterator:
+    """The reader's items in the caller's thread, its error raised as it comes."""
+    for item in drained(inbox, stop):
         if isinstance(item, Failure):
             raise item.error
         yield item
@@ -125,15 +131,7 @@ def received(inbox: queue.Queue, stop: threading.Event) -> Iterator:
 def write(outbox: queue.Queue, sink: Callable[[U], None], stop: threading.Event, failures: list[BaseException]) -> None:
     """The writer thread: on an error it records it and stops the pipeline."""
     try:
-        while True:
-            try:
-                item = outbox.get(timeout=POLL)
-            except queue.Empty:
-                if stop.is_set():
-                    return
-                continue
-            if item is END:
-                return
+        for item in drained(outbox, stop):
             sink(item)
     except BaseException as error:
         failures.append(error)
