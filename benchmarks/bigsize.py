@@ -5,6 +5,7 @@ runs take, and how long does a poster take on this machine. Prints tables, write
     python benchmarks/bigsize.py memory             # peak RSS of 1024, 2048, 4096 px (and --sizes 7680)
     python benchmarks/bigsize.py poster             # a 3840x2160 picture, timed, with a 100% crop
     python benchmarks/bigsize.py auto               # --steps auto against fixed step counts, equal J
+    python benchmarks/bigsize.py auto --auto-size 3840 --fixed-steps 500   # the same at 4K
     python benchmarks/bigsize.py styleres           # the style at its own size vs enlarged: 100% crops
 
 Each measurement that times or measures memory runs in its own process (`/usr/bin/time -v`
@@ -160,21 +161,117 @@ def poster(args: argparse.Namespace) -> dict:
     return row
 
 
+def auto_pairs(names: list[str]) -> list[tuple[Path, Path]]:
+    """CONTENT:STYLE names from ../shared/images (content/ and styles/); rocket.jpg is cut to 16:9
+    as for the poster, so a 3840 px run is exactly 3840x2160."""
+    found = []
+    for name in names:
+        content, style = (SHARED / folder / file for folder, file in zip(("content", "styles"), name.split(":")))
+        if not (content.exists() and style.exists()):
+            sys.exit(f"missing {content} or {style}: run next to the project's ../shared/images")
+        found.append((pictures()[0] if content.name == "rocket.jpg" else content, style))
+    return found
+
+
+def auto_run(content: Path, style: Path, size: int, steps: str) -> dict:
+    """One stylize run in its own process: wall time, and J and steps per scale from its trace."""
+    stem = OUT / f"auto-{size}-{content.stem}-{style.stem}-{steps}"
+    row = {"content": content.name, "style": style.name, "size": size, "steps": steps,
+           "output": stem.with_suffix(".png").name, **machine(),
+           **timed_process(stylize_command(content, style, stem.with_suffix(".png"), size, "--steps", steps,
+                                           "--trace", str(stem.with_suffix(".json"))))}
+    records = json.loads(stem.with_suffix(".json").read_text())["steps"]
+    per_scale = [sum(1 for r in records if r["scale"] == k) for k in range(records[-1]["scale"] + 1)]
+    row.update(J=records[-1]["total"], evaluations=len(records), steps_per_scale=per_scale)
+    return row
+
+
+def fixed_seconds_at(j: float, fixed: list[dict], measure: str) -> float | None:
+    """Seconds a fixed --steps needs to end at `measure` = j, interpolated linearly between the
+    two fixed counts on either side of it; None outside the counts that were run."""
+    fixed = sorted(fixed, key=lambda row: int(row["steps"]))
+    for low, high in zip(fixed, fixed[1:]):
+        if high[measure] <= j <= low[measure]:
+            share = (low[measure] - j) / (low[measure] - high[measure]) if low[measure] != high[measure] else 0.0
+            return low["seconds"] + share * (high["seconds"] - low["seconds"])
+    return None
+
+
 def auto(args: argparse.Namespace) -> dict:
-    """--steps auto against fixed step counts on the same pair: time and final J (scored the
-    same way: J of the final step's record)."""
-    content, style = pictures()
+    """--steps auto against fixed step counts, pair by pair: time and final J of each (J of the
+    last step, against the output size's own targets), and the time fixed counts need to end at
+    auto's J. Runs already in the results file (same pair, size and steps) are kept, not re-run:
+    each is minutes to an hour."""
+    path = RESULTS / f"bigsize-auto-{args.auto_size}.json"
+    kept = json.loads(path.read_text())["result"]["rows"] if path.exists() else []
     rows = []
-    for steps in ["auto", *args.fixed_steps]:
-        trace = OUT / f"auto-{args.auto_size}-{steps}.json"
-        row = {"steps": steps, "size": args.auto_size, **machine(), **timed_process(stylize_command(
-            content, style, OUT / f"auto-{args.auto_size}-{steps}.png", args.auto_size, "--steps", str(steps),
-            "--trace", str(trace)))}
-        records = json.loads(trace.read_text())["steps"]
-        row.update(J=records[-1]["total"], evaluations=len(records))
-        rows.append(row)
-        print(f"--steps {steps:>5}: {row['seconds']:6.0f} s, {row['evaluations']:4d} evaluations, J {row['J']:.4f}")
-    return {"rows": rows}
+    for content, style in auto_pairs(args.auto_pairs):
+        runs = []
+        for steps in ["auto", *map(str, args.fixed_steps)]:
+            key = (content.name, style.name, args.auto_size, steps)
+            old = [row for row in kept if (row["content"], row["style"], row["size"], str(row["steps"])) == key]
+            runs.append(old[0] if old else auto_run(content, style, args.auto_size, steps))
+            row = runs[-1]
+            print(f"{content.stem} x {style.stem}, --steps {steps:>5}: {row['seconds']:6.0f} s (load {row['load_1min']}), "
+                  f"steps {row.get('steps_per_scale')}, J {row['J']:.4f}")
+        rows += runs
+    rows = kept_others(kept, rows) + rows
+    scored(rows)
+    return {"rows": rows, "pairs": equal_j(rows)}
+
+
+def scored(rows: list[dict]) -> None:
+    """brushwork.score of each output that has none yet: J of the image written, where a trace's
+    last J is that of the image before the last step (which matters when a scale has 1-2 steps),
+    measured against targets of its own (the style at the output's size, fp32, whole image)."""
+    from PIL import Image
+
+    from brushwork.engine import Engine
+    from brushwork.score import score
+
+    engine = None
+    for row in rows:
+        if "score_J" in row:
+            continue
+        engine = engine or Engine("cpu")
+        content = OUT / row["content"] if row["content"] == "content-16x9.png" else SHARED / "content" / row["content"]
+        with Image.open(OUT / row["output"]) as out, Image.open(content) as c, Image.open(SHARED / "styles" / row["style"]) as s:
+            result = score(out.convert("RGB"), c.convert("RGB"), s.convert("RGB"), engine)
+        row.update(score_content=result.content, score_style=result.style, score_J=result.objective)
+        print(f"scored {row['output']}: J {result.objective:.4f}")
+
+
+def equal_j(rows: list[dict]) -> list[dict]:
+    """Per pair and measure (the trace's last J, the score of the image written): auto's time
+    and value, and the time fixed counts need to end at that value; where auto ends below every
+    fixed count, the most a fixed count was given (it needs more)."""
+    pairs = []
+    for content, style in dict.fromkeys((r["content"], r["style"]) for r in rows):
+        runs = [r for r in rows if (r["content"], r["style"]) == (content, style)]
+        auto_row = next(r for r in runs if r["steps"] == "auto")
+        fixed = [r for r in runs if r["steps"] != "auto"]
+        for measure in ("J", "score_J"):
+            equal = fixed_seconds_at(auto_row[measure], fixed, measure)
+            best = min(fixed, key=lambda r: r[measure], default=None)
+            more_than = best["seconds"] if equal is None and best and best[measure] > auto_row[measure] else None
+            pairs.append({"content": content, "style": style, "measure": measure, "auto_seconds": auto_row["seconds"],
+                          "auto_value": auto_row[measure], "fixed_seconds_at_auto_value": equal,
+                          "fixed_seconds_more_than": more_than})
+            if equal is not None:
+                said = f"{equal:.0f} s to the same value"
+            elif more_than is not None:
+                said = f"over {more_than:.0f} s (--steps {best['steps']} ends at {best[measure]:.4f}, still above)"
+            else:
+                said = "did not bracket that value"
+            print(f"{content} x {style}, {measure}: auto {auto_row['seconds']:.0f} s to {auto_row[measure]:.4f}; "
+                  f"fixed --steps {said}")
+    return pairs
+
+
+def kept_others(kept: list[dict], rows: list[dict]) -> list[dict]:
+    """Rows from earlier calls that this call did not run or reuse (other pairs)."""
+    keys = {(r["content"], r["style"], r["size"], str(r["steps"])) for r in rows}
+    return [r for r in kept if (r["content"], r["style"], r["size"], str(r["steps"])) not in keys]
 
 
 def styleres(args: argparse.Namespace) -> dict:
@@ -224,7 +321,10 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
     parser.add_argument("--poster-steps", help="--steps-per-scale for the poster (default: brushwork's)")
     parser.add_argument("--auto-size", type=int, default=384)
-    parser.add_argument("--fixed-steps", type=int, nargs="+", default=[100, 300])
+    parser.add_argument("--fixed-steps", type=int, nargs="*", default=[300, 600, 1000],
+                        help="fixed --steps to set against auto (1000 is auto's own cap)")
+    parser.add_argument("--auto-pairs", nargs="+", default=["rocket.jpg:starry_night.jpg"],
+                        help="CONTENT:STYLE from ../shared/images/content and styles")
     parser.add_argument("--styleres-size", type=int, default=1920)
     args = parser.parse_args()
     result = {"machine": machine(), "result": globals()[args.what](args)}
