@@ -7,6 +7,7 @@ and need nothing outside the repository.
 from __future__ import annotations
 
 import importlib.resources
+import io
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,18 @@ def image_files(tmp_path_factory, content, style, style2) -> dict[str, Path]:
         paths[name] = folder / f"{name}.png"
         image.save(paths[name])
     return paths
+
+
+def local(app):
+    """A web test client that addresses the app as a browser on this machine would (the app
+    refuses requests for host names it is not served under, such as `testserver`)."""
+    from fastapi.testclient import TestClient
+
+    return TestClient(app, base_url="http://127.0.0.1:8000")
+
+
+def png(image: Image.Image) -> bytes:
+    """An upload's bytes."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("fastapi", reason="the web extra is not installed")
+from conftest import local  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from brushwork import options  # noqa: E402
@@ -30,11 +31,6 @@ from brushwork.web.app import create_app  # noqa: E402
 TINY = {"size": "48", "steps": "3"}
 LONG = {"size": "48", "steps": "5000"}  # runs until cancelled
 
-
-def local(app) -> TestClient:
-    """A test client that addresses the app as a browser on this machine would (the app
-    refuses requests for host names it is not served under, such as `testserver`)."""
-    return TestClient(app, base_url="http://127.0.0.1:8000")
 
 
 def encode(image: Image.Image, fmt: str = "PNG") -> bytes:

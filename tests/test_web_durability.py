@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("fastapi", reason="the web extra is not installed")
-from fastapi.testclient import TestClient  # noqa: E402
+from conftest import local, png  # noqa: E402
 
 from brushwork import images  # noqa: E402
 from brushwork.web.app import create_app  # noqa: E402
@@ -34,18 +34,10 @@ TINY = {"size": "32", "steps": "2"}
 LONG = {"size": "48", "steps": "5000"}
 
 
-def png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
 
 def job_files(content: bytes, style: bytes) -> list:
     return [("content", ("photo.png", content, "image/png")), ("styles", ("style.png", style, "image/png"))]
 
-
-def local(app) -> TestClient:
-    return TestClient(app, base_url="http://127.0.0.1:8000")
 
 
 def wait_for(get, job_id: str, condition, timeout: float = 120) -> dict:

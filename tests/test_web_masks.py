@@ -15,19 +15,12 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("fastapi", reason="the web extra is not installed")
+from conftest import local, png  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from brushwork.web.app import create_app  # noqa: E402
 
 
-def local(app) -> TestClient:
-    return TestClient(app, base_url="http://127.0.0.1:8000")
-
-
-def png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def half(size: tuple[int, int], left: int) -> Image.Image:

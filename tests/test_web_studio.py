@@ -12,25 +12,17 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("fastapi", reason="the web extra is not installed")
-from fastapi.testclient import TestClient  # noqa: E402
+from conftest import local, png  # noqa: E402
 
 from brushwork.fast.apply import shipped_models  # noqa: E402
 from brushwork.web.app import create_app  # noqa: E402
 
 
-def local(app) -> TestClient:
-    return TestClient(app, base_url="http://127.0.0.1:8000")
-
-
-def encode(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
 def upload(content, style) -> list:
-    return [("content", ("photo.png", encode(content), "image/png")), ("styles", ("style.png", encode(style), "image/png"))]
+    return [("content", ("photo.png", png(content), "image/png")), ("styles", ("style.png", png(style), "image/png"))]
 
 
 def test_a_compare_grid_is_planned_when_queued_and_refused_when_wrong(tmp_path, upload):
@@ -126,7 +118,7 @@ def test_fast_mode_paints_with_apply_options_and_lists_the_models_folder(tmp_pat
     assert listed["starry-night"]["source"] == "shipped" and listed["mine"]["source"] == "models"
     assert listed["mine"]["style"] == listed["starry-night"]["style"] and "error" in listed["broken"]
 
-    photo = [("photo", ("photo.png", encode(content), "image/png"))]
+    photo = [("photo", ("photo.png", png(content), "image/png"))]
     full = client.post("/api/fast", files=photo, data={"model": "mine", "size": "64"})
     assert full.status_code == 200 and full.headers["content-type"] == "image/png"
     painted = Image.open(io.BytesIO(full.content)).convert("RGB")
