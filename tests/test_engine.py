@@ -178,9 +178,15 @@ def test_multiscale(engine, content, style):
     assert {r.width for r in engine.run(content, [style], TINY.replace(scales=3, steps=1)).records} == {48}
 
 
-def test_tv_weight_smooths(engine, content, style, plain):
-    smooth = engine.run(content, [style], TINY.replace(tv_weight=50.0))
-    assert smooth.records[-1].tv < plain.records[-1].tv
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_tv_weight_smooths(engine, content, style, precision):
+    """At 5 steps the style gradient still dominates and bf16 rounding decides which run ends
+    smoother; by 10 the TV term has halved the roughness on either precision (the term itself
+    is computed in fp32)."""
+    options = TINY.replace(steps=10, precision=precision)
+    rough = engine.run(content, [style], options).records[-1].tv
+    smooth = engine.run(content, [style], options.replace(tv_weight=50.0)).records[-1].tv
+    assert smooth < 0.7 * rough
 
 
 def test_tutorial_preset_runs_small(engine, content, style):

@@ -398,7 +398,7 @@ def test_training_with_another_style_loss(style_file, data_dir, tmp_path, capsys
 
 
 def test_backends_agree_and_the_torch_path_keeps_the_float_pipeline(tiny_model):
-    """onnxruntime, the CPU default, differs from PyTorch by float rounding only (≤ 1 in 8
+    """onnxruntime, the default for fp32 on a CPU, differs from PyTorch by float rounding only (≤ 1 in 8
     bits), with one network call per thread or one for all; PyTorch through uint8 frames gives
     exactly what the float path (to_tensor, the network, to_pil) gave before; odd sizes and
     --size work in each."""
@@ -406,24 +406,26 @@ def test_backends_agree_and_the_torch_path_keeps_the_float_pipeline(tiny_model):
     frames = [(i, np.asarray(sample(name, 50).crop((0, 0, 50, 37)))) for i, name in enumerate(("chelsea.png", "coffee.png", "astronaut.png"))]
     torch.set_num_threads(2)
     try:
-        fast = apply.Stylizer(model, apply.Settings(device="cpu"))
-        single = apply.Stylizer(model, apply.Settings(device="cpu", workers=1))
+        fast = apply.Stylizer(model, apply.Settings(device="cpu", precision="fp32"))
+        single = apply.Stylizer(model, apply.Settings(device="cpu", precision="fp32", workers=1))
         assert (fast.backend, fast.batch, fast.workers, single.workers) == ("onnxruntime", 1, 2, 1)
         got = [pixels for _, pixels in pipeline.stylize_batches(fast, frames)]
         assert torch.get_num_threads() == 2  # host_threads restores the process-wide setting
         assert all(np.array_equal(a, b) for a, b in zip(got, (p for _, p in pipeline.stylize_batches(single, frames))))
     finally:
         torch.set_num_threads(1)
-    exact = apply.Stylizer(model, apply.Settings(device="cpu", backend="torch"))
+    exact = apply.Stylizer(model, apply.Settings(device="cpu", precision="fp32", backend="torch"))
     reference = [pixels for _, pixels in pipeline.stylize_batches(exact, frames)]
     assert got[0].shape == reference[0].shape == (37, 50, 3) and got[0].dtype == np.uint8
     assert max(np.abs(a.astype(int) - b.astype(int)).max() for a, b in zip(got, reference)) <= 1
     with torch.no_grad():
         expected = [images.to_pil(model.net(images.to_tensor(Image.fromarray(f)))) for _, f in frames]
     assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(reference, expected))
-    resized = apply.Stylizer(model, apply.Settings(device="cpu", size=20))
+    resized = apply.Stylizer(model, apply.Settings(device="cpu", precision="fp32", size=20))
     assert next(pipeline.stylize_batches(resized, frames))[1].shape == (15, 20, 3)
     assert apply.Stylizer(model, apply.Settings(device="cpu", precision="bf16")).backend == "torch"
+    named = apply.Stylizer(model, apply.Settings(device="cpu", backend="onnxruntime"))  # implies fp32 on any CPU
+    assert (named.backend, named.dtype) == ("onnxruntime", torch.float32)
     with pytest.raises(BrushworkError, match="fp32 on the CPU only"):
         apply.Stylizer(model, apply.Settings(device="cpu", precision="bf16", backend="onnxruntime"))
     with pytest.raises(BrushworkError, match="needs the onnxruntime backend"):
@@ -435,7 +437,7 @@ def test_overlapped_pipeline_writes_the_same_bytes_as_the_sequential_one(tiny_mo
     model = load_model(tiny_model)
     outputs = {}
     for overlap in (True, False):
-        stylizer = apply.Stylizer(model, apply.Settings(device="cpu", batch=2, overlap=overlap, workers=1 + overlap))
+        stylizer = apply.Stylizer(model, apply.Settings(device="cpu", precision="fp32", batch=2, overlap=overlap, workers=1 + overlap))
         folder = tmp_path / f"out{overlap}"
         folder.mkdir()
         pipeline.stylize_files(stylizer, [(p, folder / p.name) for p in paths], lambda text: None)

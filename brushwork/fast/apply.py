@@ -253,8 +253,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, help="images or video frames per network call (default: 1 on a CPU, 8 on a GPU)")
     p.add_argument("--deflicker", type=float, default=0.5, help="video: blend static parts with the previous frame, 0 = off (default 0.5)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="auto: bf16 where fast")
-    p.add_argument("--backend", default="auto", choices=BACKENDS, help="auto: onnxruntime for fp32 on a CPU where installed, else torch")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="auto: bf16 where the CPU or GPU has it natively; fp32 with --backend onnxruntime")
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="auto: onnxruntime for fp32 on a CPU where installed, else torch; onnxruntime alone implies fp32")
     p.add_argument("--workers", type=int, help="onnxruntime: network calls at once, threads shared among them (default: one per thread)")
     p.add_argument("--quiet", "-q", action="store_true")
     add_ray_flag(p, "pictures through a Ray Data pool of model actors (one per GPU or CPU), one task per video")

@@ -99,6 +99,14 @@ def onnx_session(net: TransformNet, threads: int):
     return onnxruntime.InferenceSession(onnx_graph(net), options, providers=["CPUExecutionProvider"])
 
 
+def run_dtype(settings: Settings, device: torch.device) -> torch.dtype:
+    """--precision auto picks bf16 where it is native, except that asking for onnxruntime,
+    which runs fp32 only, means fp32: the backend named alone is enough."""
+    if settings.backend == "onnxruntime" and settings.precision == "auto":
+        return torch.float32
+    return pick_dtype(settings.precision, device)
+
+
 def pick_backend(name: str, device: torch.device, dtype: torch.dtype) -> str:
     """onnxruntime where it is installed and the run is fp32 on the CPU, else PyTorch."""
     if name == "torch":
@@ -128,7 +136,7 @@ class Stylizer:
         settings.validate()
         self.settings = settings
         self.device = pick_device(settings.device)
-        self.dtype = pick_dtype(settings.precision, self.device)
+        self.dtype = run_dtype(settings, self.device)
         self.backend = pick_backend(settings.backend, self.device, self.dtype)
         self.batch = settings.batch or (1 if self.device.type == "cpu" else 8)
         threads = torch.get_num_threads()
