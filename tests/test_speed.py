@@ -1,4 +1,4 @@
-"""Issue 3: coarse-to-fine, bf16, memory estimate. Tiny images, few steps."""
+"""Coarse-to-fine, bf16, memory estimate. Tiny images, few steps."""
 
 from __future__ import annotations
 
