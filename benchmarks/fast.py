@@ -26,9 +26,9 @@ video: a --video-size² H.264 video of --video-frames frames (a pan across a pho
 the network's own rate (frames already on the device, batches of the default size, the
 device synchronized) against `brushwork apply` end to end on the file (video.stylize_video).
 
-quality: content and style distances from `brushwork.score.score` of each
-method's output at --quality-size, for every photo, against The Starry Night. The photos are scikit-image's astronaut, chelsea, coffee and rocket, which
-the shipped model never saw in training.
+quality: content and style distances from `brushwork.score.score` of each method's output
+at --quality-size, for every photo, against The Starry Night. The photos are scikit-image's
+astronaut, chelsea, coffee and rocket, which the shipped model never saw in training.
 
 The JSON also records the machine: CPU, cores, PyTorch and onnxruntime threads, versions,
 the load average before and after, and the date.
