@@ -1,0 +1,103 @@
+"""MkDocs hook: the CLI reference page, rendered from brushwork's own argparse parsers at
+build time, so it says exactly what `brushwork COMMAND --help` says and cannot drift.
+
+The page `reference/cli.md` does not exist on disk; this hook adds it to the site's files.
+When the parser moves, only PARSER changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+
+from mkdocs.structure.files import File, Files
+
+PARSER = "brushwork.cli:build_parser"  # the function that builds the `brushwork` parser
+PAGE = "reference/cli.md"
+WIDTH = "100"  # columns for argparse's usage lines
+
+
+def build_parser() -> argparse.ArgumentParser:
+    module, function = PARSER.split(":")
+    return getattr(importlib.import_module(module), function)()
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The subcommands in the order `brushwork --help` lists them."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;")
+
+
+def flag_names(action: argparse.Action) -> str:
+    """`-s, --style STYLE [STYLE ...]` for an option, `content` for a positional."""
+    formatter = argparse.HelpFormatter("brushwork")
+    if not action.option_strings:
+        return f"`{formatter._metavar_formatter(action, action.dest)(1)[0]}`"
+    metavar = "" if action.nargs == 0 else " " + formatter._format_args(action, action.dest.upper())
+    return f"`{', '.join(action.option_strings)}{metavar}`"
+
+
+def default_of(action: argparse.Action) -> str:
+    if action.required:
+        return "required"
+    if action.default in (None, False, argparse.SUPPRESS) or action.nargs == 0:  # flags' defaults are in their help
+        return ""
+    value = action.default
+    return f"`{' '.join(map(str, value)) if isinstance(value, (list, tuple)) else value}`"
+
+
+def arguments_table(parser: argparse.ArgumentParser) -> list[str]:
+    rows = ["| argument | default | what it does |", "| --- | --- | --- |"]
+    formatter = parser._get_formatter()
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
+            continue
+        help_text = formatter._expand_help(action) if action.help else ""
+        rows.append(f"| {cell(flag_names(action))} | {cell(default_of(action))} | {cell(help_text)} |")
+    return rows
+
+
+def command_section(name: str, parser: argparse.ArgumentParser) -> list[str]:
+    lines = [f"## `brushwork {name}`", ""]
+    if parser.description:
+        lines += [parser.description, ""]
+    lines += ["```text", parser.format_usage().strip(), "```", ""]
+    return lines + arguments_table(parser) + [""]
+
+
+def render() -> str:
+    os.environ["COLUMNS"] = WIDTH
+    parser = build_parser()
+    commands = subcommands(parser)
+    helps = {a.dest: a.help for a in parser._actions if isinstance(a, argparse._SubParsersAction) for a in a._choices_actions}
+    lines = [
+        "# Command line",
+        "",
+        "Generated from brushwork's argument parsers when the site is built: it is what",
+        "`brushwork COMMAND --help` prints, as tables.",
+        "",
+        "```text",
+        parser.format_help().strip(),
+        "```",
+        "",
+        "| command | what it does |",
+        "| --- | --- |",
+        *(f"| [`{name}`](#brushwork-{name}) | {cell(helps.get(name) or '')} |" for name in commands),
+        "",
+    ]
+    for name, sub in commands.items():
+        lines += command_section(name, sub)
+    return "\n".join(lines)
+
+
+def on_files(files: Files, config) -> Files:
+    files.append(File.generated(config, PAGE, content=render()))
+    return files
