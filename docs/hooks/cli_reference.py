@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import sys
+from pathlib import Path
 
 from mkdocs.structure.files import File, Files
 
@@ -18,17 +20,17 @@ PAGE = "reference/cli.md"
 WIDTH = "100"  # columns for argparse's usage lines
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(root: str) -> argparse.ArgumentParser:
+    """The parser of the checkout the site is built from (not of an older installed copy)."""
+    if root not in sys.path:
+        sys.path.insert(0, root)
     module, function = PARSER.split(":")
     return getattr(importlib.import_module(module), function)()
 
 
-def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    """The subcommands in the order `brushwork --help` lists them."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    return {}
+def subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    """The subcommands (`.choices`, in the order `brushwork --help` lists them)."""
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
 
 def cell(text: str) -> str:
@@ -73,11 +75,11 @@ def command_section(name: str, parser: argparse.ArgumentParser) -> list[str]:
     return lines + arguments_table(parser) + [""]
 
 
-def render() -> str:
+def render(root: str) -> str:
     os.environ["COLUMNS"] = WIDTH
-    parser = build_parser()
+    parser = build_parser(root)
     commands = subcommands(parser)
-    helps = {a.dest: a.help for a in parser._actions if isinstance(a, argparse._SubParsersAction) for a in a._choices_actions}
+    summaries = {choice.dest: choice.help or "" for choice in commands._choices_actions}
     lines = [
         "# Command line",
         "",
@@ -90,14 +92,15 @@ def render() -> str:
         "",
         "| command | what it does |",
         "| --- | --- |",
-        *(f"| [`{name}`](#brushwork-{name}) | {cell(helps.get(name) or '')} |" for name in commands),
+        *(f"| [`{name}`](#brushwork-{name}) | {cell(summaries.get(name, ''))} |" for name in commands.choices),
         "",
     ]
-    for name, sub in commands.items():
+    for name, sub in commands.choices.items():
         lines += command_section(name, sub)
     return "\n".join(lines)
 
 
 def on_files(files: Files, config) -> Files:
-    files.append(File.generated(config, PAGE, content=render()))
+    root = str(Path(config.config_file_path).resolve().parent)
+    files.append(File.generated(config, PAGE, content=render(root)))
     return files
