@@ -47,23 +47,25 @@ def flag_names(action: argparse.Action) -> str:
     return f"`{', '.join(action.option_strings)}{metavar}`"
 
 
-def default_of(action: argparse.Action) -> str:
+def description(action: argparse.Action, formatter: argparse.HelpFormatter) -> str:
+    """The help text, saying "required" or the default where the help itself does not."""
+    text = formatter._expand_help(action) if action.help else ""
     if action.required:
-        return "required"
-    if action.default in (None, False, argparse.SUPPRESS) or action.nargs == 0:  # flags' defaults are in their help
-        return ""
+        return f"required; {text}" if text else "required"
     value = action.default
-    return f"`{' '.join(map(str, value)) if isinstance(value, (list, tuple)) else value}`"
+    if value in (None, False, argparse.SUPPRESS) or action.nargs == 0 or "default" in text:
+        return text
+    shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+    return f"{text} (default: {shown})"
 
 
 def arguments_table(parser: argparse.ArgumentParser) -> list[str]:
-    rows = ["| argument | default | what it does |", "| --- | --- | --- |"]
+    rows = ["| argument | what it does |", "| --- | --- |"]
     formatter = parser._get_formatter()
     for action in parser._actions:
         if isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
             continue
-        help_text = formatter._expand_help(action) if action.help else ""
-        rows.append(f"| {cell(flag_names(action))} | {cell(default_of(action))} | {cell(help_text)} |")
+        rows.append(f"| {cell(flag_names(action))} | {cell(description(action, formatter))} |")
     return rows
 
 
