@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files
 
 PARSER = "brushwork.cli:build_parser"  # the function that builds the `brushwork` parser
@@ -60,6 +61,7 @@ def description(action: argparse.Action, formatter: argparse.HelpFormatter) -> s
 
 
 def arguments_table(parser: argparse.ArgumentParser) -> list[str]:
+    """One row per argument, in the parser's order (--help itself left out)."""
     rows = ["| argument | what it does |", "| --- | --- |"]
     formatter = parser._get_formatter()
     for action in parser._actions:
@@ -70,6 +72,7 @@ def arguments_table(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def command_section(name: str, parser: argparse.ArgumentParser) -> list[str]:
+    """A subcommand's heading, usage and arguments."""
     lines = [f"## `brushwork {name}`", ""]
     if parser.description:
         lines += [parser.description, ""]
@@ -78,6 +81,7 @@ def command_section(name: str, parser: argparse.ArgumentParser) -> list[str]:
 
 
 def render(root: str) -> str:
+    """The whole page: `brushwork --help`, a table of the commands, then each command."""
     os.environ["COLUMNS"] = WIDTH
     parser = build_parser(root)
     commands = subcommands(parser)
@@ -102,7 +106,7 @@ def render(root: str) -> str:
     return "\n".join(lines)
 
 
-def on_files(files: Files, config) -> Files:
+def on_files(files: Files, config: MkDocsConfig) -> Files:
     root = str(Path(config.config_file_path).resolve().parent)
     files.append(File.generated(config, PAGE, content=render(root)))
     return files

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mkdocs.config.defaults import MkDocsConfig
+
 
 def listed(nav: object) -> set[str]:
     """Every page path the nav names."""
@@ -19,6 +21,7 @@ def listed(nav: object) -> set[str]:
 
 
 def expand(nav: object, docs: Path, named: set[str]) -> object:
+    """The nav with each `FOLDER/*.md` replaced by the folder's pages that `named` lacks."""
     if isinstance(nav, dict):
         return {key: expand(value, docs, named) for key, value in nav.items()}
     if not isinstance(nav, list):
@@ -34,7 +37,7 @@ def expand(nav: object, docs: Path, named: set[str]) -> object:
     return out
 
 
-def on_config(config):
+def on_config(config: MkDocsConfig) -> MkDocsConfig:
     if config.nav:
         config.nav = expand(config.nav, Path(config.docs_dir), listed(config.nav))
     return config
