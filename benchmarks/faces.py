@@ -1,4 +1,4 @@
-"""--protect-faces on a portrait (issue 13): scikit-image's astronaut in a painting's style,
+"""--protect-faces on a portrait: scikit-image's astronaut in a painting's style,
 without protection and with it, side by side, and how close the face stays to the photo.
 
 Measures, none of which the method optimizes (it only blends masks into the run):

@@ -12,7 +12,7 @@ speed: seconds per image (PIL in, PIL out) at 512×512 and 1024×1024 for
   * brushwork's optimization (`brushwork.api.run`), at --quality-size only: it takes minutes.
 Each method runs --repeats rounds over the photos and the median is kept.
 
-files (issue 14): --files PNGs of --files-size² (the photos, and the same mirrored), file in
+files: --files PNGs of --files-size² (the photos, and the same mirrored), file in
 and file out, in seconds per image: `brushwork apply`'s code path (pipeline.stylize_files, the
 model loaded beforehand) with default settings, with one network call at a time (--workers 1),
 also without the reader/writer threads, with --backend torch, and as apply ran before
@@ -26,8 +26,8 @@ video: a --video-size² H.264 video of --video-frames frames (a pan across a pho
 the network's own rate (frames already on the device, batches of the default size, the
 device synchronized) against `brushwork apply` end to end on the file (video.stylize_video).
 
-quality: content and style distances from `brushwork.score.score` (the compare issue's
-definitions) of each method's output at --quality-size, for every photo, against The
+quality: content and style distances from `brushwork.score.score` (as `brushwork compare`
+reports them) of each method's output at --quality-size, for every photo, against The
 Starry Night. The photos are scikit-image's astronaut, chelsea, coffee and rocket, which
 the shipped model never saw in training.
 

@@ -1,4 +1,4 @@
-"""Style losses side by side (issue 12): gram, meancov and sliced on six content / style pairs.
+"""Style losses side by side: gram, meancov and sliced on six content / style pairs.
 
 1. Sweep: on the first two pairs at --sweep-size, gram at its default weight 5, meancov and
    sliced at --sweep-weights. Each then runs at the weight whose mean content distance is

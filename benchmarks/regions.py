@@ -1,4 +1,4 @@
-"""Masks and regions (issue 13): the README's two-region example and the cost of masks.
+"""Masks and regions: the README's two-region example and the cost of masks.
 
     python benchmarks/regions.py masks      # the example's masks, from the pictures (seconds)
     python benchmarks/regions.py overhead   # seconds per evaluation with and without masks (~8 min)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fixed CPU runs whose outputs must stay bit-identical across a refactor (issue 10).
+# Fixed CPU runs whose outputs must stay bit-identical across a refactor.
 # Usage: benchmarks/same_behaviour.sh DIR   (before and after a change; then in the second DIR:
 # `sha256sum -c FIRST_DIR/SHA256SUMS`. The compare CSV holds timings, so only pictures are summed.)
 set -euo pipefail

@@ -1,9 +1,8 @@
-"""The package's shape: no import circles, the CLI on top of everything, old imports working."""
+"""The package's shape: no import circles, the CLI on top of everything."""
 
 from __future__ import annotations
 
 import ast
-import importlib
 from pathlib import Path
 
 import brushwork
@@ -75,13 +74,10 @@ def test_nothing_imports_the_cli():
     assert importers == []
 
 
-def test_old_imports_still_work():
-    old = importlib.import_module("brushwork.optimize")
+def test_the_package_exports_the_engine_and_options():
     from brushwork.engine import Engine
-    from brushwork.lbfgs import LBFGS
     from brushwork.options import Options
 
-    assert (old.Engine, old.Options, old.LBFGS) == (Engine, Options, LBFGS)
     assert brushwork.Engine is Engine and brushwork.Options is Options
 
 
