@@ -19,10 +19,11 @@ from .. import images
 from ..errors import BrushworkError
 from ..options import SETTING_BY_FIELD, Options, add_flags, add_ray_flag, options_from_args
 from ..score import STYLE_FACTOR, score
-from .grid import (
-    CELLS, Axis, Cell, Engines, Inputs, check_cell_count, check_plans, compute, load_cached, parse_axes, plan_cells,
-    score_engine,
-)
+from ..batch.cache import load_cached
+from ..batch.cells import CELLS, Cell, Inputs
+from ..batch.engines import Engines, check_plans, score_engine
+from ..batch.runner import LocalRunner
+from .grid import Axis, cell_label, check_cell_count, parse_axes, plan_cells
 from .report import write_reports
 
 __all__ = ["add_parser", "cmd_compare", "cmd_score", "score_engine"]
@@ -72,10 +73,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.ray is not None:
         from .. import cluster  # imports Ray, which only --ray needs
 
-        cluster.connect(args.ray, args.quiet)
-        interrupted = cluster.compute_grid(cells, axes, rows, inputs, cell_dir, base, args.quiet)
+        runner = cluster.RayRunner.connect(args.ray, args.quiet)
     else:
-        interrupted = compute(cells, axes, rows, inputs, cell_dir, engines, args.quiet)
+        runner = LocalRunner(args.quiet)
+    interrupted = runner.run(cells, rows, inputs, cell_dir, engines, lambda cell: cell_label(cell, axes))
     if interrupted:
         print(f"brushwork: interrupted; {len(rows)} of {len(cells)} cells are saved in {cell_dir}. "
               "Run the same command again to finish the rest.", file=sys.stderr)
