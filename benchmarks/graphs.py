@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from brushwork import images
-from brushwork.cli import demo_images
+from brushwork.commands.demo import demo_images
 from brushwork.engine import Engine
 from brushwork.options import Options
 from brushwork.score import score

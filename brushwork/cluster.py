@@ -1,5 +1,6 @@
 """`--ray [ADDRESS]`: brushwork's batch work on a Ray cluster, for `apply`, `stylize` over many
-photos and `compare` grids. Only imported when --ray is given, so Ray stays optional.
+photos and `compare` grids (RayRunner, the batch runner's other kind). Only the commands
+import it, and only when --ray is given, so Ray stays optional.
 
 How the work is split, and why:
 * `apply`: a Ray Data pipeline. Read tasks fetch the files' bytes (local or shared folders,

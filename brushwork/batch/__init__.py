@@ -23,4 +23,7 @@ and why:
 * Where the runs go is the caller's choice of runner (runner.py): this process, one group
   after another, or a Ray cluster (brushwork.cluster, which only the commands import), both
   writing the same cache.
+
+files.py plans the other kind of batch, one run per input file (`apply`, and `stylize` over
+many photos): each input's output, checked before any work.
 """
