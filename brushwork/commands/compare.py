@@ -17,7 +17,7 @@ from .. import images
 from ..batch.cache import load_cached
 from ..batch.cells import CELLS, Cell, Inputs
 from ..batch.engines import Engines, check_plans
-from ..batch.runner import LocalRunner
+from ..batch.runner import LocalRunner, Runner
 from ..compare.grid import Axis, cell_label, check_cell_count, parse_axes, plan_cells
 from ..compare.report import write_reports
 from ..errors import BrushworkError
@@ -69,7 +69,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.ray is not None:
         from .. import cluster  # imports Ray, which only --ray needs
 
-        runner = cluster.RayRunner.connect(args.ray, args.quiet)
+        runner: Runner = cluster.RayRunner.connect(args.ray, args.quiet)
     else:
         runner = LocalRunner(args.quiet)
     interrupted = runner.run(cells, rows, inputs, cell_dir, engines, lambda cell: cell_label(cell, axes))
