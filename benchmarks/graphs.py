@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from brushwork import images
-from brushwork.cli import demo_images
+from brushwork.commands.demo import demo_images
 from brushwork.engine import Engine
 from brushwork.options import Options
 from brushwork.score import score
@@ -34,7 +34,7 @@ STARTUP = {
     "import torch": "import torch",
     "import brushwork.cli": "import brushwork.cli",
     "+ device ready": "import brushwork.cli, torch; torch.zeros(1, device='{device}').sum().item()",
-    "+ engine loaded": "import brushwork.cli; from brushwork.optimize import Engine; Engine(device='{device}')",
+    "+ engine loaded": "import brushwork.cli; from brushwork.engine import Engine; Engine(device='{device}')",
 }
 
 

@@ -156,7 +156,7 @@ def time_to_reach(trace: list[tuple[float, float]], target: float) -> float | No
 
 
 def pairs(names: list[str], styles: Path) -> list[tuple[Path, Path]]:
-    from brushwork.cli import demo_images
+    from brushwork.commands.demo import demo_images
 
     skimage_data = demo_images()[0].parent
     found = []
@@ -207,7 +207,7 @@ def main() -> None:
     import torch
 
     from brushwork import images
-    from brushwork.compare import score_engine
+    from brushwork.batch.engines import score_engine
     from brushwork.score import score
 
     results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "device": args.device,

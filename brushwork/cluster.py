@@ -1,5 +1,6 @@
 """`--ray [ADDRESS]`: brushwork's batch work on a Ray cluster, for `apply`, `stylize` over many
-photos and `compare` grids. Only imported when --ray is given, so Ray stays optional.
+photos and `compare` grids (RayRunner, the batch runner's other kind). Only the commands
+import it, and only when --ray is given, so Ray stays optional.
 
 How the work is split, and why:
 * `apply`: a Ray Data pipeline. Read tasks fetch the files' bytes (local or shared folders,
@@ -24,15 +25,19 @@ import io
 import logging
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
 from . import images
 from .api import engine_for
-from .compare.grid import Axis, Cell, Engines, GridProgress, Inputs, cell_label, run_and_save, run_groups
+from .batch.cells import Cell, Inputs
+from .batch.engines import Engines
+from .batch.progress import GridProgress
+from .batch.runs import pending_groups, run_queue
 from .errors import BrushworkError
 from .fast.backend import Settings, Stylizer
 from .fast.net import FastModel, load_model
@@ -195,42 +200,46 @@ def stylize(runs: Sequence[tuple[Path, Path]], styles: list[Image.Image], option
 
 
 @ray.remote(max_retries=3)
-def run_cells(todo: list[Cell], shared: tuple[Inputs, Options, list[Cell]], cell_dir: str) -> dict[int, dict]:
-    """One compare run and any snapshots it could not give, saved into the cache as locally."""
-    inputs, base, cells = shared
-    engines = Engines(base, cells)  # the same networks, cut at the same layers, as a local grid's
+def run_cells(todo: list[Cell], shared: tuple[Inputs, Engines], cell_dir: str) -> dict[int, dict]:
+    """One batch run and any snapshots it could not give, saved into the cache as locally."""
+    inputs, engines = shared  # the same networks, cut at the same layers, as a local batch's
     rows: dict[int, dict] = {}
-    queue = [todo]
-    while queue:
-        group = queue.pop(0)
-        stop_reason, missed = run_and_save(group, inputs, Path(cell_dir), engines, ProgressReporter(enabled=False),
-                                           lambda cell, row: rows.__setitem__(cell.index, row))
-        if stop_reason == "interrupted":
-            break
-        queue[:0] = [[cell] for cell in missed]
+    run_queue([todo], inputs, Path(cell_dir), engines, lambda group: ProgressReporter(enabled=False),
+              lambda cell, row: rows.__setitem__(cell.index, row))
     return rows
 
 
-def compute_grid(
-    cells: list[Cell], axes: list[Axis], rows: dict[int, dict], inputs: Inputs, cell_dir: Path, base: Options, quiet: bool
-) -> bool:
-    """compare's `compute` on the cluster: the runs not cached yet, one task each; returns
-    whether Ctrl-C stopped it (the cells finished so far are saved, as locally)."""
-    _, gpus = slots(base.device)
-    shared = ray.put((inputs, base, cells))
-    todo = [[c for c in group if c.index not in rows] for group in run_groups(cells)]
-    task = run_cells.options(num_cpus=1, num_gpus=gpus)
-    refs = [task.remote(group, shared, str(cell_dir.resolve())) for group in todo if group]
-    overall = GridProgress(len(cells), len(rows), enabled=not quiet)
-    try:
-        for finished in completed(refs):
-            for index, row in sorted(finished.items()):
-                rows[index] = row
-                overall.cell_done(cell_label(cells[index], axes), row["seconds"])
-    except KeyboardInterrupt:
-        return True
-    finally:
-        overall.close()
-    remove_leftovers([cell_dir / f"{c.key}.{kind}" for c in cells for kind in ("png", "json")])
-    return False
+@dataclass
+class RayRunner:
+    """The batch runner (brushwork.batch.runner) on the cluster: the runs not cached yet, one
+    task each, writing the same cache as a local run."""
 
+    quiet: bool = False
+
+    @classmethod
+    def connect(cls, address: str, quiet: bool) -> "RayRunner":
+        connect(address, quiet)
+        return cls(quiet)
+
+    def run(
+        self, cells: list[Cell], rows: dict[int, dict], inputs: Inputs, cell_dir: Path, engines: Engines,
+        label: Callable[[Cell], str],
+    ) -> bool:
+        """As LocalRunner.run: returns whether Ctrl-C stopped it (the cells finished so far are
+        saved, as locally)."""
+        _, gpus = slots(engines.device)
+        shared = ray.put((inputs, engines))
+        task = run_cells.options(num_cpus=1, num_gpus=gpus)
+        refs = [task.remote(group, shared, str(cell_dir.resolve())) for group in pending_groups(cells, rows)]
+        overall = GridProgress(len(cells), len(rows), enabled=not self.quiet)
+        try:
+            for finished in completed(refs):
+                for index, row in sorted(finished.items()):
+                    rows[index] = row
+                    overall.cell_done(label(cells[index]), row["seconds"])
+        except KeyboardInterrupt:
+            return True
+        finally:
+            overall.close()
+        remove_leftovers([cell_dir / f"{c.key}.{kind}" for c in cells for kind in ("png", "json")])
+        return False

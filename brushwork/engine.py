@@ -168,8 +168,9 @@ class Engine:
         options: Options,
         callback: Callable[[Progress], None] | None = None,
     ) -> Result:
-        """Stylize `content` (RGB PIL) with `styles`; see Options for the knobs."""
-        options.validate(len(styles))
+        """Stylize `content` (RGB PIL) with `styles`; see Options for the knobs. The options are
+        checked where the run comes in, once (api.run, the commands, the web form and a batch's
+        plan call Options.validate); the engine trusts them."""
         run_masks = regions.prepare(options, content, styles)
         if options.style_crop is not None:
             styles = [images.crop(s, options.style_crop) for s in styles]

@@ -2,14 +2,13 @@
 (`SETTINGS`) that turns text into values.
 
 The table is the shared vocabulary of the whole tool: `brushwork stylize` builds its flags from
-it, `compare --vary KEY=V1,V2` parses values with it, `train` borrows the loss flags, and the
+it (commands/flags.py), `compare --vary KEY=V1,V2` parses values with it, `train` borrows the loss flags, and the
 web form takes its fields, defaults and limits from it. So a new setting is one field here and
 one row there, and every front end has it.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -280,6 +279,11 @@ class Setting:
     def default(self) -> Any:
         return getattr(Options(), self.field)
 
+    @property
+    def switch(self) -> bool:
+        """An on/off setting: a bare flag on the command line."""
+        return self.parse is _switch
+
 
 def _choice_setting(flag: str, choices: tuple[str, ...], help_text: str, web: bool = False) -> Setting:
     return Setting(flag, _field(flag), _choice(choices), help_text, choices, web)
@@ -339,49 +343,3 @@ def parse_option(field: str, text: str) -> object:
     if field not in SETTING_BY_FIELD:
         raise BrushworkError(f"{field!r} is not a stylize option; options are: {', '.join(SETTING_BY_FIELD)}")
     return SETTING_BY_FIELD[field].parse(text)
-
-
-def add_flags(
-    parser: argparse.ArgumentParser,
-    fields: tuple[str, ...] | None = None,
-    title: str = "stylization options",
-    show_defaults: bool = True,
-) -> None:
-    """Add the flags of `fields` (default: every setting) to an argparse parser, as text that
-    `options_from_args` parses, so that an error names the flag and not argparse's type."""
-    group = parser.add_argument_group(title)
-    for setting in SETTINGS:
-        if fields is not None and setting.field not in fields:
-            continue
-        if setting.parse is _switch:  # a bare flag; its text "true" goes through the same parser
-            group.add_argument(setting.flag, dest=setting.field, action="store_const", const="true", help=setting.help)
-            continue
-        default = setting.default if show_defaults else None
-        shown = f" (default: {default})" if default is not None and not isinstance(default, tuple) else ""
-        optional = {"nargs": "?", "const": setting.bare} if setting.bare is not None else {}
-        group.add_argument(
-            setting.flag, dest=setting.field, default=None, metavar=setting.field.upper(), help=setting.help + shown,
-            **optional,
-        )
-
-
-def options_from_args(args: argparse.Namespace, base: Options | None = None) -> Options:
-    """The Options that parsed flags describe; flags a command lacks or left unset keep `base`'s value."""
-    changes = {}
-    for setting in SETTINGS:
-        text = getattr(args, setting.field, None)
-        if text is not None:
-            try:
-                changes[setting.field] = setting.parse(text)
-            except BrushworkError as e:
-                raise BrushworkError(f"{setting.flag}: {e}") from None  # say which of many flags was wrong
-    return (base or Options()).replace(**changes)
-
-
-def add_ray_flag(parser: argparse.ArgumentParser, what: str) -> None:
-    """--ray [ADDRESS], alike in every command that can run on a Ray cluster (cluster.py)."""
-    parser.add_argument(
-        "--ray", nargs="?", const="auto", metavar="ADDRESS",
-        help=f"run on a Ray cluster: {what}. ADDRESS is the head's host:port; "
-             "bare --ray means auto, the cluster that `ray start` made on this machine (needs brushwork[ray])",
-    )  # fmt: skip

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import brushwork
-from brushwork import images
+from brushwork import api, images
 from brushwork.errors import BrushworkError
 from brushwork.engine import Engine
 from brushwork.options import Options
@@ -308,11 +308,11 @@ def test_wrong_engine(engine, content, style):
     ],
 )
 def test_bad_options(engine, content, style, changes, message):
-    """Refused by validate() and therefore by run(), before any work."""
+    """Refused by validate() and therefore by api.run(), before any work."""
     with pytest.raises(BrushworkError, match=re.escape(message)):
         Options(**changes).validate(1)
     with pytest.raises(BrushworkError, match=re.escape(message)):
-        engine.run(content, [style], TINY.replace(**changes))
+        api.run(content, [style], TINY.replace(**changes), engine=engine)
 
 
 def test_bad_engine_settings():

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from brushwork import cli, images
+from brushwork.batch import files
 from brushwork.errors import BrushworkError
 from brushwork.fast import apply, export, pipeline, train, video
 from brushwork.fast.net import TransformNet, load_model, model_metadata
@@ -341,11 +342,11 @@ def test_output_folders_are_checked_before_any_work(tmp_path):
     folder.mkdir()
     sample("coffee.png", 48).save(folder / "p.png")
     with pytest.raises(BrushworkError, match="output folder does not exist"):
-        apply.plan_jobs([str(folder / "p.png")], str(tmp_path / "missing" / "o.png"), overwrite=False)
+        files.plan_jobs([str(folder / "p.png")], str(tmp_path / "missing" / "o.png"), overwrite=False)
     with pytest.raises(BrushworkError, match="output folder does not exist"):
-        apply.plan_jobs([str(folder)], str(tmp_path / "missing" / "out"), overwrite=False)
+        files.plan_jobs([str(folder)], str(tmp_path / "missing" / "out"), overwrite=False)
     assert not (tmp_path / "missing").exists()
-    (job,) = apply.plan_jobs([str(folder)], str(tmp_path / "out"), overwrite=False)
+    (job,) = files.plan_jobs([str(folder)], str(tmp_path / "out"), overwrite=False)
     assert job.target == tmp_path / "out" / "p.png" and job.target.parent.is_dir()
 
 

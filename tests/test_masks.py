@@ -13,6 +13,7 @@ from PIL import Image
 
 import brushwork
 from brushwork import cli, masks, regions, tiles
+from brushwork.commands import flags
 from brushwork.errors import BrushworkError, BrushworkWarning
 from brushwork.losses import STYLE_LOSSES, StyleLoss, gram_matrix
 from brushwork.objective import Objective, TiledObjective, content_loss_for
@@ -252,8 +253,8 @@ def test_mask_flags_and_how_protect_faces_combines(monkeypatch, photo):
     bare = parser.parse_args(["stylize", "p.png", "-s", "s.png", "-o", "o.png", "--protect-faces"])
     given = parser.parse_args(["stylize", "p.png", "-s", "s.png", "t.png", "-o", "o.png", "--protect-faces", "0.3",
                                "--style-masks", "a.png,b.png", "--style-regions", "c.png,none"])
-    assert cli.options_from_args(bare).protect_faces == PROTECT_FACES_BARE
-    options = cli.options_from_args(given)
+    assert flags.options_from_args(bare).protect_faces == PROTECT_FACES_BARE
+    options = flags.options_from_args(given)
     assert (options.protect_faces, options.style_masks) == (0.3, ("a.png", "b.png"))
     assert options.style_regions == ("c.png", None)
     face = np.zeros((SIZE, SIZE), np.float32)

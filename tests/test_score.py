@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from brushwork import cli
-from brushwork.compare import score_engine
+from brushwork.batch.engines import score_engine
 from brushwork.score import Score, score
 
 

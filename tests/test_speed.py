@@ -24,7 +24,7 @@ GATYS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1", "relu4_2"
 
 @pytest.fixture(scope="module")
 def pair() -> tuple[Image.Image, Image.Image]:
-    from brushwork.cli import demo_images
+    from brushwork.commands.demo import demo_images
 
     content, style = demo_images()
     return images.load_image(content), images.load_image(style)

@@ -22,7 +22,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .. import images
 from ..options import Options
-from .grid import Axis, Cell, Inputs, cell_label
+from ..batch.cells import Cell, Inputs
+from .grid import Axis, cell_label
 
 SHEET_THUMB = 256  # longest side of a cell on the contact sheet, at most
 METRICS = ("seconds", "content_distance", "style_distance", "objective", "final_loss", "steps_done", "stop_reason")

@@ -8,15 +8,12 @@ TOLERANCE, else the file is removed and the command fails.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import torch
 
 from .. import images
 from ..errors import BrushworkError
-from .apply import resolve_model
 from .backend import onnx_graph
 from .net import load_model
 
@@ -46,19 +43,3 @@ def export_onnx(model_path: Path, output: Path, overwrite: bool = False) -> floa
         raise BrushworkError(f"the exported model differs from PyTorch by {difference:.2e} (> {TOLERANCE}); not written")
     images.write_atomic(output, data)
     return difference
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    difference = export_onnx(resolve_model(args.model), Path(args.onnx), args.overwrite)
-    if not args.quiet:
-        print(f"wrote {args.onnx} (onnxruntime matches PyTorch within {difference:.1e})", file=sys.stderr)
-    return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a fast-mode model to ONNX (checked with onnxruntime)")
-    p.add_argument("model", help="a .safetensors model from `brushwork train`, or a shipped name (starry-night)")
-    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="ONNX file to write")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--quiet", "-q", action="store_true")
-    p.set_defaults(func=cmd_export)

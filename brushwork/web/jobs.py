@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from PIL import Image
 
-from ..compare.grid import Inputs
+from ..batch.cells import Inputs
 from ..engine import Progress
 from ..errors import BrushworkError
 from ..options import Options

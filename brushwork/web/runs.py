@@ -9,7 +9,6 @@ redoes only the cells it had not finished.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -18,10 +17,11 @@ from PIL import Image
 
 from .. import images
 from ..api import engine_for
-from ..compare.grid import (
-    CELLS, Axis, Cell, Engines, Inputs, cell_label, check_cell_count, check_plans, load_cached, measure,
-    parse_axes, plan_cells, run_group, run_groups, save_cell,
-)
+from ..batch.cache import load_cached
+from ..batch.cells import CELLS, Cell, Inputs
+from ..batch.engines import Engines, check_plans
+from ..batch.runs import pending_groups, run_queue
+from ..compare.grid import Axis, cell_label, check_cell_count, parse_axes, plan_cells
 from ..compare.report import layout, write_reports
 from ..engine import Progress
 from ..errors import BrushworkError
@@ -102,7 +102,7 @@ def cell_summary(cell: Cell, row: dict) -> dict:
 
 
 class StepReporter:
-    """compare.grid's reporter interface over the job's step callback."""
+    """The batch runner's reporter interface over the job's step callback."""
 
     def __init__(self, callback: Callable[[Progress], None]):
         self.callback = callback
@@ -115,24 +115,15 @@ class StepReporter:
 
 
 def run_cells(cells: list[Cell], rows: dict[int, dict], inputs: Inputs, engines: Engines, ctx: RunContext) -> None:
-    """compare.grid.compute's loop, reporting each cell as it is saved; a cancel stops it
-    between steps through the callback."""
-    cell_dir = ctx.folder / CELLS
-    queue = [[c for c in group if c.index not in rows] for group in run_groups(cells)]
-    while queue:
-        todo = queue.pop(0)
-        if not todo:
-            continue
-        _, shots = run_group(engines.for_options(todo[0].options), inputs.content, inputs.styles, todo,
-                             StepReporter(ctx.callback))
-        missed = [c for c in todo if c.index not in shots]  # a snapshot the engine did not report
-        queue[:0] = [[dataclasses.replace(c, run_steps=c.options.steps)] for c in missed]
-        for cell in (c for c in todo if c.index in shots):
-            row = measure(shots[cell.index], cell, inputs, engines.scorer())
-            with ctx.store.writing():
-                save_cell(cell, shots[cell.index].image, row, cell_dir)
-            rows[cell.index] = row
-            ctx.cell_done(cell_summary(cell, row))
+    """The batch runner's queue, reporting each cell as it is saved; a cancel stops it between
+    steps through the callback."""
+
+    def saved(cell: Cell, row: dict) -> None:
+        rows[cell.index] = row
+        ctx.cell_done(cell_summary(cell, row))
+
+    run_queue(pending_groups(cells, rows), inputs, ctx.folder / CELLS, engines, lambda todo: StepReporter(ctx.callback),
+              saved, ctx.store.writing)
 
 
 def run_compare(job: Job, ctx: RunContext) -> dict[str, Any]:

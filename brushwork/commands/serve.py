@@ -97,8 +97,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from .app import create_app
-        from .guard import policy_for
+        from ..web.app import create_app
+        from ..web.guard import policy_for
     except ImportError as e:
         raise BrushworkError(
             f"the web app needs the web extra ({e.name} is missing): pip install 'brushwork[web]'"
