@@ -40,6 +40,7 @@ class Clip:
     source: Path
     pictures: list[Path] | None  # a sequence's files, in name order; None for a video file
     span: tuple[int, int | None]  # first frame, and the frame after the last (None: to the end)
+    count: int = 0  # frames in the span, once checked (open_clip)
 
     @property
     def is_video(self) -> bool:
@@ -58,18 +59,17 @@ class Clip:
             if index >= start:
                 yield index, Image.fromarray(picture.pixels)
 
-    def count(self) -> int | None:
-        """Frames in the span, where the container says (for the progress bar)."""
-        total = len(self.pictures) if self.pictures is not None else video_frame_count(self.source)
-        if total is None:
-            return None
-        start, end = self.span
-        return max(0, min(total, end if end is not None else total) - start)
-
-
-def video_frame_count(path: Path) -> int | None:
-    with videoio.open_video(path) as container:
-        return container.streams.video[0].frames or None
+    def check(self) -> int:
+        """The number of frames in the span, each one read once: an unreadable frame, or one of
+        another size than the first, fails here and not hours into a run."""
+        count, first = 0, None
+        for index, picture in self.raw_frames():
+            first = first or picture.size
+            if picture.size != first:
+                raise BrushworkError(f"frame {index} is {picture.width}x{picture.height}, the first frame "
+                                     f"{first[0]}x{first[1]}: a clip's frames must share one size")
+            count += 1
+        return count
 
 
 def parse_span(text: str | None) -> tuple[int, int | None]:
@@ -101,7 +101,8 @@ def open_clip(source: str, as_sequence: bool, span: tuple[int, int | None]) -> C
             raise BrushworkError(f"video not found: {path}")
         videoio.open_video(path).close()
         clip = Clip(path, None, span)
-    if clip.count() == 0:
+    clip.count = clip.check()
+    if clip.count == 0:
         raise BrushworkError(f"{path} has no frames in --frames {span[0]}:{'' if span[1] is None else span[1]}")
     return clip
 
@@ -109,20 +110,16 @@ def open_clip(source: str, as_sequence: bool, span: tuple[int, int | None]) -> C
 def frames_at_size(clip: Clip, options: Options, mask_source: str | None) -> Iterator[Frame]:
     """The clip's frames at the output's size (the first frame's, fitted to --size), with
     each frame's own mask where there is one (`mask_source`: a mask video or folder, or
-    tracked faces); a frame of another size is an error."""
+    tracked faces)."""
     mask_frames = per_frame_masks(mask_source, clip.span) if mask_source else None
     tracker = None
     if options.protect_faces:
         from .faces import FaceTrack  # scikit-image's detector, loaded only when asked for
 
         tracker = FaceTrack()
-    first_size = size = None
+    size = None
     for index, picture in clip.raw_frames():
-        if first_size is None:
-            first_size, size = picture.size, images.fit_size(*picture.size, options.size)
-        elif picture.size != first_size:
-            raise BrushworkError(f"frame {index} is {picture.width}x{picture.height}, the first frame "
-                                 f"{first_size[0]}x{first_size[1]}: a clip's frames must share one size")
+        size = size or images.fit_size(*picture.size, options.size)
         picture = picture if picture.size == size else picture.resize(size, Image.LANCZOS)
         mask = None if mask_frames is None else next(mask_frames, None)
         if mask_frames is not None and mask is None:
@@ -273,9 +270,8 @@ def paint_frames(args, clip: Clip, frames: Iterator[Frame], styles, options: Opt
     """The frame loop under one progress bar; the number of frames painted (not resumed)."""
     engine = engine_for(options)
     painted = 0
-    count = clip.count()
-    if count is not None:  # the bar and its ETA count the frames still to paint
-        count -= sum(store.has(i) for i in range(clip.span[0], clip.span[0] + count))
+    # The bar and its ETA count the frames still to paint.
+    count = clip.count - sum(store.has(i) for i in range(clip.span[0], clip.span[0] + clip.count))
     with tqdm(total=count, unit="frame", desc="stylize", disable=args.quiet, dynamic_ncols=True) as bar:
         for frame, result, link in paint_clip(engine, frames, styles, options, settings, store):
             if result is not None:

@@ -43,7 +43,7 @@ AUTO_TOLERANCE = 0.005
 PROTECT_FACES_BARE = 0.8
 # --temporal-weight: chosen in docs/guides/video.md's measurement (the temporal term is a mean of
 # squared pixel differences, so it is on the scale of the content term's per-feature mean).
-TEMPORAL_WEIGHT = 1000.0
+TEMPORAL_WEIGHT = 100.0
 
 
 @dataclass

@@ -35,7 +35,7 @@ from .temporal import TemporalTarget, long_term_weights
 
 # A later frame's schedule: single-scale steps at the output's size, from the warm start.
 # Chosen by measurement (docs/guides/video.md).
-FRAME_STEPS = 40
+FRAME_STEPS = 20
 # A frame whose flow from the previous frame is reliable on less than this share of its
 # pixels starts a new shot. Within a shot even fast pans keep most pixels reliable; across a
 # cut DIS finds consistent flow only on flat areas.
@@ -99,7 +99,7 @@ class Chain:
             reliabilities.append(reliable)
         if not warped:
             return None
-        content = self.space(torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255)
+        content = self.space(torch.tensor(pixels).permute(2, 0, 1)[None].float() / 255)
         start = torch.lerp(content, warped[0], reliabilities[0])
         target = TemporalTarget(torch.cat(warped), long_term_weights(reliabilities))
         return Link(start, target, float(reliabilities[0].mean()))
