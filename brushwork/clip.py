@@ -204,7 +204,7 @@ def prepare_output(clip: Clip, args: argparse.Namespace, run: dict) -> tuple[Pat
     there were painted by the same run."""
     output = Path(args.output)
     if clip.is_video:
-        if output.suffix.lower() not in {".mp4", ".mkv", ".mov"}:
+        if output.suffix.lower() not in videoio.VIDEO_OUTPUT_SUFFIXES:
             raise BrushworkError(f"a video is written as .mp4, .mkv or .mov, not {output.name}")
         images.check_writable(output, args.overwrite or args.resume)
     elif output.exists() and not output.is_dir():
@@ -222,7 +222,10 @@ def prepare_output(clip: Clip, args: argparse.Namespace, run: dict) -> tuple[Pat
     if record.is_file() and not args.resume:
         if not args.overwrite:
             raise BrushworkError(f"{work} holds frames of an earlier run: --resume continues it, --overwrite starts over")
-        shutil.rmtree(work) if clip.is_video else record.unlink()
+        if clip.is_video:
+            shutil.rmtree(work)
+        else:
+            record.unlink()
     if args.resume and record.is_file() and json.loads(record.read_text()) != run:
         raise BrushworkError(f"the frames in {work} were painted with other settings; --overwrite starts over")
     work.mkdir(parents=False, exist_ok=True)
@@ -235,6 +238,8 @@ def stylize_clip(args: argparse.Namespace, options: Options) -> int:
     settings = ClipSettings(args.frame_steps, parse_temporal_frames(args.temporal_frames))
     if settings.frame_steps < 1:
         raise BrushworkError("--frame-steps must be at least 1")
+    if args.trace or args.save_every:
+        raise BrushworkError("--trace and --save-every take one photo; a video's frames are kept in its work folder")
     clip = open_clip(args.content[0], args.video, parse_span(args.frames))
     styles = [images.load_image(s) for s in args.style]
     mask_source = options.mask if is_mask_sequence(options.mask) else None
@@ -244,6 +249,9 @@ def stylize_clip(args: argparse.Namespace, options: Options) -> int:
     if mask_source is not None:
         options = options.replace(mask=None)  # each frame gets its own
     options.validate(len(styles))
+    if clip.is_video and args.resume and Path(args.output).exists() and not frame_names(clip, Path(args.output))[0].exists():
+        print(f"brushwork: {args.output} is already finished; nothing to resume", file=sys.stderr)
+        return 0
     work, store = prepare_output(clip, args, run)
     frames = frames_at_size(clip, options, mask_source)
     try:

@@ -300,7 +300,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--tv-weight", "tv_weight", _number(float), "weight of the total-variation (smoothness) loss"),
     Setting("--temporal-weight", "temporal_weight", _number(float),
             "video: weight of the temporal loss that holds each frame to the previous one where the "
-            "optical flow is reliable (0: frames painted independently)"),
+            "optical flow is reliable (0: only the warm start holds them together)"),
     _choice_setting("--style-loss", tuple(STYLE_LOSSES),
                     "what of the style to match: gram, meancov or sliced (see `brushwork presets`)", web=True),
     _choice_setting("--optimizer", OPTIMIZERS, "lbfgs or adam"),

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import av
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}
+VIDEO_OUTPUT_SUFFIXES = {".mp4", ".mkv", ".mov"}  # containers the H.264 output goes into
 MP4_AUDIO_CODECS = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
 REORDER = 4  # frames over which out-of-order timestamps are sorted (B-frames reorder 1-3)
 

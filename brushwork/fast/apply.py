@@ -28,13 +28,12 @@ from PIL import Image, UnidentifiedImageError
 from .. import images, masks
 from ..errors import BrushworkError
 from ..options import PROTECT_FACES_BARE, add_ray_flag
-from ..videoio import VIDEO_SUFFIXES, open_video
+from ..videoio import VIDEO_OUTPUT_SUFFIXES, VIDEO_SUFFIXES, open_video
 from .backend import BACKENDS, Settings, Stylizer
 from .net import FastModel, load_model
 from .pipeline import stylize_batches, stylize_files
 from .video import VideoReport, stylize_video
 
-VIDEO_OUTPUT_SUFFIXES = {".mp4", ".mkv", ".mov"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 
