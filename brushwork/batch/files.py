@@ -10,9 +10,8 @@ from pathlib import Path
 
 from .. import images
 from ..errors import BrushworkError
+from ..videoio import VIDEO_OUTPUT_SUFFIXES, VIDEO_SUFFIXES
 
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}
-VIDEO_OUTPUT_SUFFIXES = {".mp4", ".mkv", ".mov"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 

@@ -29,7 +29,8 @@ from ..fast.apply import resolve_model
 from ..fast.backend import BACKENDS, Settings, Stylizer
 from ..fast.net import load_model
 from ..fast.pipeline import stylize_files
-from ..fast.video import VideoReport, open_video, stylize_video
+from ..fast.video import VideoReport, stylize_video
+from ..videoio import open_video
 from ..options import PROTECT_FACES_BARE
 from .flags import add_ray_flag
 

@@ -22,6 +22,7 @@ from ..engine import Progress, Result
 from ..errors import BrushworkError
 from ..options import Options
 from ..progress import ProgressReporter, format_duration
+from . import clip
 from .flags import add_flags, add_ray_flag, options_from_args
 
 
@@ -31,6 +32,10 @@ def snapshot_path(output: Path, step: int) -> Path:
 
 def cmd_stylize(args: argparse.Namespace) -> int:
     options = options_from_args(args)
+    if clip.is_clip(args):
+        if args.ray is not None:
+            raise BrushworkError("--ray paints photos; a video runs on this machine")
+        return clip.stylize_clip(args, options)
     one_photo = len(args.content) == 1 and not Path(args.content[0]).is_dir()
     if one_photo and args.ray is None and not args.resume:
         check_outputs(args)
@@ -186,10 +191,13 @@ def add_output_flags(p: argparse.ArgumentParser) -> None:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stylize", help="paint CONTENT in the style of one or more --style images")
-    p.add_argument("content", nargs="+", help="content photo; or several, or folders of them, with -o a folder")
+    p.add_argument("content", nargs="+", help="content photo; or several, or folders of them, with -o a folder; "
+                   "or one video (see the video options)")
     p.add_argument("--style", "-s", required=True, nargs="+", action="extend", help="style image(s)")
     add_output_flags(p)
-    p.add_argument("--resume", action="store_true", help="several photos: skip those whose output exists")
+    p.add_argument("--resume", action="store_true",
+                   help="several photos: skip those whose output exists; a video: continue from its finished frames")
     add_ray_flag(p, "each photo a Ray task, one per GPU or CPU slot")
+    clip.add_video_flags(p)
     add_flags(p)
     p.set_defaults(func=cmd_stylize)
