@@ -324,7 +324,7 @@ def test_bad_engine_settings():
 
 def test_huge_seed(engine, content, style):
     with pytest.raises(BrushworkError, match="--seed"):
-        engine.run(content, [style], TINY.replace(seed=2**64))
+        api.run(content, [style], TINY.replace(seed=2**64), engine=engine)
 
 
 def test_no_device_asked_for():
