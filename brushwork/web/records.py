@@ -9,6 +9,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from PIL import Image
 
@@ -60,6 +61,7 @@ class Job:
     grid: dict | None = None  # compare: its axes and cells, known when it is queued
     cells: list[dict] = field(default_factory=list)  # compare: each finished cell's numbers
     reports: list[str] = field(default_factory=list)  # compare: the report files, once written
+    groups: list[dict] = field(default_factory=list)  # compare: each run's cells and its first row of `losses`
     mask: bool = False  # asked with a mask (MASK_FILE)
     style_masks: bool = False  # asked with one region mask per style (style_mask_file)
     # Live state, never saved.
@@ -73,6 +75,23 @@ class Job:
         if self.status != "running" or not self.step:
             return None
         return self.elapsed / self.step * (self.total_steps - self.step)
+
+    def view(self, position: int | None, losses: bool = True) -> dict[str, Any]:
+        """The job as the API shows it (JSON-ready), given its place in line."""
+        state = {
+            "id": self.id, "kind": self.kind, "status": self.status, "position": position,
+            "created": self.created, "started": self.started, "finished": self.finished,
+            "settings": self.settings, "vary": self.vary, "rerun_of": self.rerun_of,
+            "inputs": {"content": self.content_name, "styles": self.style_names, "mask": self.mask,
+                       "style_masks": self.style_masks},
+            "step": self.step, "total_steps": self.total_steps, "loss": self.losses[-1][4] if self.losses else None,
+            "elapsed": self.elapsed, "eta_seconds": self.eta(), "width": self.width, "height": self.height,
+            "error": self.error, "warning": self.warning, "preview_version": self.preview_version,
+            "grid": self.grid, "cells": list(self.cells), "reports": self.reports, "groups": list(self.groups),
+        }
+        if losses:
+            state["losses"] = list(self.losses)
+        return state
 
     def input_files(self) -> list[str]:
         """Every picture the job was asked with, masks included, as stored: what a re-run copies."""

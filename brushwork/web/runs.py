@@ -37,14 +37,15 @@ ROW_NUMBERS = ("seconds", "content_distance", "style_distance", "objective", "fi
 @dataclass
 class RunContext:
     """What a runner needs from the queue: the options to run with (the server's device and
-    precision included), where the job's files are, the step callback, and where to report
-    a finished grid cell."""
+    precision included), where the job's files are, the step callback, where to report a
+    finished grid cell, and where to say which cells the next run of a grid paints."""
 
     options: Options
     folder: Path
     store: Store
     callback: Callable[[Progress], None]
     cell_done: Callable[[dict], None]
+    group_started: Callable[[list[int]], None] = lambda cells: None
 
     def inputs(self, job: Job) -> tuple[Image.Image, list[Image.Image]]:
         content = images.load_image(self.folder / CONTENT_FILE)
@@ -123,6 +124,7 @@ def run_cells(cells: list[Cell], rows: dict[int, dict], inputs: Inputs, engines:
         todo = queue.pop(0)
         if not todo:
             continue
+        ctx.group_started([c.index for c in todo])
         _, shots = run_group(engines.for_options(todo[0].options), inputs.content, inputs.styles, todo,
                              StepReporter(ctx.callback))
         missed = [c for c in todo if c.index not in shots]  # a snapshot the engine did not report

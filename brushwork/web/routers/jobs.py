@@ -14,7 +14,8 @@ from starlette.datastructures import FormData
 from ...errors import BrushworkError
 from ..dependencies import JobDep, LimitsDep, QueueDep
 from ..form import PICTURES, JobForm, job_form, parse_settings, request_schema, settings_form
-from ..jobs import ENDS_STREAM, JobQueue, Pictures
+from ..events import ENDS_STREAM
+from ..jobs import JobQueue, Pictures
 from ..records import ACTIVE, Job
 from ..uploads import Limits, read_image, read_mask
 
