@@ -326,10 +326,10 @@ SETTINGS: tuple[Setting, ...] = (
             "one mask per --style image, comma-separated: where each style goes (the same mask: a blend there)"),
     Setting("--style-regions", "style_regions", _masks,
             "one mask per --style image, comma-separated: which part of each style image feeds its region "
-            "(none: all of it)"),
+            "(none: all of it)", web=True),
     Setting("--protect-faces", "protect_faces", _number(float),
             f"keep faces closer to the photo, with a strength from 0 to 1 (given bare: {PROTECT_FACES_BARE})",
-            bare=str(PROTECT_FACES_BARE)),
+            web=True, bounds=(0, 1), bare=str(PROTECT_FACES_BARE)),
 )
 SETTING_BY_FIELD = {s.field: s for s in SETTINGS}
 

@@ -26,7 +26,9 @@ from ..engine import Progress
 from ..errors import BrushworkError
 from ..options import Options
 from . import events
-from .records import ACTIVE, CONTENT_FILE, INTERRUPTED, MASK_FILE, RETRYABLE, Job, style_file, style_mask_file
+from .records import (
+    ACTIVE, CONTENT_FILE, INTERRUPTED, MASK_FILE, RETRYABLE, Job, style_file, style_mask_file, style_region_file,
+)
 from .runs import describe_grid, plan_grid
 from .store import Store
 from .worker import Worker
@@ -45,11 +47,13 @@ class Pictures:
     style_names: list[str]
     mask: Image.Image | None = None
     style_masks: list[Image.Image] = field(default_factory=list)  # none, or one per style
+    style_regions: list[Image.Image] = field(default_factory=list)  # none, or one per style image
 
     def files(self) -> dict[str, Image.Image]:
         """The pictures by the names the server stores them under."""
         named = {CONTENT_FILE: self.content, **{style_file(i): s for i, s in enumerate(self.styles)},
-                 **{style_mask_file(i): m for i, m in enumerate(self.style_masks)}}
+                 **{style_mask_file(i): m for i, m in enumerate(self.style_masks)},
+                 **{style_region_file(i): m for i, m in enumerate(self.style_regions)}}
         return named | ({MASK_FILE: self.mask} if self.mask is not None else {})
 
 
@@ -81,7 +85,8 @@ class JobQueue:
         folder, styles = self.folder(job), range(len(job.style_names))
         return self.options(job.settings).replace(
             mask=str(folder / MASK_FILE) if job.mask else None,
-            style_masks=tuple(str(folder / style_mask_file(i)) for i in styles) if job.style_masks else None)
+            style_masks=tuple(str(folder / style_mask_file(i)) for i in styles) if job.style_masks else None,
+            style_regions=tuple(str(folder / style_region_file(i)) for i in styles) if job.style_regions else None)
 
     def _save(self, job: Job) -> None:
         """job.json, where a failure must not stop the worker: the state in memory stays
@@ -164,7 +169,8 @@ class JobQueue:
         """Everything that can be wrong with a request, before anything is stored; a grid's
         layout comes back, for the page to draw before the first cell is done."""
         options = self.options(settings)
-        masks = {"mask": pictures.mask, "style_masks": tuple(pictures.style_masks) or None}
+        masks = {"mask": pictures.mask, "style_masks": tuple(pictures.style_masks) or None,
+                 "style_regions": tuple(pictures.style_regions) or None}
         options.replace(**masks).validate(len(pictures.styles))
         if kind != "compare":
             return None
@@ -176,7 +182,8 @@ class JobQueue:
         grid = self.check(kind, settings, list(vary), pictures)
         self._check_open()
         job = Job(secrets.token_urlsafe(16), settings, pictures.content_name, pictures.style_names, kind, list(vary),
-                  self._take_order(), grid=grid, mask=pictures.mask is not None, style_masks=bool(pictures.style_masks))
+                  self._take_order(), grid=grid, mask=pictures.mask is not None, style_masks=bool(pictures.style_masks),
+                  style_regions=bool(pictures.style_regions))
         self.store.create(job, pictures.files())
         with self._lock:
             self._enqueue(job)
@@ -188,7 +195,7 @@ class JobQueue:
         self._check_open()
         job = Job(secrets.token_urlsafe(16), settings, source.content_name, source.style_names, source.kind,
                   list(source.vary), self._take_order(), rerun_of=source.id, grid=source.grid, mask=source.mask,
-                  style_masks=source.style_masks)
+                  style_masks=source.style_masks, style_regions=source.style_regions)
         self.store.copy_inputs(source, job)
         with self._lock:
             self._enqueue(job)

@@ -26,6 +26,7 @@ from ..compare.report import layout, write_reports
 from ..engine import Progress
 from ..errors import BrushworkError
 from ..options import SETTING_BY_FIELD, Options
+from .form import text_settings
 from .records import CONTENT_FILE, RESULT_FILES, Job, encode_preview, style_file
 from .store import Store
 
@@ -72,7 +73,7 @@ def check_axis(axis: Axis) -> None:
     """Only the page's own settings may vary, within the page's bounds: the rest of the table
     names files on the server (weights, init) or has no caps for a shared server."""
     setting = SETTING_BY_FIELD[axis.field]
-    if not setting.web:
+    if setting not in text_settings():
         raise BrushworkError(f"vary {axis.key}: not one of this form's settings")
     for label, value in zip(axis.labels, axis.values):
         if setting.bounds and value is not None and not setting.bounds[0] <= value <= setting.bounds[1]:
