@@ -95,7 +95,8 @@ def plan_grid(options: Options, vary: list[str], inputs: Inputs) -> tuple[list[A
 def describe_grid(axes: list[Axis], cells: list[Cell]) -> dict:
     """The grid as the page lays it out before any cell is done."""
     return {"axes": [{"key": a.key, "labels": a.labels} for a in axes],
-            "cells": [{"index": c.index, "coords": list(c.coords), "label": cell_label(c, axes)} for c in cells]}
+            "cells": [{"index": c.index, "coords": list(c.coords), "label": cell_label(c, axes),
+                       "steps": c.options.steps} for c in cells]}
 
 
 def cell_summary(cell: Cell, row: dict) -> dict:
