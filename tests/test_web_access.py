@@ -138,7 +138,8 @@ def test_the_paint_flow_by_keyboard_alone_and_rerun_after_a_reload_gives_the_sam
 
         # Edit and run: the job's settings, pictures and mask come back into the form.
         page.locator("#history li.done").first.get_by_role("button", name="Edit and run").click()
-        sync_api.expect(page.locator("#steps")).to_have_value("3")
+        page.wait_for_selector(f"body[data-opened='{job_id(page, 0)}']")
+        assert page.input_value("#steps") == "3"
         sync_api.expect(page.locator("#mask-state")).to_have_text("The style covers 100% of the photo.")
         assert page.evaluate("document.activeElement.name") == "preset"
         assert page.locator("#style-thumbs img").count() == 1 and page.is_enabled("#start")

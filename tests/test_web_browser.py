@@ -184,8 +184,11 @@ def history_actions(page, data: Path) -> None:
         sync_api.expect(page.locator("#history li.cancelled")).to_have_count(1, timeout=60_000)
         if attempt == "first":
             page.locator("#history li.cancelled button", has_text="Retry").click()
-    page.locator("#history li.cancelled button", has_text="Edit and run").click()  # its settings, then one changed
-    sync_api.expect(page.locator("#steps")).to_have_value("5000")
+    cancelled = page.locator("#history li.cancelled")
+    opened = cancelled.get_attribute("id").removeprefix("job-")
+    cancelled.locator("button", has_text="Edit and run").click()  # its settings, then one changed
+    page.wait_for_selector(f"body[data-opened='{opened}']")
+    assert page.input_value("#steps") == "5000"
     page.fill("#steps", "2")
     page.click("#start")
     sync_api.expect(page.locator("#status")).to_contain_text("Done: 32×32, 2 steps", timeout=120_000)

@@ -87,6 +87,7 @@ async function openJob({ job, edit }) {
   if (edit) $(mode === "compare" ? "#vary-1-values" : "#settings [name]").focus();
   else watch(job.id);
   updateStart();
+  document.body.dataset.opened = job.id; // the form holds that job now
 }
 
 function wire() {
@@ -102,6 +103,7 @@ function wire() {
     node.addEventListener("click", () => {
       if (node.dataset.mode === "fast") stopWatching();
       setMode(node.dataset.mode);
+      if (mode === "fast" && picked.content) paintFast(); // the photo picked already: paint it at once
     });
   }
   fastControls(() => mode === "fast");

@@ -48,7 +48,7 @@ function regionPicker(file, index) {
   const label = element("label", { className: "button", htmlFor: input.id,
     textContent: has ? "Region ✓" : "Region…",
     title: "optional: a grayscale picture, white over the part of this style image that counts" });
-  label.setAttribute("aria-label", `${has ? "Change the" : "Choose a"} region of style ${index + 1} (optional)`);
+  input.setAttribute("aria-label", `${has ? "Change the" : "Choose a"} region of style ${index + 1} (optional)`);
   input.addEventListener("change", async () => {
     const [region] = input.files;
     if (!region) return;

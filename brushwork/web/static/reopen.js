@@ -10,11 +10,11 @@ const load = (job, path, name) => fetchFile(`/api/jobs/${job.id}/${path}`, name)
 
 export async function reopen(job) {
   const { content, styles, mask, style_masks: masks, style_regions: regions } = job.inputs;
+  setSettings(job.settings); // at once, before any picture comes: a change typed meanwhile stays
+  setVary(job.vary);
   const [photo, ...pictures] = await Promise.all([load(job, "content.png", content),
     ...styles.map((name, i) => load(job, `style/${i}.png`, name))]);
   const parts = regions ? await Promise.all(styles.map((name, i) => load(job, `style/${i}/region.png`, `region of ${name}`))) : [];
-  setSettings(job.settings);
-  setVary(job.vary);
   setPictures(photo, pictures, parts);
   await maskReady();
   // The brush paints one region per style: an overall mask is each style's region (a blend there).
