@@ -366,3 +366,16 @@ def test_a_rerun_without_settings_repeats_the_job_byte_for_byte(tmp_path, upload
         wait_for(client, edited["id"], lambda s: s["status"] == "done")
         result = [client.get(f"/api/jobs/{job['id']}/result.png").content for job in (first, again.json(), edited)]
     assert result[0] == result[1] and result[2] != result[0]
+
+
+def test_the_instant_preview_is_offered_only_where_its_route_is_mounted(tmp_path):
+    """The page shows its instant-preview button by /api/config's features, which look at the
+    app's routes: the arbitrary-style network's route exists only where its extra is mounted."""
+    from fastapi import APIRouter
+
+    app = create_app(tmp_path)
+    assert local(app).get("/api/config").json()["features"] == {"instant_preview": False}
+    router = APIRouter()
+    router.add_api_route("/api/fast/style", lambda: {}, methods=["POST"])
+    app.include_router(router)
+    assert local(app).get("/api/config").json()["features"] == {"instant_preview": True}

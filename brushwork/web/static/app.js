@@ -8,6 +8,7 @@ import { fastControls, loadModels, paintFast } from "./fast.js";
 import { loadHistory } from "./history.js";
 import { brushControls, maskParts, syncMask } from "./mask.js";
 import { addSamples, dropZone, onPicked, setLimits } from "./pictures.js";
+import { previewControls } from "./preview.js";
 import { reopen } from "./reopen.js";
 import { fillSettings, settingsProblem, varySpecs } from "./settings.js";
 import { cancelWatched, stopWatching, watch } from "./watch.js";
@@ -26,6 +27,7 @@ function missing() {
 function updateStart() {
   const why = missing();
   $("#start").disabled = Boolean(why);
+  $("#preview-button").disabled = Boolean(why) || mode === "fast";
   $("#start-hint").textContent = why || `Ready: press ${START[mode]}.`;
 }
 
@@ -119,6 +121,7 @@ async function init() {
   try {
     const config = await api("/api/config");
     setLimits(config.limits);
+    previewControls(config.features);
     fillSettings(config);
     addSamples(config.samples);
     await loadModels();

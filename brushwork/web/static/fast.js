@@ -55,7 +55,7 @@ export async function paintFast() {
     const { blob, seconds } = await request();
     if (shown) URL.revokeObjectURL(shown);
     shown = URL.createObjectURL(blob);
-    $("#fast-image").src = shown;
+    Object.assign($("#fast-image"), { src: shown, alt: `painted by ${$("#model").value}` });
     $("#download-fast").href = shown;
     $("#fast-section").hidden = false;
     say(`Painted with ${$("#model").value} in ${seconds.toFixed(1)} s.`);
