@@ -122,7 +122,8 @@ def test_job_streams_progress_and_keeps_its_result(tmp_path, uploads):
     with local(create_app(tmp_path, preview_interval=0)) as client:
         job = submit(client, uploads, TINY, content_name="../../../etc/photo.png")
         assert len(job["id"]) >= 22 and job["status"] in ("queued", "running")
-        assert job["inputs"] == {"content": "photo.png", "styles": ["style0.jpg"], "mask": False, "style_masks": False}
+        assert job["inputs"] == {"content": "photo.png", "styles": ["style0.jpg"], "mask": False, "style_masks": False,
+                                 "style_regions": False}
         events = read_events(client, job["id"])
 
         assert events[0][0] == "state" and events[-1][0] == "state"

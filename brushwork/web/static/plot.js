@@ -50,4 +50,5 @@ export function drawPlot(svg, losses, groups = [], labels = true) {
   return true;
 }
 
-export const sparkline = () => svgNode("svg", { viewBox: "0 0 300 120", class: "spark", "aria-hidden": "true" });
+export const sparkline = () => svgNode("svg", { viewBox: "0 0 300 120", class: "spark", "aria-hidden": "true",
+  preserveAspectRatio: "none" });
