@@ -1,14 +1,14 @@
 """End to end in a real browser: Debian's headless Chromium, driven by Playwright, against
 `brushwork serve`'s app under uvicorn on a free loopback port.
 
-The first test uploads two small pictures, starts a tiny job, watches the live preview
-change, waits for the result, downloads it, and leaves a screenshot (web.png in its tmp
-folder; the README's docs/images/web.png is a copy of one). The second paints in fast mode,
-runs a two-cell compare grid and its downloads, and uses the history's delete, retry and
-edit and run (screenshots web-fast.png and web-compare.png). The third uses the brush: a mask file,
-invert and clear, a stroke and an eraser stroke, a run that changes the photo only inside the
-stroke, and with a second style a second colour whose stroke becomes its own region mask
-(web-mask.png).
+The first test is refused a file that is no picture where it picks it, uploads two small
+pictures, starts a tiny job, watches the live preview change, waits for the result,
+downloads it, and leaves a screenshot (web.png in its tmp folder). The second paints in fast
+mode, runs a two-cell compare grid and its downloads, and uses the history's delete, retry
+and edit and run (screenshots web-fast.png and web-compare.png). The third uses the brush: a
+mask file, invert and clear, a stroke and an eraser stroke, a run that changes the photo
+only inside the stroke, and with a second style a second colour whose stroke becomes its own
+region mask (web-mask.png). Keyboard, screen-reader and phone checks are in test_web_access.py.
 """
 
 from __future__ import annotations
