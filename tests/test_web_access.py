@@ -230,4 +230,10 @@ def test_a_bad_file_is_refused_where_it_is_dropped(browser, tmp_path, content):
         sync_api.expect(problem).to_be_hidden()
         assert page.get_attribute("#content-input", "aria-invalid") == "false"
         assert page.inner_text("#start-hint") == "Pick at least one style image."
+        page.set_input_files("#style-input", small)
+        page.fill("#steps", "99999")  # over the settings table's bound: Start waits, saying why
+        sync_api.expect(page.locator("#start-hint")).to_contain_text("Steps: ")
+        assert page.is_disabled("#start") and page.get_attribute("#steps", "aria-invalid") == "true"
+        page.fill("#steps", "3")
+        sync_api.expect(page.locator("#start")).to_be_enabled()
     assert not errors
