@@ -10,6 +10,7 @@ saying so when it is in none of them.
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from pathlib import Path
@@ -25,7 +26,9 @@ PHONES = (360, 390, 430)  # px wide
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 pytest.importorskip("fastapi", reason="the web extra is not installed")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-from conftest import serving  # noqa: E402
+from conftest import png, serving  # noqa: E402
+from fastapi import APIRouter, File, UploadFile  # noqa: E402
+from fastapi.responses import Response  # noqa: E402
 
 from brushwork.web.app import create_app  # noqa: E402
 
@@ -236,4 +239,40 @@ def test_a_bad_file_is_refused_where_it_is_dropped(browser, tmp_path, content):
         assert page.is_disabled("#start") and page.get_attribute("#steps", "aria-invalid") == "true"
         page.fill("#steps", "3")
         sync_api.expect(page.locator("#start")).to_be_enabled()
+    assert not errors
+
+
+def test_the_instant_preview_shows_where_the_server_has_its_route(browser, tmp_path, content, style):
+    """The page offers Instant preview only where /api/fast/style is mounted (the arbitrary-style
+    network's route); here a stand-in that answers with the photo mirrored."""
+    def mirrored(photo: UploadFile = File(), style: list[UploadFile] = File()) -> Response:
+        picture = Image.open(photo.file).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return Response(png(picture), media_type="image/png")
+
+    photo, texture = tmp_path / "photo.png", tmp_path / "texture.png"
+    content.save(photo)
+    style.save(texture)
+    errors: list[str] = []
+    plain = create_app(tmp_path / "plain")
+    with serving(plain) as url:
+        page = open_page(browser, url, errors)
+        assert page.is_hidden("#preview-button")
+    app = create_app(tmp_path / "data")
+    router = APIRouter()
+    router.add_api_route("/api/fast/style", mirrored, methods=["POST"])
+    app.include_router(router)
+    with serving(app) as url:
+        page = open_page(browser, url, errors)
+        assert page.is_visible("#preview-button") and page.is_disabled("#preview-button")
+        page.set_input_files("#content-input", photo)
+        page.set_input_files("#style-input", texture)
+        page.click("#preview-button")
+        sync_api.expect(page.locator("#fast-image")).to_have_js_property("naturalWidth", content.width)
+        sync_api.expect(page.locator("#announce")).to_contain_text("Instant preview in ")
+        shown = page.evaluate("""async () => {
+            const blob = await (await fetch(document.querySelector("#fast-image").src)).blob();
+            return Array.from(new Uint8Array(await blob.arrayBuffer()));
+        }""")
+        assert Image.open(io.BytesIO(bytes(shown))).tobytes() == content.transpose(
+            Image.Transpose.FLIP_LEFT_RIGHT).tobytes()
     assert not errors
