@@ -72,9 +72,12 @@ def graph(name: str) -> bytes:
     return model.SerializeToString()
 
 
+@functools.lru_cache(maxsize=4)
 def session(name: str, threads: int):
-    """Spinning off, as for trained models (backend.onnx_session): idle threads that spin take
-    the cores the pipeline's reader and writer need."""
+    """Made once per process and thread count (onnxruntime sessions may be run from several
+    threads at once), so a preview after the first costs only the network's run. Spinning is
+    off, as for trained models (backend.onnx_session): idle threads that spin take the cores
+    the pipeline's reader and writer need."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -85,9 +88,8 @@ def session(name: str, threads: int):
     return onnxruntime.InferenceSession(graph(name), options, providers=["CPUExecutionProvider"])
 
 
-@functools.lru_cache(maxsize=1)
 def predictor():
-    """Loaded once per process: a blend, the web preview and --init fast all reuse it."""
+    """The style predictor, with every thread (it runs alone, once per painting)."""
     return session("predict", torch.get_num_threads())
 
 
