@@ -144,13 +144,14 @@ class ArbitraryModel:
 
     vector: np.ndarray  # 1×1×1×100 float32, the predictor's output shape
     styles: tuple[str, ...]
+    float_graph: bool = True  # False: the shipped int8 graph (benchmarks/arbitrary.py compares them)
 
     @property
     def style(self) -> str:
         return " + ".join(self.styles)
 
     def network(self, threads: int) -> "ArbitraryNet":
-        return ArbitraryNet(self.vector, threads)
+        return ArbitraryNet(self.vector, threads, self.float_graph)
 
 
 def load_styles(styles: Sequence[str | Path | Image.Image], weights: Sequence[float] | None = None) -> ArbitraryModel:
@@ -173,9 +174,9 @@ class ArbitraryNet:
     picture per call of the graph (its batch is 1). Safe to call from several threads at once
     (onnxruntime runs outside the interpreter lock)."""
 
-    def __init__(self, vector: np.ndarray, threads: int):
+    def __init__(self, vector: np.ndarray, threads: int, float_graph: bool = True):
         self.vector = vector
-        self.session = session("transform", threads)
+        self.session = session("transform", threads, float_graph)
         self.content, self.style = (i.name for i in self.session.get_inputs())
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
