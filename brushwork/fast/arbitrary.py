@@ -143,12 +143,8 @@ class ArbitraryModel:
     picklable, so --ray sends it to the nodes, which load the transformer themselves."""
 
     vector: np.ndarray  # 1×1×1×100 float32, the predictor's output shape
-    styles: tuple[str, ...]
+    styles: tuple[str, ...]  # the paintings' file names, for a reader of the object
     float_graph: bool = True  # False: the shipped int8 graph (benchmarks/arbitrary.py compares them)
-
-    @property
-    def style(self) -> str:
-        return " + ".join(self.styles)
 
     def network(self, threads: int) -> "ArbitraryNet":
         return ArbitraryNet(self.vector, threads, self.float_graph)
