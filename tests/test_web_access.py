@@ -30,6 +30,7 @@ from conftest import png, serving  # noqa: E402
 from fastapi import APIRouter, File, UploadFile  # noqa: E402
 from fastapi.responses import Response  # noqa: E402
 
+from brushwork.web import app as web_app  # noqa: E402
 from brushwork.web.app import create_app  # noqa: E402
 
 
@@ -242,7 +243,7 @@ def test_a_bad_file_is_refused_where_it_is_dropped(browser, tmp_path, content):
     assert not errors
 
 
-def test_the_instant_preview_shows_where_the_server_has_its_route(browser, tmp_path, content, style):
+def test_the_instant_preview_shows_where_the_server_has_its_route(browser, tmp_path, content, style, monkeypatch):
     """The page offers Instant preview only where /api/fast/style is mounted (the arbitrary-style
     network's route); here a stand-in that answers with the photo mirrored."""
     def mirrored(photo: UploadFile = File(), style: list[UploadFile] = File()) -> Response:
@@ -253,6 +254,7 @@ def test_the_instant_preview_shows_where_the_server_has_its_route(browser, tmp_p
     content.save(photo)
     style.save(texture)
     errors: list[str] = []
+    monkeypatch.setattr(web_app, "has_instant_preview", lambda: False)  # a stand-in route, not the network
     plain = create_app(tmp_path / "plain")
     with serving(plain) as url:
         page = open_page(browser, url, errors)

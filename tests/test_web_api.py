@@ -369,11 +369,14 @@ def test_a_rerun_without_settings_repeats_the_job_byte_for_byte(tmp_path, upload
     assert result[0] == result[1] and result[2] != result[0]
 
 
-def test_the_instant_preview_is_offered_only_where_its_route_is_mounted(tmp_path):
+def test_the_instant_preview_is_offered_only_where_its_route_is_mounted(tmp_path, monkeypatch):
     """The page shows its instant-preview button by /api/config's features, which look at the
-    app's routes: the arbitrary-style network's route exists only where its extra is mounted."""
+    app's routes: the arbitrary-style network's route is mounted only where its extra is installed."""
     from fastapi import APIRouter
 
+    from brushwork.web import app as web_app
+
+    monkeypatch.setattr(web_app, "has_instant_preview", lambda: False)
     app = create_app(tmp_path)
     assert local(app).get("/api/config").json()["features"] == {"instant_preview": False}
     router = APIRouter()

@@ -2,8 +2,8 @@
 (brushwork.fast.arbitrary), answered while the client waits (about a second on a CPU).
 
 Like /api/fast it stores nothing and paints one picture at a time: on a small machine, two at
-once would only each take twice as long. Not mounted by the app yet: include `router` where
-the app includes its other routers.
+once would only each take twice as long. The app mounts it where brushwork[arbitrary] is
+installed, and the page then offers its Instant preview button.
 """
 
 from __future__ import annotations
