@@ -39,8 +39,7 @@ function setMode(next) {
   $("#settings").hidden = next === "fast";
   $("#vary").hidden = next !== "compare";
   $("#fast-settings").hidden = next !== "fast";
-  $("#bar").hidden = next === "fast"; // a fast picture has no steps to follow
-  if (next === "fast") $("#plot-box").hidden = true;
+  if (next === "fast") $("#bar").hidden = $("#plot-box").hidden = true; // a fast picture has no steps to follow
   $("#start").textContent = START[next];
   $("#run-title").textContent = { stylize: "3 · Painting", compare: "3 · Grid", fast: "3 · Result" }[next];
   updateStart();

@@ -34,6 +34,7 @@ async function preview() {
     Object.assign($("#fast-image"), { src: shown, alt: "instant preview by the arbitrary-style network" });
     $("#download-fast").href = shown;
     $("#fast-section").hidden = false;
+    $("#fast-section").scrollIntoView({ block: "nearest" }); // in view; the focus stays on the button
     say(`Instant preview in ${seconds.toFixed(1)} s (the arbitrary-style network; Start paints the real one).`);
   } catch (error) {
     showError(error.message);

@@ -13,12 +13,13 @@ export const watchedId = () => (watching ? watching.id : null);
 export function stopWatching() {
   if (watching) watching.source.close();
   watching = null;
-  for (const id of ["#result", "#preview", "#grid-section", "#cancel", "#plot-box"]) $(id).hidden = true;
+  for (const id of ["#result", "#preview", "#grid-section", "#cancel", "#plot-box", "#bar"]) $(id).hidden = true;
 }
 
 export function watch(id) {
   stopWatching();
   $("#fast-section").hidden = true;
+  $("#bar").hidden = false;
   const source = new EventSource(`/api/jobs/${id}/events`);
   watching = { id, source, state: null, preview: 0, grid: null };
   source.addEventListener("state", (event) => {
