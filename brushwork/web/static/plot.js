@@ -45,7 +45,8 @@ export function drawPlot(svg, losses, groups = [], labels = true) {
     const title = parts.length > 1 ? `loss of ${parts.length} runs (log scale each)` :
       `loss ${number(last[0][4])} → ${number(last[last.length - 1][4])} (log scale)`;
     svg.append(svgNode("text", { x: 0, y: 11, "text-anchor": "start" }, title),
-      svgNode("text", { x: 300, y: 118, "text-anchor": "end" }, `step ${losses.length}`));
+      svgNode("text", { x: 300, y: 118, "text-anchor": "end" },
+        parts.length > 1 ? `${losses.length} steps in all` : `step ${losses.length}`));
   }
   return true;
 }
