@@ -76,8 +76,11 @@ function render() {
     watching.phase = phase;
     $("#announce").textContent = describe(state);
   }
-  $("#bar").max = state.total_steps || 1;
-  $("#bar").value = state.status === "done" ? $("#bar").max : state.step;
+  // A grid's bar counts its cells (each cell has its own bar for its steps); a picture's, its steps.
+  const grid = state.kind === "compare" ? state.grid.cells.length : 0;
+  $("#bar").max = grid || state.total_steps || 1;
+  $("#bar").value = state.status === "done" ? $("#bar").max : grid ? state.cells.length : state.step;
+  $("#bar").setAttribute("aria-label", grid ? "Cells done" : "Steps done");
   $("#cancel").hidden = finished;
   $("#plot-box").hidden = !drawPlot($("#plot"), state.losses, state.groups);
   if (state.preview_version && state.preview_version !== watching.preview) {
