@@ -12,6 +12,7 @@ from PIL import Image
 from . import images
 from .errors import BrushworkError
 from .engine import Engine, Progress, Result
+from .fast.preview import paint_fast  # noqa: F401  (the public API: any painting in one pass)
 from .options import Options
 
 ImageLike = str | Path | Image.Image

@@ -39,6 +39,7 @@ from .batch.engines import Engines
 from .batch.progress import GridProgress
 from .batch.runs import pending_groups, run_queue
 from .errors import BrushworkError
+from .fast.arbitrary import ArbitraryModel
 from .fast.backend import Settings, Stylizer
 from .fast.net import FastModel, load_model
 from .fast.pipeline import stylize_files
@@ -107,8 +108,11 @@ def remove_leftovers(targets: Sequence[Path]) -> None:
 # --- apply ---------------------------------------------------------------------------------
 
 
-def model_from_bytes(data: bytes) -> FastModel:
-    """The model file travels through the object store, so the nodes need no copy of it."""
+def model_from_bytes(data: bytes | ArbitraryModel) -> FastModel | ArbitraryModel:
+    """The model file travels through the object store, so the nodes need no copy of it; an
+    arbitrary style travels as its vector (each node loads the network from its own install)."""
+    if isinstance(data, ArbitraryModel):
+        return data
     with tempfile.NamedTemporaryFile(suffix=".safetensors") as file:
         file.write(data)
         file.flush()
@@ -120,7 +124,7 @@ class Painter:
     Outputs that exist were written by an earlier attempt of this run (apply refuses or skips
     existing ones before it starts), so unless the run overwrites they are not made again."""
 
-    def __init__(self, model: bytes, settings: Settings, targets: dict[str, str], overwrite: bool) -> None:
+    def __init__(self, model: bytes | ArbitraryModel, settings: Settings, targets: dict[str, str], overwrite: bool) -> None:
         self.stylizer = Stylizer(model_from_bytes(model), settings)
         self.targets = targets  # by the source's file name, which apply has checked to be unique
         self.overwrite = overwrite
@@ -142,7 +146,7 @@ class Painter:
 
 
 @ray.remote(max_retries=3)
-def paint_video(model: bytes, settings: Settings, source: str, target: str, overwrite: bool) -> tuple[str, VideoReport | None]:
+def paint_video(model: bytes | ArbitraryModel, settings: Settings, source: str, target: str, overwrite: bool) -> tuple[str, VideoReport | None]:
     """One video, whole; None when an earlier attempt of this run finished it."""
     if Path(target).exists() and not overwrite:
         return target, None
@@ -150,11 +154,12 @@ def paint_video(model: bytes, settings: Settings, source: str, target: str, over
 
 
 def apply(
-    pictures: Sequence[tuple[str | Path, Path]], videos: Sequence[tuple[Path, Path]], model_file: Path,
+    pictures: Sequence[tuple[str | Path, Path]], videos: Sequence[tuple[Path, Path]], model_file: Path | ArbitraryModel,
     settings: Settings, overwrite: bool,
 ) -> Iterator[tuple[str, VideoReport | None]]:
-    """(target, None) for each picture and (target, report) for each video as they finish."""
-    model = model_file.read_bytes()
+    """(target, None) for each picture and (target, report) for each video as they finish;
+    `model_file` is a trained model's file or an arbitrary style (apply --style)."""
+    model = model_file if isinstance(model_file, ArbitraryModel) else model_file.read_bytes()
     count, gpus = slots(settings.device)
     shared = ray.put(model)
     video_refs = [paint_video.options(num_gpus=gpus).remote(shared, settings, absolute(s), absolute(t), overwrite)

@@ -180,10 +180,9 @@ class Engine:
         run_masks = regions.prepare(options, content, styles)
         if options.style_crop is not None:
             styles = [images.crop(s, options.style_crop) for s in styles]
-        init_image = images.load_image(options.init) if options.init not in ("content", "noise") else None
         plan = self.plan(content.size, options, [s.size for s in styles])
-        painting = Painting(self, options, plan, content, styles, start if start is not None else init_image, callback,
-                            run_masks, temporal)
+        init_image = start if start is not None else starting_picture(content, styles, options, max(plan.width, plan.height))
+        painting = Painting(self, options, plan, content, styles, init_image, callback, run_masks, temporal)
         try:
             painting.paint()
         except RuntimeError as e:
@@ -196,6 +195,21 @@ class Engine:
                 f"out of memory on {self.device} at {plan.width}x{plan.height}; try --size {size} or smaller"
             ) from e
         return painting.result()
+
+
+def starting_picture(content: Image.Image, styles: list[Image.Image], options: Options, side: int) -> Image.Image | None:
+    """--init as a picture: an image file, or (fast) the arbitrary-style network's painting of
+    the content in the run's styles at the output size, which the optimization then refines.
+    None for content and noise, which the Painting makes itself."""
+    if options.init == "fast":
+        from .fast.arbitrary import installed_package  # onnxruntime and the network: only --init fast needs them
+        from .fast.preview import paint_fast
+
+        installed_package("--init fast")
+        return paint_fast(content, styles, options.style_weights, size=side)
+    if options.init in ("content", "noise"):
+        return None
+    return images.load_image(options.init)
 
 
 class Painting:

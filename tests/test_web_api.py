@@ -122,7 +122,8 @@ def test_job_streams_progress_and_keeps_its_result(tmp_path, uploads):
     with local(create_app(tmp_path, preview_interval=0)) as client:
         job = submit(client, uploads, TINY, content_name="../../../etc/photo.png")
         assert len(job["id"]) >= 22 and job["status"] in ("queued", "running")
-        assert job["inputs"] == {"content": "photo.png", "styles": ["style0.jpg"], "mask": False, "style_masks": False}
+        assert job["inputs"] == {"content": "photo.png", "styles": ["style0.jpg"], "mask": False, "style_masks": False,
+                                 "style_regions": False}
         events = read_events(client, job["id"])
 
         assert events[0][0] == "state" and events[-1][0] == "state"
@@ -233,7 +234,7 @@ def test_the_form_is_the_settings_tables_web_rows(tmp_path, uploads, monkeypatch
     assert refused.status_code == 422 and refused.json()["error"] == "steps: must be from 1 to 10, got 11"
     job = submit(client, uploads, {"steps": "10", "preserve_color": "luminance"})
     assert job["settings"] == {"preset": "gatys", "style_weight": 5.0, "style_loss": "gram", "steps": 10, "size": 256,
-                               "preserve_color": "luminance"}  # fields left out: the table's defaults
+                               "preserve_color": "luminance", "protect_faces": 0.0}  # fields left out: the table's defaults
 
 
 def test_unknown_fields_and_bad_values_are_refused_by_name(tmp_path, uploads):
@@ -350,3 +351,35 @@ def test_serve_command(tmp_path):
         server.wait()
     assert (tmp_path / "data" / "jobs").is_dir()
 
+
+
+def test_a_rerun_without_settings_repeats_the_job_byte_for_byte(tmp_path, uploads):
+    """Re-run with nothing changed is the same job again: the record's settings, the stored
+    pictures, and on a CPU in fp32 the same bytes; a setting it is given changes the picture."""
+    with local(create_app(tmp_path, device="cpu", precision="fp32")) as client:
+        first = submit(client, uploads, {"size": "40", "steps": "3", "style_weight": "20"})
+        wait_for(client, first["id"], lambda s: s["status"] == "done")
+        again = client.post(f"/api/jobs/{first['id']}/rerun")
+        assert again.status_code == 201, again.text
+        assert again.json()["settings"] == first["settings"] and again.json()["rerun_of"] == first["id"]
+        wait_for(client, again.json()["id"], lambda s: s["status"] == "done")
+        edited = client.post(f"/api/jobs/{first['id']}/rerun", data={"style_weight": "200"}).json()
+        wait_for(client, edited["id"], lambda s: s["status"] == "done")
+        result = [client.get(f"/api/jobs/{job['id']}/result.png").content for job in (first, again.json(), edited)]
+    assert result[0] == result[1] and result[2] != result[0]
+
+
+def test_the_instant_preview_is_offered_only_where_its_route_is_mounted(tmp_path, monkeypatch):
+    """The page shows its instant-preview button by /api/config's features, which look at the
+    app's routes: the arbitrary-style network's route is mounted only where its extra is installed."""
+    from fastapi import APIRouter
+
+    from brushwork.web import app as web_app
+
+    monkeypatch.setattr(web_app, "has_instant_preview", lambda: False)
+    app = create_app(tmp_path)
+    assert local(app).get("/api/config").json()["features"] == {"instant_preview": False}
+    router = APIRouter()
+    router.add_api_route("/api/fast/style", lambda: {}, methods=["POST"])
+    app.include_router(router)
+    assert local(app).get("/api/config").json()["features"] == {"instant_preview": True}

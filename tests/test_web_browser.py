@@ -1,20 +1,18 @@
 """End to end in a real browser: Debian's headless Chromium, driven by Playwright, against
 `brushwork serve`'s app under uvicorn on a free loopback port.
 
-The first test uploads two small pictures, starts a tiny job, watches the live preview
-change, waits for the result, downloads it, and leaves a screenshot (web.png in its tmp
-folder; the README's docs/images/web.png is a copy of one). The second paints in fast mode,
-runs a two-cell compare grid and its downloads, and uses the history's delete, retry and
-re-run (screenshots web-fast.png and web-compare.png). The third uses the brush: a mask file,
-invert and clear, a stroke and an eraser stroke, a run that changes the photo only inside the
-stroke, and with a second style a second colour whose stroke becomes its own region mask
-(web-mask.png).
+The first test is refused a file that is no picture where it picks it, uploads two small
+pictures, starts a tiny job, watches the live preview change, waits for the result,
+downloads it, and leaves a screenshot (web.png in its tmp folder). The second paints in fast
+mode, runs a two-cell compare grid and its downloads, and uses the history's delete, retry
+and edit and run (screenshots web-fast.png and web-compare.png). The third uses the brush: a
+mask file, invert and clear, a stroke and an eraser stroke, a run that changes the photo
+only inside the stroke, and with a second style a second colour whose stroke becomes its own
+region mask (web-mask.png). Keyboard, screen-reader and phone checks are in test_web_access.py.
 """
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from pathlib import Path
 
@@ -29,7 +27,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 pytest.importorskip("fastapi", reason="the web extra is not installed")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-import uvicorn  # noqa: E402
+from conftest import serving  # noqa: E402
 
 from brushwork.options import SETTINGS  # noqa: E402
 from brushwork.web.app import create_app  # noqa: E402
@@ -38,21 +36,8 @@ from brushwork.web.app import create_app  # noqa: E402
 @pytest.fixture
 def server_url(tmp_path):
     """The app served by uvicorn in a thread, as a real server on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(create_app(tmp_path / "data", preview_interval=0), host="127.0.0.1", port=port,
-                            log_level="warning", timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/"
-    server.should_exit = True
-    thread.join(60)
+    with serving(create_app(tmp_path / "data", preview_interval=0)) as url:
+        yield url
 
 
 def open_image(path: str | Path) -> Image.Image:
@@ -63,7 +48,7 @@ def open_image(path: str | Path) -> Image.Image:
 
 def check_form(page) -> None:
     """The form's inputs are built from the settings table's web rows, limits and starts included."""
-    web = {setting.field: setting for setting in SETTINGS if setting.web}
+    web = {setting.field: setting for setting in SETTINGS if setting.web and setting.field != "style_regions"}
     assert page.eval_on_selector_all("#settings [name]", "nodes => nodes.map(n => n.name)") == list(web)
     assert page.input_value("#size") == str(web["size"].web_default)
     assert page.get_attribute("#steps", "max") == str(web["steps"].bounds[1])
@@ -87,11 +72,11 @@ def test_page_paints_downloads_and_keeps_history(server_url, tmp_path, content, 
 
             check_form(page)
 
-            # A file that is no picture: the server's JSON error is shown on the page.
+            # A file that is no picture is refused where it was picked; Start waits for a photo.
             page.set_input_files("#content-input", notes)
             page.set_input_files("#style-input", texture)
-            page.click("#start")
-            sync_api.expect(page.locator("#error")).to_contain_text("is not an image", timeout=30_000)
+            sync_api.expect(page.locator("#content-problem")).to_contain_text("notes.png is not a picture")
+            assert page.is_disabled("#start") and page.inner_text("#start-hint") == "Pick a content photo."
             assert page.is_hidden("#mask-editor")  # no brush over a photo the browser cannot show
 
             # The real run: a tiny job, watched live.
@@ -182,7 +167,7 @@ def compare_grid(page, texture: Path, tmp_path: Path) -> None:
 
 
 def history_actions(page, data: Path) -> None:
-    """Delete the grid, files and all; cancel a run, retry it, cancel it again, re-run it."""
+    """Delete the grid, files and all; cancel a run, retry it, cancel it again, edit and run it."""
     grid = page.locator("#history li.done").first
     grid_id = grid.get_attribute("id").removeprefix("job-")
     assert (data / "jobs" / grid_id).is_dir()
@@ -199,8 +184,13 @@ def history_actions(page, data: Path) -> None:
         sync_api.expect(page.locator("#history li.cancelled")).to_have_count(1, timeout=60_000)
         if attempt == "first":
             page.locator("#history li.cancelled button", has_text="Retry").click()
+    cancelled = page.locator("#history li.cancelled")
+    opened = cancelled.get_attribute("id").removeprefix("job-")
+    cancelled.locator("button", has_text="Edit and run").click()  # its settings, then one changed
+    page.wait_for_selector(f"body[data-opened='{opened}']")
+    assert page.input_value("#steps") == "5000"
     page.fill("#steps", "2")
-    page.locator("#history li.cancelled button", has_text="Re-run").click()
+    page.click("#start")
     sync_api.expect(page.locator("#status")).to_contain_text("Done: 32×32, 2 steps", timeout=120_000)
     sync_api.expect(page.locator("#history li.done")).to_have_count(1)
 

@@ -36,10 +36,11 @@ def pictures(content, style, style2) -> dict[str, bytes]:
             "left": png(half(content.size, 255)), "right": png(half(content.size, 0))}
 
 
-def job_files(pictures: dict[str, bytes], styles=("style",), mask=None, style_masks=()) -> list:
+def job_files(pictures: dict[str, bytes], styles=("style",), mask=None, style_masks=(), style_regions=()) -> list:
     parts = [("content", ("photo.png", pictures["content"], "image/png"))]
     parts += [("styles", (f"{name}.png", pictures[name], "image/png")) for name in styles]
     parts += [("mask", ("mask.png", pictures[mask], "image/png"))] if mask else []
+    parts += [("style_regions", (f"{name}.png", pictures[name], "image/png")) for name in style_regions]
     return parts + [("style_masks", (f"{name}.png", pictures[name], "image/png")) for name in style_masks]
 
 
@@ -144,3 +145,30 @@ def test_a_mask_reads_as_the_engine_reads_it(tmp_path, pictures):
         job = client.post("/api/jobs", files=job_files({**pictures, "m": png(picture)}, mask="m")).json()
         mask = stored(client, f"/api/jobs/{job['id']}/mask.png")
         assert (mask.getpixel((5, 10)), mask.getpixel((35, 10))) == (left, right)
+
+
+def test_style_regions_are_a_form_field_from_the_table_and_reach_the_runs_options(tmp_path, pictures):
+    """--style-regions is a web row of the settings table: the page is told about it as
+    pictures, one per style; they are stored, handed to the engine as files and kept by a re-run."""
+    client = local(create_app(tmp_path))  # no worker: jobs stay queued
+    shown = {s["field"]: s for s in client.get("/api/config").json()["settings"]}
+    assert shown["style_regions"]["kind"] == "files" and shown["protect_faces"]["bounds"] == [0, 1]
+    files = job_files(pictures, styles=("style", "style2"), style_regions=("left", "right"))
+    job = client.post("/api/jobs", files=files, data={"size": "48", "protect_faces": "0.5"}).json()
+    assert job["inputs"]["style_regions"] is True and job["settings"]["protect_faces"] == 0.5
+    region = stored(client, f"/api/jobs/{job['id']}/style/1/region.png")
+    assert region.mode == "L" and region.tobytes() == Image.open(io.BytesIO(pictures["right"])).tobytes()
+    queue = client.app.state.queue
+    folder = tmp_path / "jobs" / job["id"]
+    options = queue.run_options(queue.get(job["id"]))
+    assert options.style_regions == (str(folder / "style-0-region.png"), str(folder / "style-1-region.png"))
+    assert options.protect_faces == 0.5
+    fresh = client.post(f"/api/jobs/{job['id']}/rerun").json()
+    assert (tmp_path / "jobs" / fresh["id"] / "style-1-region.png").read_bytes() == (
+        folder / "style-1-region.png").read_bytes()
+    one = client.post("/api/jobs", files=job_files(pictures, styles=("style", "style2"), style_regions=("left",)))
+    assert one.status_code == 400 and "--style-regions has 1 masks for 2 style images" in one.json()["error"]
+    typed = client.post("/api/jobs", files=job_files(pictures), data={"style_regions": "/etc/passwd"})
+    assert typed.status_code == 422 and typed.json()["error"].startswith("style_regions: expected a file")
+    axis = client.post("/api/compare", files=job_files(pictures), data={"vary": "style_regions=a,b"})
+    assert axis.status_code == 400 and "not one of this form's settings" in axis.json()["error"]

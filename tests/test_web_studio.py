@@ -68,6 +68,9 @@ def test_a_grid_runs_cell_by_cell_with_its_reports(tmp_path, upload):
         assert [cell["index"] for cell in cells] == [0, 1] and all(cell["seconds"] > 0 for cell in cells)
         assert all(cell["content_distance"] >= 0 and cell["style_distance"] > 0 for cell in cells)
         final = events[-1][1]
+        # steps=1,2: one run, two snapshots; the first state holds the groups begun before the stream opened
+        groups = events[0][1]["groups"] + [data for kind, data in events if kind == "group"]
+        assert groups == [{"cells": [0, 1], "first": 0}] and final["groups"] == groups
         assert final["status"] == "done" and final["reports"] == ["sheet.png", "index.html", "results.csv",
                                                                   "results.json"]
         for index in (0, 1):

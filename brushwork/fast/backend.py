@@ -25,7 +25,7 @@ import importlib.util
 import io
 import warnings
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ import torch
 from .. import faces, images, masks
 from ..devices import pick_device, pick_dtype
 from ..errors import BrushworkError
+from .arbitrary import ArbitraryModel
 from .net import FastModel, TransformNet
 
 BACKENDS = ("auto", "torch", "onnxruntime")
@@ -122,29 +123,53 @@ def pick_backend(name: str, device: torch.device, dtype: torch.dtype) -> str:
     return name
 
 
+class OnnxNet:
+    """A trained model's onnxruntime session as a function of float batches."""
+
+    def __init__(self, session) -> None:
+        self.session = session
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        (out,) = self.session.run(None, {"image": batch.numpy()})
+        return torch.from_numpy(out)
+
+
+def check_arbitrary(settings: Settings) -> str:
+    """The arbitrary-style network (arbitrary.py) is ONNX, run by onnxruntime on the CPU in fp32:
+    --device auto and --precision auto pick that; asking for anything else is an error."""
+    if settings.device not in ("auto", "cpu") or settings.precision == "bf16" or settings.backend == "torch":
+        raise BrushworkError("--style runs on the CPU in fp32 with onnxruntime; drop --device, --precision and --backend")
+    return "onnxruntime"
+
+
 class Stylizer:
-    """A loaded model on a device, used in steps: `upload` (uint8 frames to device floats),
-    `network` (the only step that may run in several threads at once), `finish` (strength,
-    colour), `download` (back to uint8); `stylize` is network and finish.
+    """A loaded model (a trained one, or the arbitrary-style network with its style vector) on
+    a device, used in steps: `upload` (uint8 frames to device floats), `network` (the only
+    step that may run in several threads at once), `finish` (strength, colour), `download`
+    (back to uint8); `stylize` is network and finish.
 
     With onnxruntime on a CPU, `workers` network calls run at once, one per thread, each
     single-threaded: one image per core needs no waiting between threads, so it keeps both
     cores busy while the reader and writer threads take their turns (measured on 2 cores:
     README, fast mode). A lone image then gets one core; --workers 1 gives it all of them."""
 
-    def __init__(self, model: FastModel, settings: Settings):
+    def __init__(self, model: FastModel | ArbitraryModel, settings: Settings):
         settings.validate()
         self.settings = settings
-        self.device = pick_device(settings.device)
-        self.dtype = run_dtype(settings, self.device)
-        self.backend = pick_backend(settings.backend, self.device, self.dtype)
+        arbitrary = isinstance(model, ArbitraryModel)
+        self.device = torch.device("cpu") if arbitrary else pick_device(settings.device)
+        self.dtype = torch.float32 if arbitrary else run_dtype(settings, self.device)
+        self.backend = check_arbitrary(settings) if arbitrary else pick_backend(settings.backend, self.device, self.dtype)
         self.batch = settings.batch or (1 if self.device.type == "cpu" else 8)
         threads = torch.get_num_threads()
         self.workers = settings.workers or (threads if self.backend == "onnxruntime" else 1)
         if self.workers > 1 and self.backend != "onnxruntime":
             raise BrushworkError("--workers above 1 needs the onnxruntime backend (fp32 on a CPU)")
-        self.net = model.net.to(self.device)
-        self.session = onnx_session(self.net, max(1, threads // self.workers)) if self.backend == "onnxruntime" else None
+        self.net = None if arbitrary else model.net.to(self.device)
+        self.session: Callable[[torch.Tensor], torch.Tensor] | None = None  # the network in onnxruntime, if it runs there
+        if self.backend == "onnxruntime":
+            per_call = max(1, threads // self.workers)
+            self.session = model.network(per_call) if arbitrary else OnnxNet(onnx_session(self.net, per_call))
         self.masks: dict[tuple[int, int], torch.Tensor] = {}  # --mask at each picture size met so far
 
     @contextlib.contextmanager
@@ -181,8 +206,7 @@ class Stylizer:
         """onnxruntime's session runs outside the interpreter lock and may be called from
         several threads at once; PyTorch's path stays in the caller's thread."""
         if self.session is not None:
-            (out,) = self.session.run(None, {"image": batch.numpy()})
-            return torch.from_numpy(out)
+            return self.session(batch)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
             return self.net(batch).float()
 

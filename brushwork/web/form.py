@@ -22,16 +22,23 @@ from ..presets import PRESETS
 
 CONTENT, STYLES = "content", "styles"  # the form's pictures
 MASK, STYLE_MASKS = "mask", "style_masks"  # optional: where the style goes, and each style's region
-PICTURES = (CONTENT, STYLES, MASK, STYLE_MASKS)  # the form's file fields; every other field is a setting
+STYLE_REGIONS = "style_regions"  # optional, a row of the table: which part of each style image counts
+PICTURES = (CONTENT, STYLES, MASK, STYLE_MASKS, STYLE_REGIONS)  # the form's file fields; the rest are settings
 VARY = "vary"  # a compare grid's axes: "field=v1,v2", once or twice
 MAX_FIELDS = 64  # text fields in one form: every setting, twice over, and room for a mistake
 JSON_TYPES = {"choice": "string", "int": "integer", "float": "number", "text": "string"}
+PICTURES_SCHEMA = {"type": "array", "items": {"type": "string", "contentMediaType": "application/octet-stream"}}
 
 
 def web_settings() -> tuple[Setting, ...]:
     """The rows the page offers. Read from the table at each call, not kept from import time,
     so that the table stays the only place they are written down."""
     return tuple(s for s in options.SETTINGS if s.web)
+
+
+def text_settings() -> tuple[Setting, ...]:
+    """The web rows that are text fields: the others (masks) come as pictures."""
+    return tuple(s for s in web_settings() if s.field not in PICTURES)
 
 
 def form_default(setting: Setting) -> Any:
@@ -41,7 +48,9 @@ def form_default(setting: Setting) -> Any:
 
 
 def kind(setting: Setting) -> str:
-    """How the page should ask for a value: a menu of choices, or a number or text input."""
+    """How the page should ask for a value: pictures, a menu of choices, or a number or text input."""
+    if setting.field in PICTURES:
+        return "files"
     if setting.choices:
         return "choice"
     return {int: "int", float: "float"}.get(type(setting.default), "text")
@@ -79,6 +88,9 @@ def request_schema(vary: bool = False) -> dict[str, Any]:
         fields[VARY] = {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 2,
                         "description": "a setting of this form and its values, e.g. style_weight=1,5,20"}
     for setting in web_settings():
+        if kind(setting) == "files":
+            fields[setting.field] = {**PICTURES_SCHEMA, "description": f"optional, one per style: {setting.help}"}
+            continue
         field = {"type": JSON_TYPES[kind(setting)], "description": setting.help, "default": form_default(setting)}
         if setting.choices:
             field["enum"] = list(setting.choices)
@@ -110,11 +122,11 @@ def parse_settings(form: FormData, base: dict[str, Any] | None = None, extra: tu
     """Every web setting's value: the form's, else `base`'s (a re-run's old settings), else
     the default. A field the form does not know is refused rather than ignored: it is a typo
     or a client that expects more. `extra` names the other text fields a route reads itself."""
-    settings = {setting.field: setting for setting in web_settings()}
+    settings = {setting.field: setting for setting in text_settings()}
     unknown = sorted(set(form.keys()) - {*PICTURES, *extra} - settings.keys())
     if unknown:
         raise HTTPException(422, f"{unknown[0]}: not a field of this form; fields: "
-                                 f"{', '.join([CONTENT, STYLES, *extra, *settings, MASK, STYLE_MASKS])}")
+                                 f"{', '.join([CONTENT, STYLES, *extra, *settings, MASK, STYLE_MASKS, STYLE_REGIONS])}")
     base = base or {}
     return {field: parse_value(setting, form.getlist(field)) if field in form or field not in base else base[field]
             for field, setting in settings.items()}
@@ -149,6 +161,7 @@ class JobForm:
     vary: list[str]
     mask: UploadFile | None
     style_masks: list[UploadFile]
+    style_regions: list[UploadFile]
 
 
 def one_file(form: FormData, field: str, required: bool) -> UploadFile | None:
@@ -166,7 +179,8 @@ async def read_job_form(request: Request, extra: tuple[str, ...]) -> AsyncIterat
         content = one_file(form, CONTENT, required=True)
         vary = texts(form, VARY) if VARY in extra else []
         yield JobForm(content, files(form, STYLES), parse_settings(form, extra=extra), vary,
-                      one_file(form, MASK, required=False), files(form, STYLE_MASKS, required=False))
+                      one_file(form, MASK, required=False), files(form, STYLE_MASKS, required=False),
+                      files(form, STYLE_REGIONS, required=False))
 
 
 async def job_form(request: Request) -> AsyncIterator[JobForm]:

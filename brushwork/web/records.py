@@ -9,6 +9,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from PIL import Image
 
@@ -30,6 +31,11 @@ def style_file(index: int) -> str:
 def style_mask_file(index: int) -> str:
     """Which region of the photo style `index` paints."""
     return f"style-{index}-mask.png"
+
+
+def style_region_file(index: int) -> str:
+    """Which part of style image `index` counts (white: that part)."""
+    return f"style-{index}-region.png"
 
 
 @dataclass
@@ -60,8 +66,10 @@ class Job:
     grid: dict | None = None  # compare: its axes and cells, known when it is queued
     cells: list[dict] = field(default_factory=list)  # compare: each finished cell's numbers
     reports: list[str] = field(default_factory=list)  # compare: the report files, once written
+    groups: list[dict] = field(default_factory=list)  # compare: each run's cells and its first row of `losses`
     mask: bool = False  # asked with a mask (MASK_FILE)
     style_masks: bool = False  # asked with one region mask per style (style_mask_file)
+    style_regions: bool = False  # asked with one mask per style image (style_region_file)
     # Live state, never saved.
     preview: bytes | None = field(default=None, repr=False)
     preview_version: int = 0
@@ -74,11 +82,29 @@ class Job:
             return None
         return self.elapsed / self.step * (self.total_steps - self.step)
 
+    def view(self, position: int | None, losses: bool = True) -> dict[str, Any]:
+        """The job as the API shows it (JSON-ready), given its place in line."""
+        state = {
+            "id": self.id, "kind": self.kind, "status": self.status, "position": position,
+            "created": self.created, "started": self.started, "finished": self.finished,
+            "settings": self.settings, "vary": self.vary, "rerun_of": self.rerun_of,
+            "inputs": {"content": self.content_name, "styles": self.style_names, "mask": self.mask,
+                       "style_masks": self.style_masks, "style_regions": self.style_regions},
+            "step": self.step, "total_steps": self.total_steps, "loss": self.losses[-1][4] if self.losses else None,
+            "elapsed": self.elapsed, "eta_seconds": self.eta(), "width": self.width, "height": self.height,
+            "error": self.error, "warning": self.warning, "preview_version": self.preview_version,
+            "grid": self.grid, "cells": list(self.cells), "reports": self.reports, "groups": list(self.groups),
+        }
+        if losses:
+            state["losses"] = list(self.losses)
+        return state
+
     def input_files(self) -> list[str]:
         """Every picture the job was asked with, masks included, as stored: what a re-run copies."""
         styles = range(len(self.style_names))
         return ([CONTENT_FILE] + [style_file(i) for i in styles] + [MASK_FILE] * self.mask
-                + [style_mask_file(i) for i in styles if self.style_masks])
+                + [style_mask_file(i) for i in styles if self.style_masks]
+                + [style_region_file(i) for i in styles if self.style_regions])
 
     def to_json(self) -> bytes:
         return json.dumps({name: getattr(self, name) for name in SAVED}).encode()
@@ -92,7 +118,7 @@ class Job:
         """Back in line as if new (a retry): what the last attempt left is forgotten."""
         fresh = Job(self.id, self.settings, self.content_name, self.style_names, self.kind, self.vary, order,
                     self.rerun_of, created=self.created, grid=self.grid, mask=self.mask,
-                    style_masks=self.style_masks)
+                    style_masks=self.style_masks, style_regions=self.style_regions)
         for name in SAVED:
             setattr(self, name, getattr(fresh, name))
         self.preview, self.cancel_requested = None, False

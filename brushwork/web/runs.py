@@ -26,6 +26,7 @@ from ..compare.report import layout, write_reports
 from ..engine import Progress
 from ..errors import BrushworkError
 from ..options import SETTING_BY_FIELD, Options
+from .form import text_settings
 from .records import CONTENT_FILE, RESULT_FILES, Job, encode_preview, style_file
 from .store import Store
 
@@ -37,14 +38,15 @@ ROW_NUMBERS = ("seconds", "content_distance", "style_distance", "objective", "fi
 @dataclass
 class RunContext:
     """What a runner needs from the queue: the options to run with (the server's device and
-    precision included), where the job's files are, the step callback, and where to report
-    a finished grid cell."""
+    precision included), where the job's files are, the step callback, where to report a
+    finished grid cell, and where to say which cells the next run of a grid paints."""
 
     options: Options
     folder: Path
     store: Store
     callback: Callable[[Progress], None]
     cell_done: Callable[[dict], None]
+    group_started: Callable[[list[int]], None] = lambda cells: None
 
     def inputs(self, job: Job) -> tuple[Image.Image, list[Image.Image]]:
         content = images.load_image(self.folder / CONTENT_FILE)
@@ -71,7 +73,7 @@ def check_axis(axis: Axis) -> None:
     """Only the page's own settings may vary, within the page's bounds: the rest of the table
     names files on the server (weights, init) or has no caps for a shared server."""
     setting = SETTING_BY_FIELD[axis.field]
-    if not setting.web:
+    if setting not in text_settings():
         raise BrushworkError(f"vary {axis.key}: not one of this form's settings")
     for label, value in zip(axis.labels, axis.values):
         if setting.bounds and value is not None and not setting.bounds[0] <= value <= setting.bounds[1]:
@@ -93,7 +95,8 @@ def plan_grid(options: Options, vary: list[str], inputs: Inputs) -> tuple[list[A
 def describe_grid(axes: list[Axis], cells: list[Cell]) -> dict:
     """The grid as the page lays it out before any cell is done."""
     return {"axes": [{"key": a.key, "labels": a.labels} for a in axes],
-            "cells": [{"index": c.index, "coords": list(c.coords), "label": cell_label(c, axes)} for c in cells]}
+            "cells": [{"index": c.index, "coords": list(c.coords), "label": cell_label(c, axes),
+                       "steps": c.options.steps} for c in cells]}
 
 
 def cell_summary(cell: Cell, row: dict) -> dict:
@@ -115,15 +118,18 @@ class StepReporter:
 
 
 def run_cells(cells: list[Cell], rows: dict[int, dict], inputs: Inputs, engines: Engines, ctx: RunContext) -> None:
-    """The batch runner's queue, reporting each cell as it is saved; a cancel stops it between
-    steps through the callback."""
+    """The batch runner's queue, each group announced as it starts and each cell reported as it
+    is saved; a cancel stops it between steps through the callback."""
 
     def saved(cell: Cell, row: dict) -> None:
         rows[cell.index] = row
         ctx.cell_done(cell_summary(cell, row))
 
-    run_queue(pending_groups(cells, rows), inputs, ctx.folder / CELLS, engines, lambda todo: StepReporter(ctx.callback),
-              saved, ctx.store.writing)
+    def reporter_for(todo: list[Cell]) -> StepReporter:
+        ctx.group_started([c.index for c in todo])
+        return StepReporter(ctx.callback)
+
+    run_queue(pending_groups(cells, rows), inputs, ctx.folder / CELLS, engines, reporter_for, saved, ctx.store.writing)
 
 
 def run_compare(job: Job, ctx: RunContext) -> dict[str, Any]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import importlib.resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
 from ..dependencies import LimitsDep
@@ -23,14 +23,30 @@ SAMPLES = {
     "gravel": ("gravel.png", "style"),
 }
 
+# Routes the page uses when the server has them: the arbitrary-style network's instant
+# preview, from brushwork[arbitrary], is mounted only where that is installed.
+OPTIONAL_ROUTES = {"instant_preview": "/api/fast/style"}
+
 router = APIRouter(prefix="/api", tags=["setup"])
 
 
+def route_paths(routes: list) -> Iterator[str]:
+    """Every path of an app's routes, through the routers it included (FastAPI keeps those
+    as routers of their own)."""
+    for route in routes:
+        if hasattr(route, "path"):
+            yield route.path
+        elif hasattr(route, "original_router"):
+            yield from route_paths(route.original_router.routes)
+
+
 @router.get("/config")
-def config(limits: LimitsDep) -> dict[str, Any]:
+def config(request: Request, limits: LimitsDep) -> dict[str, Any]:
     """What the page offers: the form's settings (field, flag, help, kind, choices, bounds,
-    default), the upload limits and the sample images."""
+    default), the upload limits, the sample images, and which optional routes this server has."""
+    paths = set(route_paths(request.app.routes))
     return {
+        "features": {name: path in paths for name, path in OPTIONAL_ROUTES.items()},
         "settings": [describe(setting) for setting in web_settings()],
         "limits": {"max_upload_mb": limits.max_upload_mb, "max_input_pixels": limits.max_input_pixels,
                    "max_styles": limits.max_styles},

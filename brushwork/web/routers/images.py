@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, Response
 
 from ..dependencies import JobDep, QueueDep
 from ..jobs import JobQueue
-from ..records import CONTENT_FILE, MASK_FILE, RESULT_FILES, Job, style_file, style_mask_file
+from ..records import CONTENT_FILE, MASK_FILE, RESULT_FILES, Job, style_file, style_mask_file, style_region_file
 
 router = APIRouter(prefix="/api/jobs/{job_id}", tags=["images"])
 
@@ -70,3 +70,11 @@ def job_style_mask(job: JobDep, queue: QueueDep, index: int) -> FileResponse:
     if not (job.style_masks and 0 <= index < len(job.style_names)):
         raise HTTPException(404, f"job {job.id} has no region mask for style {index}")
     return job_file(queue, job, style_mask_file(index), "image/png")
+
+
+@router.get("/style/{index}/region.png", response_class=FileResponse)
+def job_style_region(job: JobDep, queue: QueueDep, index: int) -> FileResponse:
+    """Which part of style image number `index` (from 0) counted, as stored (404 without one)."""
+    if not (job.style_regions and 0 <= index < len(job.style_names)):
+        raise HTTPException(404, f"job {job.id} has no style region for style {index}")
+    return job_file(queue, job, style_region_file(index), "image/png")

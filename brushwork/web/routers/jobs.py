@@ -14,7 +14,8 @@ from starlette.datastructures import FormData
 from ...errors import BrushworkError
 from ..dependencies import JobDep, LimitsDep, QueueDep
 from ..form import PICTURES, JobForm, job_form, parse_settings, request_schema, settings_form
-from ..jobs import ENDS_STREAM, JobQueue, Pictures
+from ..events import ENDS_STREAM
+from ..jobs import JobQueue, Pictures
 from ..records import ACTIVE, Job
 from ..uploads import Limits, read_image, read_mask
 
@@ -31,7 +32,8 @@ def pictures(form: JobForm, limits: Limits) -> Pictures:
     style_images, style_names = zip(*(read_image(style, "style", limits) for style in form.styles))
     mask = read_mask(form.mask, "mask", limits) if form.mask else None
     style_masks = [read_mask(upload, "style mask", limits) for upload in form.style_masks]
-    return Pictures(content_image, list(style_images), content_name, list(style_names), mask, style_masks)
+    regions = [read_mask(upload, "style region", limits) for upload in form.style_regions]
+    return Pictures(content_image, list(style_images), content_name, list(style_names), mask, style_masks, regions)
 
 
 def conflict(error: BrushworkError) -> HTTPException:
@@ -42,7 +44,7 @@ def conflict(error: BrushworkError) -> HTTPException:
 @router.post("", status_code=201, openapi_extra=request_schema())
 def create_job(form: Annotated[JobForm, Depends(job_form)], queue: QueueDep, limits: LimitsDep) -> dict[str, Any]:
     """Queue a stylization job (multipart form: `content`, one or more `styles`, optionally a
-    `mask` and one `style_masks` per style, and the settings that /api/config lists). Returns
+    `mask`, one `style_masks` per style and one `style_regions` per style, and the settings that /api/config lists). Returns
     its state; follow it with /events."""
     job = queue.submit(pictures(form, limits), form.settings)
     return queue.state(job)

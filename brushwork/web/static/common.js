@@ -5,7 +5,9 @@ export const $ = (selector) => document.querySelector(selector);
 export const FINISHED = ["done", "failed", "cancelled", "interrupted"];
 export const RETRYABLE = ["interrupted", "failed", "cancelled"];
 
-export const picked = { content: null, styles: [] }; // File objects, uploads or fetched samples
+// File objects (uploads, fetched samples or a history job's stored pictures); `regions` maps
+// a style File to the picture of which part of it counts (style regions, optional).
+export const picked = { content: null, styles: [], regions: new Map() };
 
 // The answer as JSON, or an Error carrying the server's {"error": message}.
 export async function api(path, options) {
@@ -20,9 +22,30 @@ export async function api(path, options) {
   return body;
 }
 
+// A stored picture of the server's as a File, as if it had been picked.
+export async function fetchFile(url, name) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`cannot load ${name}: ${response.status}`);
+  const blob = await response.blob();
+  return new File([blob], name, { type: blob.type });
+}
+
+// A status line, shown and said aloud (the step-by-step progress is only shown).
+export function say(text) {
+  $("#status").textContent = text;
+  $("#announce").textContent = text;
+}
+
 export function showError(message) {
   $("#error").textContent = message || "";
   $("#error").hidden = !message;
+}
+
+// A problem with one input, shown next to it (and tied to it for screen readers).
+export function showProblem(id, message, input) {
+  $(`#${id}`).textContent = message || "";
+  $(`#${id}`).hidden = !message;
+  if (input) input.setAttribute("aria-invalid", message ? "true" : "false");
 }
 
 export const number = (x) => (x == null ? "–" : Number(x).toPrecision(3));
@@ -35,8 +58,8 @@ export function element(tag, properties = {}, children = []) {
   return node;
 }
 
-export function button(text, title, onClick) {
-  const node = element("button", { type: "button", textContent: text, title });
+export function button(text, description, onClick) {
+  const node = element("button", { type: "button", textContent: text, title: description });
   node.addEventListener("click", onClick);
   return node;
 }

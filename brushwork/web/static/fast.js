@@ -1,7 +1,7 @@
 // Fast mode: a trained network paints the picked photo while the page waits (about a
 // second), again whenever the model, strength, colours or size change.
 
-import { $, element, picked, showError } from "./common.js";
+import { $, element, picked, say, showError } from "./common.js";
 import { stopWatching } from "./watch.js";
 
 let painting = false; // one request at a time; a change meanwhile asks for one more
@@ -50,18 +50,18 @@ export async function paintFast() {
   painting = true;
   showError("");
   stopWatching();
-  $("#status").textContent = `Painting with ${$("#model").value}…`;
+  say(`Painting with ${$("#model").value}…`);
   try {
     const { blob, seconds } = await request();
     if (shown) URL.revokeObjectURL(shown);
     shown = URL.createObjectURL(blob);
-    $("#fast-image").src = shown;
+    Object.assign($("#fast-image"), { src: shown, alt: `painted by ${$("#model").value}` });
     $("#download-fast").href = shown;
     $("#fast-section").hidden = false;
-    $("#status").textContent = `Painted with ${$("#model").value} in ${seconds.toFixed(1)} s.`;
+    say(`Painted with ${$("#model").value} in ${seconds.toFixed(1)} s.`);
   } catch (error) {
     showError(error.message);
-    $("#status").textContent = "";
+    say("");
   } finally {
     painting = false;
   }

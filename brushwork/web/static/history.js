@@ -1,7 +1,9 @@
-// The server's history: every job, newest first, to open again, retry, re-run with the
-// form's current settings, or delete with its files.
+// The server's history: every job, newest first. Opening one shows it and puts its
+// settings, pictures and mask back into the form and the brush; Re-run repeats it exactly
+// (the job's own settings and stored pictures); Edit and run opens it with the focus on the
+// settings, for a new job from there; Retry and Delete do what they say.
 
-import { $, FINISHED, RETRYABLE, api, button, element, showError } from "./common.js";
+import { FINISHED, RETRYABLE, api, button, element, showError } from "./common.js";
 import { stopWatching, watch, watchedId } from "./watch.js";
 
 async function act(action) {
@@ -14,25 +16,36 @@ async function act(action) {
   loadHistory();
 }
 
+// Ask the page to open `job` (app.js puts it back into the form; `edit`: focus the settings).
+const open = (job, edit) => document.dispatchEvent(new CustomEvent("open-job", { detail: { job, edit } }));
+
 function actions(job) {
   const items = [];
+  const name = `${job.kind === "compare" ? "grid" : "job"} of ${job.inputs.content}`;
+  const labelled = (node, text) => {
+    node.setAttribute("aria-label", `${text} the ${name}`);
+    return node;
+  };
   if (RETRYABLE.includes(job.status)) {
-    items.push(button("Retry", "run it again as it was asked for", () => act(async () => {
+    items.push(labelled(button("Retry", "run it again as it was asked for", () => act(async () => {
       await api(`/api/jobs/${job.id}/retry`, { method: "POST" });
       watch(job.id);
-    })));
+    })), "Retry"));
   }
   if (FINISHED.includes(job.status)) {
-    items.push(button("Re-run", "a new job on the same pictures with the settings above", () => act(async () => {
-      const fresh = await api(`/api/jobs/${job.id}/rerun`, { method: "POST", body: new FormData($("#settings")) });
-      watch(fresh.id);
-    })));
+    items.push(labelled(button("Re-run", "a new job exactly like this one: its settings, pictures and mask",
+      () => act(async () => {
+        const fresh = await api(`/api/jobs/${job.id}/rerun`, { method: "POST" });
+        watch(fresh.id);
+      })), "Re-run"));
   }
+  items.push(labelled(button("Edit and run", "its settings and pictures back in the form, to change and start",
+    () => open(job, true)), "Edit and run"));
   if (job.status !== "running") {
-    items.push(button("Delete", "delete the job and its files", () => act(async () => {
+    items.push(labelled(button("Delete", "delete the job and its files", () => act(async () => {
       await api(`/api/jobs/${job.id}`, { method: "DELETE" });
       if (watchedId() === job.id) stopWatching();
-    })));
+    })), "Delete"));
   }
   return element("div", { className: "actions" }, items);
 }
@@ -42,7 +55,7 @@ function masks(job) {
   const { mask, style_masks: regions, styles } = job.inputs;
   const names = mask ? ["mask.png"] : regions ? styles.map((_, i) => `style/${i}/mask.png`) : [];
   return element("span", { className: "masks" }, names.map((name) => element("img", {
-    src: `/api/jobs/${job.id}/${name}`, alt: "mask", title: "mask: white where the style went" })));
+    src: `/api/jobs/${job.id}/${name}`, alt: "", title: "mask: white where the style went" })));
 }
 
 function historyItem(job) {
@@ -50,22 +63,21 @@ function historyItem(job) {
   const grid = job.kind === "compare";
   const sheet = grid && job.reports.find((name) => name.endsWith(".png"));
   const picture = job.status === "done"
-    ? element("img", { src: grid ? `/api/jobs/${job.id}/reports/${sheet}` : `/api/jobs/${job.id}/result.jpg`,
-      alt: `result of ${job.inputs.content}` })
+    ? element("img", { src: grid ? `/api/jobs/${job.id}/reports/${sheet}` : `/api/jobs/${job.id}/result.jpg`, alt: "" })
     : element("span", { className: "placeholder", textContent: job.status === "queued" ? `#${job.position}` : job.status });
-  const what = grid ? `grid ${job.vary.join(" · ")}` : `${job.settings.size}px`;
-  const caption = element("span", {
-    textContent: `${job.inputs.content} × ${job.inputs.styles.join(", ")} · ${what} · ${job.status}`,
-  });
-  const open = element("button", { type: "button", title: when, className: "open" }, [picture, masks(job), caption]);
-  open.addEventListener("click", () => watch(job.id));
-  return element("li", { className: job.status, id: `job-${job.id}` }, [open, actions(job)]);
+  const what = grid ? `grid ${job.vary.join(" · ")}` : `${job.settings.size}px, ${job.settings.steps} steps`;
+  const text = `${job.inputs.content} × ${job.inputs.styles.join(", ")} · ${what} · ${job.status}`;
+  const card = element("button", { type: "button", title: when, className: "open" },
+    [picture, masks(job), element("span", { textContent: text })]);
+  card.setAttribute("aria-label", `Open ${text}`);
+  card.addEventListener("click", () => open(job, false));
+  return element("li", { className: job.status, id: `job-${job.id}` }, [card, actions(job)]);
 }
 
 export async function loadHistory() {
   try {
     const { jobs } = await api("/api/jobs");
-    $("#history").replaceChildren(...jobs.map(historyItem));
+    document.querySelector("#history").replaceChildren(...jobs.map(historyItem));
     return jobs;
   } catch (error) {
     showError(error.message);

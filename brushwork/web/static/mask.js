@@ -2,9 +2,11 @@
 // several), or load a mask picture; a blank painting means the style goes everywhere. The
 // painting is one canvas per style whose alpha is that style's region, at most WORK_SIDE px
 // (a brush on a full-size canvas of a 12 MP photo lags), and it is sent with the job as
-// grayscale PNGs at the photo's resolution (white: style, black: the photo).
+// grayscale PNGs at the photo's resolution (white: style, black: the photo). Without a
+// pointer, the buttons do it: Paint all, Invert, Clear, or a mask file.
 
-import { $, element, picked, showError } from "./common.js";
+import { $, element, picked, showProblem } from "./common.js";
+import { problem } from "./pictures.js";
 
 const FEATHER = 0.06; // the soft edge of the brush: its blur, as a fraction of its width
 const STAGE_HEIGHT = 360; // px on screen: the most the photo takes of the page's height
@@ -14,6 +16,8 @@ let owners = []; // the style File each canvas paints for, in the same order
 let active = 0; // the style being painted
 let last = null; // the previous point of the stroke under way
 let photo = null; // the File on the stage
+let loaded = Promise.resolve(); // settles once the photo on the stage has its painting
+let settle = () => {};
 
 const colour = (index) => `hsl(${(index * 137 + 210) % 360} 100% 50%)`; // blue first: rare in photos
 const pen = (layer) => layer.getContext("2d", { willReadFrequently: true });
@@ -30,11 +34,32 @@ function renderTools() {
   $("#mask-styles").replaceChildren(...layers.map((_, i) => {
     const swatch = element("button", { type: "button", textContent: `style ${i + 1}`, title: "paint its region" });
     swatch.style.borderColor = colour(i);
-    swatch.classList.toggle("active", i === active);
-    swatch.addEventListener("click", () => { active = i; renderTools(); });
+    swatch.setAttribute("aria-pressed", String(i === active));
+    swatch.addEventListener("click", () => {
+      active = i;
+      renderTools();
+      $("#mask-styles").children[i].focus();
+    });
     return swatch;
   }));
 }
+
+// The share of the photo each style paints, said aloud (the painting is not visible to all).
+function report() {
+  const shares = layers.map((layer) => {
+    const rgba = pen(layer).getImageData(0, 0, layer.width, layer.height).data;
+    let painted = 0;
+    for (let i = 3; i < rgba.length; i += 4) painted += rgba[i];
+    return Math.round((100 * painted) / 255 / (layer.width * layer.height));
+  });
+  $("#mask-state").textContent = shares.every((share) => share === 0)
+    ? "Nothing painted: the style goes everywhere."
+    : shares.map((share, i) => `${layers.length > 1 ? `Style ${i + 1}` : "The style"} covers ${share}%`).join(", ") +
+      " of the photo.";
+}
+
+// Resolves when the photo now picked is on the stage with its painting (for a history job's masks).
+export const maskReady = () => loaded;
 
 // A new photo starts a blank painting; a change of styles keeps the regions painted so far.
 export function syncMask() {
@@ -42,6 +67,7 @@ export function syncMask() {
     photo = picked.content;
     layers = [];
     owners = [];
+    loaded = new Promise((resolve) => { settle = resolve; });
     $("#mask-editor").hidden = true; // until the photo loads: a file the browser cannot show gets no brush
     $("#mask-photo").src = URL.createObjectURL(photo);
     return;
@@ -86,21 +112,33 @@ function invert() {
   context.fillRect(0, 0, layer.width, layer.height);
 }
 
-// A mask picture (any size; stretched to the photo's) becomes the active style's region.
-async function loadMask(file) {
-  const layer = layers[active];
+// The whole photo to the active style (taken from the others).
+function paintAll() {
+  layers.forEach((layer, i) => {
+    const context = pen(layer);
+    context.clearRect(0, 0, layer.width, layer.height);
+    if (i !== active) return;
+    Object.assign(context, { globalCompositeOperation: "source-over", fillStyle: colour(i), filter: "none" });
+    context.fillRect(0, 0, layer.width, layer.height);
+  });
+}
+
+// A mask picture (any size; stretched to the photo's) becomes the region of style `index`.
+export async function loadMask(file, index = active) {
+  const layer = layers[index];
   const { width, height } = layer;
   const scratch = pen(element("canvas", { width, height }));
   scratch.drawImage(await createImageBitmap(file), 0, 0, width, height);
   const gray = scratch.getImageData(0, 0, width, height).data;
   const context = pen(layer);
-  Object.assign(context, { globalCompositeOperation: "copy", fillStyle: colour(active), filter: "none" });
+  Object.assign(context, { globalCompositeOperation: "copy", fillStyle: colour(index), filter: "none" });
   context.fillRect(0, 0, width, height);
   const painted = context.getImageData(0, 0, width, height);
   for (let i = 0; i < gray.length; i += 4) {
     painted.data[i + 3] = 0.299 * gray[i] + 0.587 * gray[i + 1] + 0.114 * gray[i + 2]; // luminance, as the engine reads it
   }
   context.putImageData(painted, 0, 0);
+  report();
 }
 
 // A layer's alpha at the photo's size (smoothly enlarged).
@@ -141,6 +179,8 @@ export function brushControls() {
     layers = [];
     owners = [];
     syncMask();
+    report();
+    settle();
   });
   stage.addEventListener("pointerdown", (event) => {
     event.preventDefault();
@@ -154,15 +194,21 @@ export function brushControls() {
     last = next;
   });
   for (const type of ["pointerup", "pointerleave", "pointercancel"]) {
-    stage.addEventListener(type, () => { last = null; });
+    stage.addEventListener(type, () => {
+      if (last) report();
+      last = null;
+    });
   }
-  $("#mask-clear").addEventListener("click", () => {
-    for (const layer of layers) pen(layer).clearRect(0, 0, layer.width, layer.height);
-  });
-  $("#mask-invert").addEventListener("click", invert);
+  const action = (id, run) => $(id).addEventListener("click", () => { run(); report(); });
+  action("#mask-clear", () => layers.forEach((layer) => pen(layer).clearRect(0, 0, layer.width, layer.height)));
+  action("#mask-invert", invert);
+  action("#mask-all", paintAll);
   $("#mask-input").addEventListener("change", async () => {
     const [file] = $("#mask-input").files;
     $("#mask-input").value = "";
-    if (file) await loadMask(file).catch(() => showError(`${file.name} is not a picture this browser reads`));
+    if (!file) return;
+    const why = await problem(file);
+    showProblem("mask-problem", why, $("#mask-input"));
+    if (!why) await loadMask(file);
   });
 }

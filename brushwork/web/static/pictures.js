@@ -1,38 +1,109 @@
-// Picking pictures: drop zones, file pickers and the server's sample pictures.
+// Picking pictures: file buttons, drop zones and the server's sample pictures. Each file is
+// checked when it is picked (a picture this browser reads, within the server's limits on
+// bytes and pixels from /api/config) and a bad one is refused there, with the reason next
+// to where it was picked, so that Start never sends what the server would refuse.
 
-import { $, element, picked, showError } from "./common.js";
+import { $, element, picked, showError, showProblem } from "./common.js";
 
+const MB = 1024 * 1024;
+let limits = { max_upload_mb: Infinity, max_input_pixels: Infinity, max_styles: Infinity };
 let changed = () => {};
 
-// What the page does when the pictures change (enable Start, paint in fast mode).
+// What the page does when the pictures change (check Start, paint in fast mode).
 export function onPicked(callback) {
   changed = callback;
 }
 
-function thumbnail(file, remove) {
-  const img = element("img", { src: URL.createObjectURL(file), alt: file.name, title: file.name });
-  if (remove) {
-    img.title += " (click to remove)";
-    img.addEventListener("click", (event) => {
-      event.preventDefault(); // do not open the file picker of the surrounding label
-      remove();
-    });
+export function setLimits(serverLimits) {
+  limits = serverLimits;
+}
+
+// Why `file` cannot be used, or "" when it can: its bytes first, then whether it decodes,
+// then its pixels.
+export async function problem(file) {
+  if (file.size > limits.max_upload_mb * MB) {
+    return `${file.name} is ${(file.size / MB).toFixed(1)} MB, over the limit of ${limits.max_upload_mb} MB.`;
   }
-  return img;
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch {
+    return `${file.name} is not a picture this page reads (PNG, JPEG, WebP, GIF or BMP).`;
+  }
+  const { width, height } = bitmap;
+  bitmap.close();
+  if (width * height > limits.max_input_pixels) {
+    return `${file.name} is ${width}×${height} pixels, over the limit of ${limits.max_input_pixels.toLocaleString("en")}.`;
+  }
+  return "";
+}
+
+const url = (file) => URL.createObjectURL(file);
+
+function regionPicker(file, index) {
+  const input = element("input", { type: "file", accept: "image/*", className: "visually-hidden",
+    id: `region-${index}` });
+  input.setAttribute("aria-describedby", "style-problem");
+  const has = picked.regions.has(file);
+  const label = element("label", { className: "button", htmlFor: input.id,
+    textContent: has ? "Region ✓" : "Region…",
+    title: "optional: a grayscale picture, white over the part of this style image that counts" });
+  input.setAttribute("aria-label", `${has ? "Change the" : "Choose a"} region of style ${index + 1} (optional)`);
+  input.addEventListener("change", async () => {
+    const [region] = input.files;
+    if (!region) return;
+    const why = await problem(region);
+    showProblem("style-problem", why, $("#style-input"));
+    if (!why) picked.regions.set(file, region);
+    renderPicked("style");
+  });
+  return [label, input];
+}
+
+function styleItem(file, index) {
+  const remove = element("button", { type: "button", textContent: "Remove" });
+  remove.setAttribute("aria-label", `Remove style ${index + 1}, ${file.name}`);
+  remove.addEventListener("click", () => {
+    picked.styles.splice(index, 1);
+    picked.regions.delete(file);
+    renderPicked("style");
+    $("#style-input").focus();
+  });
+  return element("li", {}, [element("img", { src: url(file), alt: `style ${index + 1}: ${file.name}` }), remove,
+    ...regionPicker(file, index)]);
 }
 
 function renderPicked(role) {
-  $("#content-thumbs").replaceChildren(...(picked.content ? [thumbnail(picked.content)] : []));
-  $("#style-thumbs").replaceChildren(
-    ...picked.styles.map((file, i) => thumbnail(file, () => { picked.styles.splice(i, 1); renderPicked("style"); })),
-  );
+  $("#content-thumbs").replaceChildren(...(picked.content
+    ? [element("img", { src: url(picked.content), alt: `content: ${picked.content.name}` })] : []));
+  $("#style-thumbs").replaceChildren(...picked.styles.map(styleItem));
   changed(role);
 }
 
-function take(role, files) {
+// Pictures set at once, already known to be good (a history job's own).
+export function setPictures(content, styles, regions = []) {
+  picked.content = content;
+  picked.styles = styles;
+  picked.regions = new Map(regions.map((region, i) => [styles[i], region]).filter(([, region]) => region));
+  showProblem("content-problem", "", $("#content-input"));
+  showProblem("style-problem", "", $("#style-input"));
+  renderPicked("content");
+}
+
+async function take(role, files) {
   if (!files.length) return;
-  if (role === "content") picked.content = files[0];
-  else picked.styles.push(...files);
+  const input = $(`#${role}-input`);
+  const chosen = role === "content" ? files.slice(0, 1) : files;
+  const reasons = await Promise.all(chosen.map(problem));
+  const problems = reasons.filter(Boolean);
+  let good = chosen.filter((_, i) => !reasons[i]);
+  if (role === "style" && picked.styles.length + good.length > limits.max_styles) {
+    problems.push(`At most ${limits.max_styles} style images.`);
+    good = good.slice(0, Math.max(0, limits.max_styles - picked.styles.length));
+  }
+  showProblem(`${role}-problem`, problems.join(" "), input);
+  if (role === "content" && good.length) picked.content = good[0];
+  if (role === "style") picked.styles.push(...good);
   renderPicked(role);
 }
 
@@ -54,10 +125,9 @@ export function dropZone(zone, input, role) {
 }
 
 function sampleButton(sample) {
-  const button = element("button", { type: "button", title: `use ${sample.name}` }, [
-    element("img", { src: sample.url, alt: sample.name }),
-  ]);
-  button.addEventListener("click", async () => {
+  const node = element("button", { type: "button" }, [element("img", { src: sample.url, alt: "" })]);
+  node.setAttribute("aria-label", `Use the sample ${sample.role === "content" ? "photo" : "style"} ${sample.name}`);
+  node.addEventListener("click", async () => {
     try {
       const response = await fetch(sample.url);
       if (!response.ok) throw new Error(`cannot load sample ${sample.name}`);
@@ -67,7 +137,7 @@ function sampleButton(sample) {
       showError(error.message);
     }
   });
-  return button;
+  return node;
 }
 
 export function addSamples(samples) {

@@ -2,8 +2,7 @@
 // preview, and the result; for a compare grid, the grid filling cell by cell.
 
 import { $, FINISHED, api, clock, element, number, showError } from "./common.js";
-
-const SVG = "http://www.w3.org/2000/svg";
+import { drawPlot, sparkline } from "./plot.js";
 let watching = null; // the job on screen: {id, source (EventSource), state, preview (version shown), grid}
 
 // Tell the rest of the page (the history) that a job changed.
@@ -14,12 +13,13 @@ export const watchedId = () => (watching ? watching.id : null);
 export function stopWatching() {
   if (watching) watching.source.close();
   watching = null;
-  for (const id of ["#result", "#preview", "#grid-section", "#cancel"]) $(id).hidden = true;
+  for (const id of ["#result", "#preview", "#grid-section", "#cancel", "#plot-box", "#bar"]) $(id).hidden = true;
 }
 
 export function watch(id) {
   stopWatching();
   $("#fast-section").hidden = true;
+  $("#bar").hidden = false;
   const source = new EventSource(`/api/jobs/${id}/events`);
   watching = { id, source, state: null, preview: 0, grid: null };
   source.addEventListener("state", (event) => {
@@ -31,6 +31,10 @@ export function watch(id) {
     const progress = JSON.parse(event.data);
     Object.assign(watching.state, progress, { loss: progress.record[4] });
     watching.state.losses.push(progress.record);
+    render();
+  });
+  source.addEventListener("group", (event) => {
+    watching.state.groups.push(JSON.parse(event.data));
     render();
   });
   source.addEventListener("cell", (event) => {
@@ -67,10 +71,18 @@ function render() {
   const state = watching.state;
   const finished = FINISHED.includes(state.status);
   $("#status").textContent = describe(state);
-  $("#bar").max = state.total_steps || 1;
-  $("#bar").value = state.status === "done" ? $("#bar").max : state.step;
+  const phase = `${state.id} ${state.status} ${state.cells.length}`;
+  if (phase !== watching.phase) { // said aloud at each change of status or finished cell, not at every step
+    watching.phase = phase;
+    $("#announce").textContent = describe(state);
+  }
+  // A grid's bar counts its cells (each cell has its own bar for its steps); a picture's, its steps.
+  const grid = state.kind === "compare" ? state.grid.cells.length : 0;
+  $("#bar").max = grid || state.total_steps || 1;
+  $("#bar").value = state.status === "done" ? $("#bar").max : grid ? state.cells.length : state.step;
+  $("#bar").setAttribute("aria-label", grid ? "Cells done" : "Steps done");
   $("#cancel").hidden = finished;
-  drawPlot(state.losses);
+  $("#plot-box").hidden = !drawPlot($("#plot"), state.losses, state.groups);
   if (state.preview_version && state.preview_version !== watching.preview) {
     watching.preview = state.preview_version;
     $("#preview").src = `/api/jobs/${state.id}/preview?v=${state.preview_version}`;
@@ -82,29 +94,6 @@ function render() {
     if (state.status === "done" && state.kind !== "compare") showResult(state);
     if (state.status === "failed") showError(state.error);
   }
-}
-
-function drawPlot(losses) {
-  const plot = $("#plot");
-  plot.replaceChildren();
-  if (losses.length < 2) return;
-  const values = losses.map((record) => Math.log10(Math.max(record[4], 1e-12)));
-  const low = Math.min(...values);
-  const span = Math.max(...values) - low || 1;
-  const points = values.map((v, i) => `${(300 * i) / (values.length - 1)},${18 + 86 * (1 - (v - low) / span)}`);
-  const line = document.createElementNS(SVG, "polyline");
-  line.setAttribute("points", points.join(" "));
-  const label = (text, x, y, anchor) => {
-    const node = document.createElementNS(SVG, "text");
-    Object.entries({ x, y, "text-anchor": anchor }).forEach(([k, v]) => node.setAttribute(k, v));
-    node.textContent = text;
-    return node;
-  };
-  plot.append(
-    line,
-    label(`loss ${number(losses[0][4])} → ${number(losses[losses.length - 1][4])} (log scale)`, 0, 11, "start"),
-    label(`step ${losses.length}`, 300, 118, "end"),
-  );
 }
 
 function showResult(state) {
@@ -129,8 +118,10 @@ function buildGrid(grid) {
     element("th", { textContent: text }),
     ...columns.labels.map((_, c) => {
       const cell = grid.cells.find((x) => x.coords.join() === (rows ? [r, c] : [c]).join());
+      const bar = element("progress", { max: 1, value: 0 });
+      bar.setAttribute("aria-label", `progress of ${cell.label}`);
       return element("td", { id: `cell-${cell.index}`, className: "pending", title: cell.label }, [
-        element("span", { className: "placeholder", textContent: "…" })]);
+        element("span", { className: "placeholder", textContent: "waiting" }), bar, sparkline()]);
     })]));
   $("#grid").replaceChildren(head, ...body);
 }
@@ -146,12 +137,29 @@ function fillCell(id, cell) {
   );
 }
 
+// The cells of the run under way: each its own share of the run's steps and its curve so far.
+function runningCells(state) {
+  const group = state.groups[state.groups.length - 1];
+  if (!group || state.status !== "running") return;
+  const rows = state.losses.slice(group.first);
+  for (const index of group.cells) {
+    const td = $(`#cell-${index}`);
+    if (!td || td.className === "done") continue;
+    const steps = Number(state.grid.cells[index].steps) || state.total_steps || 1;
+    const done = Math.min(rows.length, steps);
+    td.querySelector(".placeholder").textContent = `step ${done} / ${steps}`;
+    Object.assign(td.querySelector("progress"), { max: steps, value: done });
+    drawPlot(td.querySelector("svg"), rows.slice(0, done), [], false);
+  }
+}
+
 function renderGrid(state) {
   $("#grid-section").hidden = false;
   if (watching.grid !== state.id) {
     buildGrid(state.grid);
     watching.grid = state.id;
   }
+  runningCells(state);
   for (const cell of state.cells) fillCell(state.id, cell);
   const base = `/api/jobs/${state.id}/reports`;
   const sheet = state.reports.find((name) => name.endsWith(".png"));
