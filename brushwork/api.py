@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
@@ -11,30 +10,24 @@ from PIL import Image
 
 from . import images
 from .errors import BrushworkError
-from .engine import Engine, Progress, Result
+from .engine import START_PICTURES, Engine, Progress, Result, engine_for, get_engine  # noqa: F401  (the public API)
 from .fast.preview import paint_fast  # noqa: F401  (the public API: any painting in one pass)
 from .options import Options
 
 ImageLike = str | Path | Image.Image
 
 
-@functools.lru_cache(maxsize=4)
-def get_engine(
-    device: str = "auto",
-    weights: str | None = None,
-    weights_format: str = "auto",
-    pooling: str = "max",
-    layers: tuple[str, ...] | None = None,
-) -> Engine:
-    """A loaded network, kept so that repeated calls with the same setup skip the load."""
-    return Engine(device=device, weights=weights, weights_format=weights_format, pooling=pooling, layers=layers)
+def fast_start(content: Image.Image, styles: list[Image.Image], options: Options, side: int) -> Image.Image:
+    """--init fast: the arbitrary-style network's painting of the content in the run's styles,
+    at the output's size, for the optimization to refine. Wired into the engine here, at the
+    top, so that the engine never imports fast mode."""
+    from .fast.arbitrary import installed_package  # onnxruntime and the network: only --init fast needs them
+
+    installed_package("--init fast")
+    return paint_fast(content, styles, options.style_weights, size=side)
 
 
-def engine_for(options: Options) -> Engine:
-    """The engine a run needs, its network cut after the deepest layer the run uses."""
-    style_layers, content_layers = options.layers
-    layers = tuple(sorted(set(style_layers + content_layers)))
-    return get_engine(options.device, options.weights, options.weights_format, options.pooling, layers)
+START_PICTURES["fast"] = fast_start
 
 
 def run(

@@ -85,6 +85,11 @@ def image_key(image: Image.Image) -> str:
     return hashlib.sha1(image.tobytes() + repr(image.size).encode()).hexdigest()
 
 
+# --init pictures painted by name (content, styles, options, output side) -> picture: filled at
+# the top (api.py: "fast"), so that the engine depends on no painter below or beside it.
+START_PICTURES: dict[str, Callable[[Image.Image, list[Image.Image], Options, int], Image.Image]] = {}
+
+
 class Engine:
     """One loaded VGG19 on one device, reusable across runs (the compare grid shares it).
 
@@ -198,15 +203,11 @@ class Engine:
 
 
 def starting_picture(content: Image.Image, styles: list[Image.Image], options: Options, side: int) -> Image.Image | None:
-    """--init as a picture: an image file, or (fast) the arbitrary-style network's painting of
-    the content in the run's styles at the output size, which the optimization then refines.
-    None for content and noise, which the Painting makes itself."""
-    if options.init == "fast":
-        from .fast.arbitrary import installed_package  # onnxruntime and the network: only --init fast needs them
-        from .fast.preview import paint_fast
-
-        installed_package("--init fast")
-        return paint_fast(content, styles, options.style_weights, size=side)
+    """--init as a picture: an image file, or one that START_PICTURES paints (fast: the
+    arbitrary-style network's painting, which the optimization then refines). None for content
+    and noise, which the Painting makes itself."""
+    if options.init in START_PICTURES:
+        return START_PICTURES[options.init](content, styles, options, side)
     if options.init in ("content", "noise"):
         return None
     return images.load_image(options.init)
@@ -422,3 +423,22 @@ class Painting:
             w, h = size
             return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(self.options.seed))
         return self._content_at(size).clone()  # not the content itself: x is changed in place
+
+
+@functools.lru_cache(maxsize=4)
+def get_engine(
+    device: str = "auto",
+    weights: str | None = None,
+    weights_format: str = "auto",
+    pooling: str = "max",
+    layers: tuple[str, ...] | None = None,
+) -> Engine:
+    """A loaded network, kept so that repeated calls with the same setup skip the load."""
+    return Engine(device=device, weights=weights, weights_format=weights_format, pooling=pooling, layers=layers)
+
+
+def engine_for(options: Options) -> Engine:
+    """The engine a run needs, its network cut after the deepest layer the run uses."""
+    style_layers, content_layers = options.layers
+    layers = tuple(sorted(set(style_layers + content_layers)))
+    return get_engine(options.device, options.weights, options.weights_format, options.pooling, layers)

@@ -28,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from .. import images
-from ..api import engine_for
+from ..engine import engine_for
 from ..errors import BrushworkError
 from ..losses import STYLE_LOSSES
 from ..devices import pick_dtype
