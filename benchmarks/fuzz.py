@@ -1,4 +1,4 @@
-"""The long fuzz run: tests/test_web_fuzz.py's checks on many thousands of cases.
+"""The long fuzz run: tests/web/test_web_fuzz.py's checks on many thousands of cases.
 
     python benchmarks/fuzz.py [--reader 20000] [--upload 5000] [--json benchmarks/results/fuzz.json]
 
@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "web"))
 import test_web_fuzz as fuzz  # noqa: E402
 
 def run_reader(cases: int) -> collections.Counter:
