@@ -13,7 +13,7 @@ On one machine both Ray setups share the same cores as the local run, so they ca
 faster: what they show is what Ray adds. Each setup runs twice, over --pictures and over
 --few pictures, so that its time splits into a fixed cost (start-up) and a cost per picture:
 per picture = (t_many - t_few) / (many - few), fixed = t_few - few × per picture. The
-clusters are started on loopback by tests/local_ray.py and stopped at the end; starting them
+clusters are started on loopback by tests/cluster/local_ray.py and stopped at the end; starting them
 is not timed.
 
 The JSON records the machine (CPU, cores, versions) and the load average before and after.
@@ -36,6 +36,7 @@ from pathlib import Path
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "cluster"))
 from conftest import sample  # noqa: E402
 from local_ray import DRIVER_ENV, local_cluster  # noqa: E402
 

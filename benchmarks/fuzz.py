@@ -1,4 +1,4 @@
-"""The long fuzz run: tests/test_web_fuzz.py's checks on many thousands of cases.
+"""The long fuzz run: tests/web/test_web_fuzz.py's checks on many thousands of cases.
 
     python benchmarks/fuzz.py [--reader 20000] [--upload 5000] [--json benchmarks/results/fuzz.json]
 
@@ -28,7 +28,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "web"))
 import test_web_fuzz as fuzz  # noqa: E402
+
+SLOW = 5.0  # seconds: a case that takes longer counts as a hang
+
+
+def timed(check, *args) -> str:
+    """A check's outcome; a case slower than SLOW stops the run like a failed one (the test
+    suite times nothing: on a shared machine a timing says more about the neighbours)."""
+    started = time.perf_counter()
+    outcome = check(*args)
+    assert time.perf_counter() - started < SLOW, f"{check.__name__} took over {SLOW} s"
+    return outcome
+
 
 def run_reader(cases: int) -> collections.Counter:
     tally: collections.Counter = collections.Counter()
@@ -36,7 +49,7 @@ def run_reader(cases: int) -> collections.Counter:
     @settings(max_examples=cases, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(data=fuzz.mutated(), name=fuzz.text, content_type=st.sampled_from(fuzz.CONTENT_TYPES))
     def reader(data: bytes, name: str, content_type: str) -> None:
-        tally[fuzz.check_reader(data, name, content_type)] += 1
+        tally[timed(fuzz.check_reader, data, name, content_type)] += 1
 
     reader()
     return tally
@@ -49,7 +62,7 @@ def run_upload(cases: int, folder: Path) -> collections.Counter:
     @settings(max_examples=cases, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(request=fuzz.multipart())
     def upload(request: tuple[str, bytes, str]) -> None:
-        tally[f"{request[0]} {fuzz.check_upload(client, *request)}"] += 1
+        tally[f"{request[0]} {timed(fuzz.check_upload, client, *request)}"] += 1
 
     upload()
     return tally
@@ -60,7 +73,7 @@ def run_fixed(folder: Path) -> collections.Counter:
     tally: collections.Counter = collections.Counter()
     fuzz.seeds_decode()
     for kind, make in fuzz.BOMBS.items():
-        outcome = fuzz.check_reader(make())
+        outcome = timed(fuzz.check_reader, make())
         assert outcome == "413", (kind, outcome)
         tally[f"bomb {kind}: {outcome}"] += 1
     return tally

@@ -34,7 +34,7 @@ steps=("$@")
 python3 -c "import torch; print('torch', torch.__version__)"
 
 tests() {
-    python3 -m pytest -q -p no:cacheprovider tests/test_speed.py -k cuda
+    python3 -m pytest -q -p no:cacheprovider tests/core/test_speed.py -k cuda
 }
 
 engine() {

@@ -4,7 +4,8 @@
 `Engine.run` paints one picture and reports through a callback, leaving progress bars,
 snapshots and traces to the caller. A run is a `Painting`: per scale, it builds the
 objective (objective.py) and steps the optimizer (lbfgs.py) on it; the plan (plan.py) says
-which scales and how many steps.
+which scales and how many steps, and a `Recorder` (recorder.py) reads back, records and
+reports the losses.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import functools
 import hashlib
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -32,43 +33,11 @@ from .objective import (
     tiled_features,
     tiled_grams,
 )
-from .options import AUTO_TOLERANCE, AUTO_WINDOW, Options
+from .options import Options
 from .plan import Plan, Scale, largest_fitting_size, make_plan, min_side
 from .temporal import Temporal, TemporalTarget
+from .recorder import Progress, Recorder, StepRecord
 from .vgg import VGG19, load_vgg19
-
-
-@dataclass
-class StepRecord:
-    """One optimizer evaluation, as written to a --trace file."""
-
-    step: int
-    scale: int
-    width: int
-    height: int
-    content: float
-    style: float
-    tv: float
-    total: float
-    seconds: float
-    temporal: float = 0.0  # the temporal term of a video frame (temporal.py); 0 for a still
-
-
-@dataclass
-class Progress:
-    """What a callback sees after each step whose losses were read."""
-
-    step: int
-    total_steps: int
-    scale: int
-    n_scales: int
-    record: StepRecord
-    image: torch.Tensor  # the image being optimized, at the current scale (do not modify)
-    _finish: Callable[[torch.Tensor], torch.Tensor] = field(repr=False)
-
-    def preview(self) -> Image.Image:
-        """The current image as the final output would look (colour restored if preserving)."""
-        return images.to_pil(self._finish(self.image.detach()))
 
 
 @dataclass
@@ -215,7 +184,7 @@ def starting_picture(content: Image.Image, styles: list[Image.Image], options: O
 
 class Painting:
     """One run of the engine: the inputs prepared once, then coarse to fine, per scale an
-    objective and an optimizer, with the losses read back, recorded and reported."""
+    objective and an optimizer; its Recorder reads the losses back, records and reports them."""
 
     def __init__(
         self,
@@ -229,9 +198,9 @@ class Painting:
         run_masks: regions.RunMasks | None = None,
         temporal: TemporalTarget | None = None,
     ):
-        self.engine, self.options, self.plan, self.callback = engine, options, plan, callback
+        self.engine, self.options, self.plan = engine, options, plan
         self.masks, self.temporal = run_masks, temporal
-        self.started = time.perf_counter()
+        started = time.perf_counter()
         self.content = images.to_tensor(content)
         if options.seamless:
             self.content = images.make_periodic(images.resize(self.content, (plan.width, plan.height)))
@@ -244,15 +213,13 @@ class Painting:
             self.styles = [recolor(s, reference) for s in self.styles]
             self.style_keys = [f"{k}:{options.preserve_color}:{image_key(content)}" for k in self.style_keys]
         self.x = self._initial_image(init_image, plan.scales[0].size)
-        self.last_good = self.x.clone()
-        self.records: list[StepRecord] = []
-        self.stop_reason = "done"
-        self.step = 0
         # Reading a loss value waits for the GPU; on accelerators read every few steps instead.
-        self.sync_every = 1 if engine.device.type == "cpu" else 10
+        sync_every = 1 if engine.device.type == "cpu" else 10
+        shape = (len(plan.scales), plan.total_steps)
+        self.recorder = Recorder(started, self.x, shape, callback, self.finish, sync_every)
 
     def paint(self) -> None:
-        """Every scale, coarse to fine; the result is left in self.x (or self.last_good)."""
+        """Every scale, coarse to fine; the result is left in self.x (or the recorder's last_good)."""
         optimizer = None
         try:
             for index, scale in enumerate(self.plan.scales):
@@ -265,7 +232,7 @@ class Painting:
                     return
                 self.x = x.detach().clamp(0, 1)
         except KeyboardInterrupt:
-            self.stop_reason = "interrupted"
+            self.recorder.stop_reason = "interrupted"
         finally:
             self.engine.vgg.set_wrap(False)
 
@@ -351,49 +318,19 @@ class Painting:
             losses.append(terms)
             return terms[3]
 
-        pending: list[tuple[int, torch.Tensor]] = []  # (step, image evaluated)
-        self.last_read = time.perf_counter() - self.started
+        self.recorder.start_scale()
         for i in range(n_steps):
             before = x.detach().clone()
             optimizer.step(closure)
-            self.step += 1
             if self.options.optimizer == "adam":
                 with torch.no_grad():
                     x.clamp_(0, 1)
-            pending.append((self.step, before))
-            if len(pending) < self.sync_every and i < n_steps - 1:
+            if not self.recorder.stepped(before, last=i == n_steps - 1):
                 continue
-            if not self._record(index, x, pending, losses[-len(pending):]):
+            if not self.recorder.read(index, x, losses):
                 return False
-            pending.clear()
-            if self.options.steps == "auto" and self._converged(index):
+            if self.options.steps == "auto" and self.recorder.converged(index):
                 break
-        return True
-
-    def _converged(self, index: int) -> bool:
-        """--steps auto: J improved by less than AUTO_TOLERANCE over this scale's last AUTO_WINDOW steps."""
-        totals = [r.total for r in self.records[-AUTO_WINDOW - 1:] if r.scale == index]
-        return len(totals) > AUTO_WINDOW and totals[0] - totals[-1] < AUTO_TOLERANCE * totals[-1]
-
-    def _record(self, index: int, x: torch.Tensor, pending: list[tuple[int, torch.Tensor]], losses) -> bool:
-        """Read the pending steps' losses (this waits for the device), record and report them;
-        False at the first loss that is not finite."""
-        values = torch.stack(losses).tolist()
-        # When each step finished: a GPU runs the queued steps one after another between two
-        # reads, so their end times are spread evenly over that window.
-        now = time.perf_counter() - self.started
-        w, h = x.shape[-1], x.shape[-2]
-        for j, ((at, evaluated), (c, s, t, total, *temporal)) in enumerate(zip(pending, values)):
-            if not math.isfinite(total):
-                self.stop_reason = "diverged"
-                return False
-            self.last_good = evaluated
-            seconds = self.last_read + (now - self.last_read) * (j + 1) / len(pending)
-            self.records.append(StepRecord(at, index, w, h, c, s, t, total, seconds, *temporal))
-        self.last_read = now
-        if self.callback is not None:
-            n_scales, total = len(self.plan.scales), self.plan.total_steps
-            self.callback(Progress(self.step, total, index, n_scales, self.records[-1], x, self.finish))
         return True
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
@@ -408,11 +345,12 @@ class Painting:
         return x
 
     def result(self) -> Result:
-        image = self.finish(self.last_good if self.stop_reason == "diverged" else self.x)
+        recorder = self.recorder
+        image = self.finish(recorder.output(self.x))
         if tuple(image.shape[-2:]) != (self.plan.height, self.plan.width):
             image = images.resize(image, (self.plan.width, self.plan.height))
         size = (self.plan.width, self.plan.height)
-        return Result(images.to_pil(image), self.records, self.stop_reason, time.perf_counter() - self.started, size)
+        return Result(images.to_pil(image), recorder.records, recorder.stop_reason, recorder.seconds(), size)
 
     def _initial_image(self, init_image: Image.Image | torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
         if isinstance(init_image, torch.Tensor):

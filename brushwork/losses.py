@@ -1,6 +1,7 @@
 """The three ideas of Gatys-style transfer, one small class each, and two more style terms.
 
-Style losses (--style-loss; STYLE_LOSSES): `gram` (StyleLoss) matches Gram matrices,
+Style losses (--style-loss; STYLE_LOSSES, each a style_terms.StyleLossKind whose instances are
+StyleTerms): `gram` (StyleLoss) matches Gram matrices,
 `meancov` (MeanCovLoss) the features' mean and covariance separately, `sliced`
 (SlicedWassersteinLoss) their whole distribution along random directions, fixed per scale
 (its docstring says why). Each is normalized like the Gram loss below, and scaled so that
@@ -32,6 +33,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+
+from .style_terms import StyleLossKind
 
 
 class _Gram(torch.autograd.Function):
@@ -134,11 +137,8 @@ class StyleLoss(nn.Module):
     which is the Gram of a texture that is those styles in those proportions (the second
     moment of the mixture of their features).
 
-    Every style loss has this interface: `statistics(features, positions)` is what it keeps
-    of a feature map (computed once for the style image, cached by the engine), `blend`
-    mixes the statistics of several styles, `compare` scores statistics against the target.
-    `tileable`: the statistics are averages over positions, so the tiled evaluation can add
-    them up tile by tile (objective.TiledObjective).
+    A StyleLossKind and a TileableStyleTerm (style_terms.py): the statistics are averages over
+    positions, so the tiled evaluation adds them up tile by tile (objective.TiledObjective).
     """
 
     name = "gram"
@@ -151,6 +151,12 @@ class StyleLoss(nn.Module):
         self.layer_weights = _normalized(layer_weights)
 
     statistics = staticmethod(gram_matrix)
+
+    @classmethod
+    def build(cls, targets: list[dict[str, torch.Tensor]], style_weights: list[float],
+              layer_weights: dict[str, float], seed: int = 0) -> "StyleLoss":
+        """The factory (StyleLossKind.build): the blended targets; no randomness, so no `seed`."""
+        return cls(cls.blend(targets, style_weights), layer_weights)
 
     @staticmethod
     def blend(grams: list[dict[str, torch.Tensor]], style_weights: list[float]) -> dict[str, torch.Tensor]:
@@ -250,7 +256,7 @@ class SlicedWassersteinLoss(nn.Module):
 
     name = "sliced"
     summary = "the whole distribution of each layer's features along random directions (sliced Wasserstein)"
-    tileable = False  # the sort needs every position of the image at once
+    tileable = False  # the sort needs every position of the image at once: a StyleTerm, not tileable
 
     def __init__(self, targets: dict[str, torch.Tensor | tuple[torch.Tensor, torch.Tensor]],
                  layer_weights: dict[str, float], seed: int = 0):
@@ -277,6 +283,12 @@ class SlicedWassersteinLoss(nn.Module):
             return samples
         weights = weights.float().flatten()
         return samples[..., weights > 0], weights[weights > 0]
+
+    @classmethod
+    def build(cls, targets: list[dict], style_weights: list[float], layer_weights: dict[str, float],
+              seed: int = 0) -> "SlicedWassersteinLoss":
+        """The factory (StyleLossKind.build): the blended samples, directions drawn from `seed`."""
+        return cls(cls.blend(targets, style_weights), layer_weights, seed)
 
     @staticmethod
     def blend(samples: list[dict], style_weights: list[float]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -389,8 +401,7 @@ class Quantiles:
         return self._at[positions]
 
 
-StyleTerm = StyleLoss | SlicedWassersteinLoss  # what objective.style_loss_for makes
-STYLE_LOSSES: dict[str, type[StyleTerm]] = {kind.name: kind for kind in (StyleLoss, MeanCovLoss, SlicedWassersteinLoss)}
+STYLE_LOSSES: dict[str, StyleLossKind] = {kind.name: kind for kind in (StyleLoss, MeanCovLoss, SlicedWassersteinLoss)}
 
 
 class TVLoss(nn.Module):

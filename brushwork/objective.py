@@ -13,8 +13,9 @@ from typing import Callable
 import torch
 
 from .errors import BrushworkError
-from .losses import STYLE_LOSSES, ContentLoss, SlicedWassersteinLoss, StyleTerm, TVLoss, gram_matrix
+from .losses import STYLE_LOSSES, ContentLoss, TVLoss, gram_matrix
 from .options import Options
+from .style_terms import GuidedStyleTerm, StyleTerm, TileableStyleTerm
 from .tiles import Tile, downsampling
 
 Features = Callable[[torch.Tensor], dict[str, torch.Tensor]]
@@ -26,7 +27,7 @@ def content_loss_for(options: Options, targets: dict[str, torch.Tensor]) -> Cont
     return ContentLoss(targets, dict.fromkeys(content_layers, 1.0))
 
 
-def style_loss_for(options: Options, targets: list[dict[str, torch.Tensor]], draw: int = 0) -> StyleTerm:
+def style_loss_for(options: Options, targets: list[dict[str, torch.Tensor]], draw: int = 0) -> GuidedStyleTerm:
     """The style term of a run (--style-loss): one set of targets per style image (the loss's
     `statistics`, from Engine.style_grams), blended with --style-weights, its layers weighted
     with --style-layer-weights. `draw` numbers the objectives of one run (its scales), so
@@ -34,10 +35,7 @@ def style_loss_for(options: Options, targets: list[dict[str, torch.Tensor]], dra
     style_layers, _ = options.layers
     style_weights = list(options.style_weights or [1.0] * len(targets))
     layer_weights = dict(zip(style_layers, options.style_layer_weights or [1.0] * len(style_layers)))
-    kind = STYLE_LOSSES[options.style_loss]
-    if kind is SlicedWassersteinLoss:
-        return kind(kind.blend(targets, style_weights), layer_weights, seed=hash((options.seed, draw)))
-    return kind(kind.blend(targets, style_weights), layer_weights)
+    return STYLE_LOSSES[options.style_loss].build(targets, style_weights, layer_weights, hash((options.seed, draw)))
 
 
 class Objective:
@@ -96,7 +94,7 @@ class TiledObjective(Objective):
 
     graphable = False  # many passes per evaluation; the graph would not pay
 
-    def __init__(self, features: Features, content: ContentLoss, style: StyleTerm,
+    def __init__(self, features: Features, content: ContentLoss, style: TileableStyleTerm,
                  weights: tuple[float, float, float], wrap: bool = False, tiles: list[Tile] = ()):
         if not style.tileable:
             raise BrushworkError(f"the {style.name} style loss cannot be evaluated in tiles")

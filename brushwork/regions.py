@@ -35,6 +35,7 @@ from torch import nn
 from . import masks
 from .objective import Objective, style_loss_for
 from .options import Options
+from .style_terms import GuidedStyleTerm
 
 
 @dataclass
@@ -67,7 +68,8 @@ class RunMasks:
 
     def style_term(self, options: Options, targets: list[dict], draw: int, size: tuple[int, int],
                    device: torch.device) -> "RegionStyle":
-        """The style term at one scale (size): a loss per region, against its styles' targets."""
+        """RegionStyle's factory: the style term at one scale (size), a loss per region (built
+        by its kind's factory, objective.style_loss_for) against its styles' targets."""
         style_layers, _ = options.layers
         style_weights = list(options.style_weights or [1.0] * len(targets))
         where = masks.resize(self.where, size)
@@ -112,14 +114,15 @@ def prepare(options: Options, content: Image.Image, styles: list[Image.Image]) -
 
 @dataclass
 class Region:
-    loss: nn.Module  # a style loss (losses.STYLE_LOSSES) against the region's styles' targets
+    loss: GuidedStyleTerm  # a style loss (losses.STYLE_LOSSES) against the region's styles' targets
     weights: dict[str, torch.Tensor]  # per style layer: the region's mask at that layer
     share: float  # of the style term; the regions' shares sum to 1
 
 
 class RegionStyle(nn.Module):
     """The style term of a masked run: Σ over regions of share × the region's guided loss.
-    It has the interface of a style loss that objective.Objective and TiledObjective use."""
+    A StyleTerm (style_terms.py), and a TileableStyleTerm when its regions' loss is tileable:
+    each region's statistics are then added up tile by tile under their own keys."""
 
     def __init__(self, regions: list[Region]):
         super().__init__()

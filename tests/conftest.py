@@ -29,6 +29,16 @@ SHARED_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "images"
 TINY = Options(size=48, steps=5, device="cpu")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` need a CUDA device: skipped where there is none."""
+    import torch
+
+    if not torch.cuda.is_available():
+        for item in items:
+            if item.get_closest_marker("gpu"):
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+
+
 def sample(name: str, long_side: int = 96) -> Image.Image:
     """A scikit-image sample photo as RGB, shrunk so that resizing costs nothing."""
     image = images.load_image(SKIMAGE_DATA / name)

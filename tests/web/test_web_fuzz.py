@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import struct
-import time
 import zlib
 from pathlib import Path
 from typing import Callable
@@ -31,7 +30,6 @@ from brushwork.web.app import create_app  # noqa: E402
 from brushwork.web.uploads import Limits, read_image  # noqa: E402
 
 LIMITS = Limits(max_upload_mb=0.25, max_input_pixels=512 * 512, max_styles=2)
-SLOW = 5.0  # seconds: a case that takes longer counts as a hang
 CI = settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 CONTENT_TYPES = ["image/png", "image/jpeg", "image/gif", "application/octet-stream", "text/plain", "",
                  "application/x-msdownload", "image/svg+xml", "multipart/form-data", "../../etc/passwd"]
@@ -138,7 +136,6 @@ def upload(data: bytes, name: str = "picture.png", content_type: str = "image/pn
 
 def check_reader(data: bytes, name: str = "picture.png", content_type: str = "image/png") -> str:
     """One file through the image reader: 'decoded', or the 4xx it was refused with."""
-    started = time.perf_counter()
     try:
         image, shown = read_image(upload(data, name, content_type), "content", LIMITS)
         assert image.mode == "RGB" and image.width * image.height <= LIMITS.max_input_pixels
@@ -147,7 +144,6 @@ def check_reader(data: bytes, name: str = "picture.png", content_type: str = "im
     except HTTPException as e:
         assert 400 <= e.status_code < 500 and e.detail, e
         outcome = str(e.status_code)
-    assert time.perf_counter() - started < SLOW, "the reader took too long"
     return outcome
 
 
@@ -212,10 +208,8 @@ def multipart(draw: st.DrawFn) -> tuple[str, bytes, str]:
 def check_upload(client: TestClient, path: str, body: bytes, content_type: str) -> str:
     """One request to an upload endpoint: the status it got, which must be a 4xx with a JSON
     error or a 201 with a queued job (or the picture, from fast mode)."""
-    started = time.perf_counter()
     headers = {"content-type": content_type} if content_type else {}
     response = client.post(path, content=body, headers=headers)
-    assert time.perf_counter() - started < SLOW, "the server took too long"
     assert response.status_code < 500, (response.status_code, response.text)
     if response.status_code >= 400:
         assert isinstance(response.json()["error"], str) and response.json()["error"]

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -26,17 +25,12 @@ from brushwork.fast.net import TransformNet, model_metadata  # noqa: E402
 
 from conftest import sample  # noqa: E402
 from test_fast import make_video  # noqa: E402
-from local_ray import DRIVER_ENV, local_cluster, members  # noqa: E402
+from local_ray import DRIVER_ENV, members  # noqa: E402
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 PICTURES = 50
 OUTPUTS = PICTURES + 1  # and a video
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[tuple[str, list[subprocess.Popen]]]:
-    """(address, [head, second node])."""
-    with local_cluster([2, 1]) as running:
-        yield running
 
 
 @pytest.fixture(scope="module", autouse=True)

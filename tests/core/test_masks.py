@@ -12,11 +12,10 @@ import torch
 from PIL import Image
 
 import brushwork
-from brushwork import cli, masks, regions, tiles
+from brushwork import cli, masks, regions
 from brushwork.commands import flags
 from brushwork.errors import BrushworkError, BrushworkWarning
-from brushwork.losses import STYLE_LOSSES, StyleLoss, gram_matrix
-from brushwork.objective import Objective, TiledObjective, content_loss_for
+from brushwork.losses import STYLE_LOSSES
 from brushwork.options import PROTECT_FACES_BARE, Options
 from conftest import TINY
 
@@ -106,30 +105,6 @@ def test_each_region_is_closer_to_its_own_style(engine, photo, warm, cold, loss)
             assert d[0, 0] < d[0, 1] and d[1, 1] < d[1, 0], (measure, d)
 
 
-def test_a_full_region_is_the_unmasked_loss(engine, style):
-    """One region over everything is exactly the loss without masks, value and gradient."""
-    layers = ("relu1_1", "relu2_1", "relu3_1")
-    x = torch.rand(1, 3, 48, 40, generator=torch.Generator().manual_seed(0))
-    for name, kind in STYLE_LOSSES.items():
-        with torch.no_grad():
-            stats = {n: kind.statistics(f) for n, f in engine.features(brushwork.images.to_tensor(style), layers,
-                                                                       torch.float32).items()}
-        options = Options(style_layers=layers, style_loss=name)
-        run_masks = regions.RunMasks(torch.ones(1, 1, 48, 40), None, [None])
-        term = run_masks.style_term(options, [stats], 0, (40, 48), torch.device("cpu"))
-        plain = functools.partial(STYLE_LOSSES[name], kind.blend([stats], [1.0]), dict.fromkeys(layers, 1.0))
-        plain = plain(seed=hash((0, 0))) if name == "sliced" else plain()
-        values, grads = [], []
-        for loss in (term, plain):
-            y = x.clone().requires_grad_(True)
-            value = loss(engine.features(y, layers, torch.float32))
-            value.backward()
-            values.append(float(value.detach()))
-            grads.append(y.grad)
-        assert values[0] == pytest.approx(values[1], rel=1e-5), name
-        assert ((grads[0] - grads[1]).norm() / grads[1].norm()).item() < 1e-4, name
-
-
 def test_style_regions_choose_the_part_of_the_painting(engine, photo, warm, cold):
     """A painting whose left half is warm and right half cold: --style-regions picks the half."""
     both = Image.fromarray(np.concatenate([np.asarray(warm), np.asarray(cold)], axis=1))
@@ -140,54 +115,6 @@ def test_style_regions_choose_the_part_of_the_painting(engine, photo, warm, cold
     cold_side = pixels(engine.run(photo, [both], options.replace(style_regions=(1 - left,))).image)
     assert warm_side[..., 0].mean() > cold_side[..., 0].mean() + 0.05  # redder
     assert warm_side[..., 2].mean() < cold_side[..., 2].mean() - 0.05  # less blue
-
-
-# --- tiles ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("loss", ["gram", "meancov"])
-def test_tiled_equals_whole_with_masks(engine, style, style2, loss):
-    width, height = 208, 160
-    layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2")
-    options = Options(style_layers=layers[:4], content_layers=layers[4:], style_loss=loss)
-    features = functools.partial(engine.features, layers=layers, dtype=torch.float32)
-    generator = torch.Generator().manual_seed(4)
-    with torch.no_grad():
-        content = torch.rand(1, 3, height, width, generator=generator)
-        statistics = STYLE_LOSSES[loss].statistics
-        targets = [{n: statistics(f) for n, f in engine.features(
-            brushwork.images.to_tensor(s.resize((96, 80))), layers[:4], torch.float32).items()}
-            for s in (style, style2)]
-        content_targets = engine.features(content, layers[4:], torch.float32)
-    ramp = torch.linspace(0, 1, width).expand(1, 1, height, width)  # soft, overlapping regions
-    run_masks = regions.RunMasks(torch.rand(1, 1, height, width, generator=generator), [1 - ramp, ramp], [None, None])
-    x = torch.rand(1, 3, height, width, generator=generator)
-    results = []
-    for grid in (None, tiles.tiles(width, height, 64, tiles.margin_for(layers))):
-        term = run_masks.style_term(options, targets, 0, (width, height), torch.device("cpu"))
-        inner = (Objective(features, content_loss_for(options, content_targets), term, (1.0, 5.0, 0.1)) if grid is None
-                 else TiledObjective(features, content_loss_for(options, content_targets), term, (1.0, 5.0, 0.1),
-                                     tiles=grid))
-        objective = regions.KeepContent(inner, run_masks.picture_mask((width, height)), content)
-        y = x.clone().requires_grad_(True)
-        results.append((objective(y), y.grad.clone()))
-    (whole, whole_grad), (tiled, tiled_grad) = results
-    assert torch.allclose(tiled, whole, rtol=1e-4)
-    assert ((tiled_grad - whole_grad).norm() / whole_grad.norm()).item() <= 1e-3
-
-
-def test_weighted_tiled_style_targets_match_the_whole_image(engine, style):
-    layers = ("relu1_1", "relu3_1")
-    features = functools.partial(engine.features, layers=layers, dtype=torch.float32)
-    image = torch.rand(1, 3, 160, 208, generator=torch.Generator().manual_seed(5))
-    weights = masks.layer_maps(torch.rand(1, 1, 160, 208, generator=torch.Generator().manual_seed(6)), layers)
-    grid = tiles.tiles(208, 160, 64, tiles.margin_for(layers))
-    from brushwork.objective import tiled_grams
-
-    with torch.no_grad():
-        whole = features(image)
-    for name, g in tiled_grams(features, image, layers, grid, gram_matrix, weights).items():
-        assert torch.allclose(g, gram_matrix(whole[name], None, weights[name]), rtol=1e-4, atol=1e-6), name
 
 
 # --- reading masks, errors -----------------------------------------------------------------
@@ -292,13 +219,3 @@ def test_compare_varies_the_mask(photo, style, tmp_path, runs):
     kept = pixels(photo)
     assert np.abs(left - kept)[:, SIZE // 2:].max() <= 1 / 255 and np.abs(left - kept)[:, :SIZE // 2].mean() > 0.02
     assert np.abs(right - kept)[:, :SIZE // 2].max() <= 1 / 255 and np.abs(right - kept)[:, SIZE // 2:].mean() > 0.02
-
-
-def test_the_weighted_gram_gradient():
-    features = torch.rand(1, 4, 5, 6, generator=torch.Generator().manual_seed(8), dtype=torch.float64,
-                          requires_grad=True)
-    weights = torch.rand(1, 1, 5, 6, generator=torch.Generator().manual_seed(9))
-    assert torch.autograd.gradcheck(lambda f: gram_matrix(f, None, weights).double(), (features,), eps=1e-3, atol=1e-3)
-    assert torch.allclose(gram_matrix(features, None, torch.ones(1, 1, 5, 6)), gram_matrix(features), rtol=1e-6)
-    assert torch.allclose(gram_matrix(features, None, weights), gram_matrix(features * weights.sqrt(), weights.sum()),
-                          rtol=1e-5)

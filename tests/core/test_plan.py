@@ -1,0 +1,125 @@
+"""plan.py: the scales and their steps, the memory estimate, tiles and history when memory is
+short, and runs refused before any work when they cannot fit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from brushwork.errors import BrushworkError
+from brushwork.options import Options
+from brushwork.plan import activation_elements, estimate_peak_bytes, fit_scale, schedule
+from brushwork.presets import PRESETS
+
+GATYS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1", "relu4_2")
+GATYS = PRESETS["gatys"]
+
+
+def test_schedule_defaults_to_multiscale_from_384():
+    assert len(schedule(Options(size=256), 256, 171, GATYS_LAYERS)) == 1
+    plan = schedule(Options(size=512, steps=300), 512, 341, GATYS_LAYERS)
+    assert [size for size, _ in plan] == [(128, 85), (256, 170), (512, 341)]
+    assert sum(steps for _, steps in plan) == 300
+    assert plan[0][1] > plan[-1][1]  # most steps where they are cheap
+
+
+def test_schedule_drops_scales_too_small_for_the_layers():
+    # 64 px output: a quarter would be 16 px, below relu5_1's 32 px minimum
+    assert [size for size, _ in schedule(Options(size=64, scales=3), 64, 64, GATYS_LAYERS)] == [(32, 32), (64, 64)]
+
+
+def test_activation_count_matches_the_network(engine):
+    names = list(engine.vgg.layers)[: list(engine.vgg.layers).index("relu5_1") + 1]
+    with torch.no_grad():
+        out = engine.vgg(torch.rand(1, 3, 64, 48), names)
+    assert activation_elements(48, 64, ("relu5_1",)) == sum(t.numel() for t in out.values())
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's resettable peak RSS")
+def test_memory_estimate_within_2x_of_measured_peak():
+    """Measure the peak RSS growth of a real 320 px run in a fresh process: the kernel's
+    high-water mark is reset just before it, so loading the network does not hide it."""
+    code = textwrap.dedent(
+        """
+        import json, re
+        from pathlib import Path
+        from PIL import Image
+        from brushwork.engine import Engine
+        from brushwork.options import Options
+        def status(key):
+            return int(re.search(key + r":\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1)) * 1024
+        e = Engine(device="cpu")
+        c = Image.effect_noise((320, 320), 40).convert("RGB")
+        e.run(c.resize((64, 64)), [c], Options(size=64, steps=2, scales=1, precision="fp32"))
+        Path("/proc/self/clear_refs").write_text("5")
+        base = status("VmRSS")
+        plan = e.plan(c.size, Options(size=320, steps=2, scales=1, precision="fp32"))
+        e.run(c, [c], Options(size=320, steps=2, scales=1, precision="fp32"))
+        print(json.dumps({"estimate": plan.memory_needed, "measured": status("VmHWM") - base}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    numbers = json.loads(out.stdout.strip().splitlines()[-1])
+    assert numbers["measured"] / 2 <= numbers["estimate"] <= numbers["measured"] * 2, numbers
+
+
+def test_estimate_grows_with_area_and_shrinks_with_bf16():
+    small = estimate_peak_bytes(256, 256, GATYS_LAYERS, torch.float32)
+    assert estimate_peak_bytes(512, 512, GATYS_LAYERS, torch.float32) == pytest.approx(4 * small, rel=0.02)
+    assert estimate_peak_bytes(256, 256, GATYS_LAYERS, torch.bfloat16) < small
+
+
+def test_plan_refuses_a_run_that_cannot_fit(engine):
+    with pytest.raises(BrushworkError, match=r"largest --size that fits is about \d+"):
+        engine.plan((4000, 3000), Options(size=40000, max_pixels=10**12))
+
+
+def test_plan_tiles_when_the_whole_image_does_not_fit(engine):
+    roomy = engine.plan((1600, 1200), Options(size=1600, steps=10, max_memory=20))
+    tight = engine.plan((1600, 1200), Options(size=1600, steps=10, max_memory=1.0))
+    assert roomy.scales[-1].tile is None
+    assert tight.scales[-1].tile is not None and tight.memory_needed <= 2**30
+    assert tight.scales[0].tile is None  # coarse scales still fit whole
+    assert "tiles of" in tight.describe(engine.device)
+
+
+def test_history_shrinks_to_fit_before_anything_is_refused(engine):
+    layers = GATYS.style_layers + GATYS.content_layers
+    full = fit_scale((2000, 1500), 200, Options(), layers, torch.float32, 40 * 2**30)
+    squeezed = fit_scale((2000, 1500), 200, Options(), layers, torch.float32, 3 * 2**30)
+    assert full.history == 100 and full.tile is None
+    assert squeezed.tile is not None and 2 <= squeezed.history < 100 and squeezed.memory <= 3 * 2**30
+
+
+def test_a_run_that_cannot_fit_names_the_largest_size(engine):
+    with pytest.raises(BrushworkError, match=r"largest --size that fits is about \d+") as error:
+        engine.plan((8000, 6000), Options(size=8000, max_memory=0.5))
+    largest = int(str(error.value).rsplit(" ", 1)[-1])
+    engine.plan((8000, 6000), Options(size=largest, max_memory=0.5))  # and that size does fit
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"tile": 32}, "--tile 32 must be from 64 px"),
+        ({"tile": 5000}, "to the output's longest side"),
+        ({"max_memory": -1.0}, "--max-memory must be a positive number"),
+    ],
+)
+def test_bad_tiling_requests_are_refused(engine, changes, message):
+    with pytest.raises(BrushworkError, match=message):
+        Options(**changes).validate(1)
+        engine.plan((640, 480), Options(size=640, **changes))
+
+
+def test_the_sliced_loss_is_refused_where_tiles_are_needed(engine):
+    """Its sort needs every position at once: a run that only fits in tiles is refused at plan time."""
+    engine.plan((1600, 1200), Options(size=1600, steps=10, max_memory=1.0, style_loss="meancov"))
+    with pytest.raises(BrushworkError, match="--style-loss sliced sorts every position at once"):
+        engine.plan((1600, 1200), Options(size=1600, steps=10, max_memory=1.0, style_loss="sliced"))
