@@ -39,7 +39,7 @@ class TemporalTarget:
     warped: torch.Tensor
     weights: torch.Tensor
 
-    def at(self, size: tuple[int, int], device: torch.device) -> "TemporalTarget":
+    def at(self, size: tuple[int, int], device: torch.device) -> TemporalTarget:
         """The target at another (width, height), for a coarser scale of the frame's schedule."""
         warped, weights = self.warped, self.weights
         if (warped.shape[-1], warped.shape[-2]) != size:

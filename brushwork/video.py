@@ -127,7 +127,7 @@ def paint_clip(
     styles: list[Image.Image],
     options: Options,
     settings: ClipSettings,
-    store: "FrameStore",
+    store: FrameStore,
 ) -> Iterator[tuple[Frame, Result | None, Link | None]]:
     """Paint every frame not in `store` yet, in order, saving each as it is done. Yields
     (frame, result, link) per frame: result None for a frame already stored (--resume),

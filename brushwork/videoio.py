@@ -93,12 +93,14 @@ def rgb(frame: av.VideoFrame, upright: bool = False) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(pixels, turns)) if turns else pixels
 
 
-def demux(source: av.container.InputContainer, copy_audio: bool, upright: bool = False) -> Iterator[Item]:
+def demux(source: av.container.InputContainer, copy_audio: bool, upright: bool = False,
+          audio: bool = True) -> Iterator[Item]:
     """Frames (held back REORDER frames to sort their timestamps) and audio, in file order:
-    audio packets where they are copied, decoded audio frames where they are re-encoded. A
-    demuxer's empty flush packet (no dts) flushes its decoder and is not copied."""
+    audio packets where they are copied, decoded audio frames where they are re-encoded (no
+    audio without `audio`). A demuxer's empty flush packet (no dts) flushes its decoder and
+    is not copied."""
     in_video = source.streams.video[0]
-    streams = [in_video, *source.streams.audio[:1]]
+    streams = [in_video, *source.streams.audio[:1]] if audio else [in_video]
     times, held = Timestamps(), []
     for packet in source.demux(*streams):
         if packet.stream is in_video:
@@ -179,9 +181,7 @@ def frames(path: Path) -> Iterator[Picture]:
 
     source = open_video(path)
     try:
-        for item in demux(source, copy_audio=False, upright=True):
-            if isinstance(item, Picture):
-                yield item
+        yield from demux(source, copy_audio=False, upright=True, audio=False)
     except av.error.FFmpegError as e:
         raise BrushworkError(f"cannot decode video {path}: {e}") from None
     finally:

@@ -104,3 +104,35 @@ def test_temporal_term_means_the_same_at_every_size():
         x = x.clone().requires_grad_(True)
         values.append(Temporal(nothing, target, 1.0)(x)[4])
     assert values[0].item() == pytest.approx(values[1].item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_run_with_a_temporal_target_records_the_term_and_lowers_it(engine, precision):
+    """The term computes in fp32 whatever the network's precision; the total includes it."""
+    from brushwork.options import Options
+
+    content = sample("astronaut.png", 48)
+    torch.manual_seed(0)
+    start = torch.rand(1, 3, content.height, content.width)
+    target = TemporalTarget(torch.full_like(start, 0.5), torch.ones(1, 1, content.height, content.width))
+    options = Options(size=48, steps=4, scales=1, device="cpu", precision=precision, temporal_weight=1000.0)
+    result = engine.run(content, [sample("ihc.png", 48)], options, start=start, temporal=target)
+    first, last = result.records[0], result.records[-1]
+    assert last.temporal < 0.5 * first.temporal
+    assert last.total == pytest.approx(last.content + 5 * last.style + 1000.0 * last.temporal, rel=1e-4)
+
+
+def test_the_temporal_term_adds_to_the_tiled_objective_exactly(engine):
+    """Per pixel, like total variation: tile by tile the run takes the same steps."""
+    from brushwork.options import Options
+
+    content = sample("astronaut.png", 128)
+    torch.manual_seed(0)
+    start = torch.rand(1, 3, content.height, content.width)
+    target = TemporalTarget(torch.full_like(start, 0.5), torch.ones(1, 1, content.height, content.width))
+    runs = []
+    for tile in (None, 64):
+        options = Options(size=128, steps=2, scales=1, device="cpu", precision="fp32", temporal_weight=1000.0, tile=tile)
+        records = engine.run(content, [sample("ihc.png", 64)], options, start=start, temporal=target).records
+        runs.append([value for r in records for value in (r.total, r.temporal)])
+    assert runs[1] == pytest.approx(runs[0], rel=1e-4) and runs[0][1] > 0

@@ -250,3 +250,15 @@ def test_bad_inputs_fail_cleanly_with_one_line(tmp_path, style_file, capsys, cas
     err = capsys.readouterr().err.strip()
     assert err.startswith("brushwork: error:") and needle in err and len(err.splitlines()) == 1, err
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+MEGAMIND = Path("/usr/share/doc/opencv-doc/examples/data/Megamind.avi")
+
+
+@pytest.mark.skipif(not MEGAMIND.is_file(), reason="opencv-doc is not installed (apt-get install opencv-doc)")
+def test_part_of_megamind_avi_with_packed_b_frames_and_ac3_audio(tmp_path, style_file):
+    target = tmp_path / "mega.mp4"
+    assert stylize(MEGAMIND, "-s", style_file, "-o", target, "--frames", "100:103", *FAST) == 0
+    frames, size, rate, times, audio, _ = facts(target)
+    assert frames == 3 and max(size) == 64 and rate == Fraction(2997, 125) and audio == ["ac3"]
+    assert times == pytest.approx([0, 125 / 2997, 250 / 2997], abs=2e-3)
