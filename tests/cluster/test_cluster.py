@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -25,12 +26,20 @@ from brushwork.fast.net import TransformNet, model_metadata  # noqa: E402
 
 from conftest import sample  # noqa: E402
 from test_fast import make_video  # noqa: E402
-from local_ray import DRIVER_ENV, members  # noqa: E402
+from local_ray import DRIVER_ENV, local_cluster, members  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 PICTURES = 50
 OUTPUTS = PICTURES + 1  # and a video
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[tuple[str, list[subprocess.Popen]]]:
+    """(address, [head, second node]): one cluster for the session, since starting one takes
+    longer than most of these tests."""
+    with local_cluster([2, 1]) as running:
+        yield running
 
 
 @pytest.fixture(scope="module", autouse=True)

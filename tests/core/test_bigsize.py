@@ -25,6 +25,7 @@ def pixels(image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image, dtype=np.float32))
 
 
+@pytest.mark.slow
 def test_a_tiled_run_matches_an_untiled_one_without_seams(engine, content, style):
     """Same J within 1%, and the tiled picture is no less smooth across its tile borders."""
     options = Options(size=160, steps=20, scales=1, precision="fp32", device="cpu", preset="tutorial")

@@ -321,6 +321,7 @@ def command(*args) -> list[str]:
     return [sys.executable, "-m", "brushwork.cli", *(str(a) for a in args)]
 
 
+@pytest.mark.slow
 def test_subprocess_run_and_error(image_files, out):
     done = subprocess.run(command("stylize", image_files["content"], "-s", image_files["style"], "-o", out / "p.png",
                                   "--size", "32", "--steps", "2"), capture_output=True, text=True, timeout=300)
@@ -332,6 +333,7 @@ def test_subprocess_run_and_error(image_files, out):
     assert failed.stderr.strip().count("\n") == 0 and "exists; pass --overwrite" in failed.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_the_current_image(image_files, out):
     output, trace = out / "i.png", out / "i.json"
     process = subprocess.Popen(

@@ -373,6 +373,7 @@ def test_stylize_raises_on_interrupt(image_files):
     assert result.stop_reason == "interrupted" and result.image.size == (48, 48)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_IMAGES / "styles").is_dir(), reason="../shared/images is not present")
 def test_real_painting(engine, content):
     painting = images.load_image(sorted((SHARED_IMAGES / "styles").iterdir())[0])

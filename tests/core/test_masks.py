@@ -93,6 +93,7 @@ def region_distances(engine, image, styles, loss_name: str) -> np.ndarray:
     return distances
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["gram", "meancov", "sliced"])
 def test_each_region_is_closer_to_its_own_style(engine, photo, warm, cold, loss):
     """Left region: the first style, right: the second; then the styles change places, so a
@@ -105,6 +106,7 @@ def test_each_region_is_closer_to_its_own_style(engine, photo, warm, cold, loss)
             assert d[0, 0] < d[0, 1] and d[1, 1] < d[1, 0], (measure, d)
 
 
+@pytest.mark.slow
 def test_style_regions_choose_the_part_of_the_painting(engine, photo, warm, cold):
     """A painting whose left half is warm and right half cold: --style-regions picks the half."""
     both = Image.fromarray(np.concatenate([np.asarray(warm), np.asarray(cold)], axis=1))

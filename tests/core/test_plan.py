@@ -41,6 +41,7 @@ def test_activation_count_matches_the_network(engine):
     assert activation_elements(48, 64, ("relu5_1",)) == sum(t.numel() for t in out.values())
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's resettable peak RSS")
 def test_memory_estimate_within_2x_of_measured_peak():
     """Measure the peak RSS growth of a real 320 px run in a fresh process: the kernel's

@@ -23,6 +23,7 @@ def pair() -> tuple[Image.Image, Image.Image]:
     return images.load_image(content), images.load_image(style)
 
 
+@pytest.mark.slow
 def test_multiscale_reaches_requested_size_and_beats_single_scale(engine, pair):
     content, style = pair
     steps = 15
@@ -34,6 +35,7 @@ def test_multiscale_reaches_requested_size_and_beats_single_scale(engine, pair):
     assert score(multi.image, content, style, engine).objective < score(single.image, content, style, engine).objective
 
 
+@pytest.mark.slow
 def test_bf16_and_fp32_agree(engine, pair):
     content, style = pair
     x = images.resize(images.to_tensor(content), (96, 96))

@@ -281,6 +281,7 @@ def test_ids_are_unguessable_and_paths_never_reach_the_disk(tmp_path, uploads):
     assert client.post("/api/jobs/..%2F..%2Fsecret.txt/cancel").status_code == 404
 
 
+@pytest.mark.slow
 def test_restart_keeps_the_line_and_interrupts_the_running_job(tmp_path, uploads):
     # A server that dies with a job in line (no worker ran: as after a crash).
     waiting = submit(local(create_app(tmp_path)), uploads, TINY)
@@ -323,6 +324,7 @@ def test_serve_checks_ipv6_hosts_as_ipv6(tmp_path, capsys):
     assert f"cannot listen on ::1 port {port}" in err and "family" not in err.lower()
 
 
+@pytest.mark.slow
 def test_serve_command(tmp_path):
     assert main(["serve", "--port", "70000", "--data", str(tmp_path)]) == 2
     port = free_port()

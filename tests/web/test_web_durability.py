@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # servers in subprocesses, killed and restarted
+
 pytest.importorskip("fastapi", reason="the web extra is not installed")
 from conftest import local, png  # noqa: E402
 
