@@ -10,7 +10,6 @@ import contextlib
 import importlib.resources
 import io
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -131,16 +130,3 @@ def serving(app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(60)
-
-
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[tuple[str, list[subprocess.Popen]]]:
-    """The Ray cluster the cluster tests share, started once per session (starting one takes
-    longer than most tests), on loopback (cluster/local_ray.py): (address, [head with 2 CPUs, a
-    second node with 1 CPU joined to it]). It lives here, not in tests/cluster/conftest.py,
-    since a second module named conftest would hide this one from `from conftest import`."""
-    pytest.importorskip("ray")
-    from local_ray import local_cluster
-
-    with local_cluster([2, 1]) as running:
-        yield running
