@@ -16,7 +16,7 @@ from typing import Callable, NoReturn
 
 from PIL import Image
 
-from . import __version__, compare, images
+from . import __version__, clip, compare, images
 from .api import engine_for
 from .engine import Progress, Result
 from .errors import BrushworkError, BrushworkWarning
@@ -37,6 +37,10 @@ def snapshot_path(output: Path, step: int) -> Path:
 
 def cmd_stylize(args: argparse.Namespace) -> int:
     options = options_from_args(args)
+    if clip.is_clip(args):
+        if args.ray is not None:
+            raise BrushworkError("--ray paints photos; a video runs on this machine")
+        return clip.stylize_clip(args, options)
     one_photo = len(args.content) == 1 and not Path(args.content[0]).is_dir()
     if one_photo and args.ray is None and not args.resume:
         check_outputs(args)
@@ -244,11 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("stylize", help="paint CONTENT in the style of one or more --style images")
-    p.add_argument("content", nargs="+", help="content photo; or several, or folders of them, with -o a folder")
+    p.add_argument("content", nargs="+", help="content photo; or several, or folders of them, with -o a folder; "
+                   "or one video (see the video options)")
     p.add_argument("--style", "-s", required=True, nargs="+", action="extend", help="style image(s)")
     add_output_flags(p)
-    p.add_argument("--resume", action="store_true", help="several photos: skip those whose output exists")
+    p.add_argument("--resume", action="store_true",
+                   help="several photos: skip those whose output exists; a video: continue from its finished frames")
     add_ray_flag(p, "each photo a Ray task, one per GPU or CPU slot")
+    clip.add_video_flags(p)
     add_flags(p)
     p.set_defaults(func=cmd_stylize)
 

@@ -34,6 +34,7 @@ from .objective import (
 )
 from .options import AUTO_TOLERANCE, AUTO_WINDOW, Options
 from .plan import Plan, Scale, largest_fitting_size, make_plan, min_side
+from .temporal import Temporal, TemporalTarget
 from .vgg import VGG19, load_vgg19
 
 
@@ -50,6 +51,7 @@ class StepRecord:
     tv: float
     total: float
     seconds: float
+    temporal: float = 0.0  # the temporal term of a video frame (temporal.py); 0 for a still
 
 
 @dataclass
@@ -167,15 +169,20 @@ class Engine:
         styles: list[Image.Image],
         options: Options,
         callback: Callable[[Progress], None] | None = None,
+        start: torch.Tensor | None = None,
+        temporal: TemporalTarget | None = None,
     ) -> Result:
-        """Stylize `content` (RGB PIL) with `styles`; see Options for the knobs."""
+        """Stylize `content` (RGB PIL) with `styles`; see Options for the knobs. A video frame
+        (video.py) passes `start`, the image to start from instead of --init (1×3×H×W), and
+        `temporal`, what the frame is held to with --temporal-weight."""
         options.validate(len(styles))
         run_masks = regions.prepare(options, content, styles)
         if options.style_crop is not None:
             styles = [images.crop(s, options.style_crop) for s in styles]
         init_image = images.load_image(options.init) if options.init not in ("content", "noise") else None
         plan = self.plan(content.size, options, [s.size for s in styles])
-        painting = Painting(self, options, plan, content, styles, init_image, callback, run_masks)
+        painting = Painting(self, options, plan, content, styles, start if start is not None else init_image, callback,
+                            run_masks, temporal)
         try:
             painting.paint()
         except RuntimeError as e:
@@ -201,12 +208,13 @@ class Painting:
         plan: Plan,
         content: Image.Image,
         styles: list[Image.Image],
-        init_image: Image.Image | None,
+        init_image: Image.Image | torch.Tensor | None,
         callback: Callable[[Progress], None] | None,
         run_masks: regions.RunMasks | None = None,
+        temporal: TemporalTarget | None = None,
     ):
         self.engine, self.options, self.plan, self.callback = engine, options, plan, callback
-        self.masks = run_masks
+        self.masks, self.temporal = run_masks, temporal
         self.started = time.perf_counter()
         self.content = images.to_tensor(content)
         if options.seamless:
@@ -270,6 +278,8 @@ class Painting:
             objective = TiledObjective.for_options(
                 options, features, content_loss_for(options, content_targets), style, tiles=grid
             )
+        if self.temporal is not None:
+            objective = Temporal(objective, self.temporal.at(scale.size, engine.device), options.temporal_weight)
         if self.masks is None:
             return objective
         mask = self.masks.picture_mask(scale.size).to(engine.device)
@@ -357,13 +367,13 @@ class Painting:
         # reads, so their end times are spread evenly over that window.
         now = time.perf_counter() - self.started
         w, h = x.shape[-1], x.shape[-2]
-        for j, ((at, evaluated), (c, s, t, total)) in enumerate(zip(pending, values)):
+        for j, ((at, evaluated), (c, s, t, total, *temporal)) in enumerate(zip(pending, values)):
             if not math.isfinite(total):
                 self.stop_reason = "diverged"
                 return False
             self.last_good = evaluated
             seconds = self.last_read + (now - self.last_read) * (j + 1) / len(pending)
-            self.records.append(StepRecord(at, index, w, h, c, s, t, total, seconds))
+            self.records.append(StepRecord(at, index, w, h, c, s, t, total, seconds, *temporal))
         self.last_read = now
         if self.callback is not None:
             n_scales, total = len(self.plan.scales), self.plan.total_steps
@@ -388,7 +398,9 @@ class Painting:
         size = (self.plan.width, self.plan.height)
         return Result(images.to_pil(image), self.records, self.stop_reason, time.perf_counter() - self.started, size)
 
-    def _initial_image(self, init_image: Image.Image | None, size: tuple[int, int]) -> torch.Tensor:
+    def _initial_image(self, init_image: Image.Image | torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
+        if isinstance(init_image, torch.Tensor):
+            return images.resize(init_image, size).clone()
         if init_image is not None:
             return images.resize(images.to_tensor(init_image), size)
         if self.options.init == "noise":

@@ -72,8 +72,12 @@ def detect_faces(image: Image.Image) -> list[tuple[float, float, float, float]]:
     return [(d["c"] * scale, d["r"] * scale, d["width"] * scale, d["height"] * scale) for d in found]
 
 
-def face_mask(image: Image.Image) -> np.ndarray:
-    """H×W float32 in [0, 1]: 1 on every detected face, fading to 0 around it; all 0 without faces.
+Box = tuple[float, float, float, float]  # x, y, width, height in the picture's pixels
+
+
+def face_mask(image: Image.Image, boxes: list[Box] | None = None) -> np.ndarray:
+    """H×W float32 in [0, 1]: 1 on every detected face (or on `boxes`, where a video's tracked
+    boxes are given), fading to 0 around it; all 0 without faces.
 
     Drawn and blurred at the detector's working size, then scaled to the picture's: the edge
     is smooth, so a poster-size mask costs no more than a small one. SciPy (and scikit-image,
@@ -84,7 +88,7 @@ def face_mask(image: Image.Image) -> np.ndarray:
     scale = width / image.width
     mask = np.zeros((height, width), np.float32)
     rows, cols = np.ogrid[:height, :width]
-    for x, y, w, h in detect_faces(image):
+    for x, y, w, h in detect_faces(image) if boxes is None else boxes:
         x, y, w, h = x * scale, y * scale, w * scale, h * scale
         cx, cy = x + w / 2, y + h / 2 + FACE_DROP * h
         rx, ry = FACE_ELLIPSE[0] * w, FACE_ELLIPSE[1] * h
@@ -93,3 +97,40 @@ def face_mask(image: Image.Image) -> np.ndarray:
     if mask.shape != (image.height, image.width):
         mask = np.asarray(Image.fromarray(mask, "F").resize(image.size, Image.BILINEAR))
     return np.clip(mask, 0, 1)
+
+
+class FaceTrack:
+    """Face boxes of a video, smoothed over time so that protection does not flicker.
+
+    A detector run per frame jitters by a few pixels and misses a face now and then; a mask
+    drawn from its raw boxes would make the protected area shimmer and blink. Each detection
+    joins the tracked face whose centre is nearest (within half the face's width) and moves it
+    by SMOOTHING of the way; a face not seen is kept for HOLD frames before it is dropped."""
+
+    SMOOTHING = 0.3
+    HOLD = 5
+
+    def __init__(self) -> None:
+        self.faces: list[dict] = []  # box, and frames since it was last seen
+
+    def update(self, image: Image.Image) -> list[Box]:
+        """This frame's detections folded in; the boxes to draw for it."""
+        for face in self.faces:
+            face["missed"] += 1
+        for box in detect_faces(image):
+            face = self._nearest(box)
+            if face is None:
+                self.faces.append({"box": box, "missed": 0})
+            else:
+                face["box"] = tuple(a + self.SMOOTHING * (b - a) for a, b in zip(face["box"], box))
+                face["missed"] = 0
+        self.faces = [f for f in self.faces if f["missed"] <= self.HOLD]
+        return [f["box"] for f in self.faces]
+
+    def _nearest(self, box: Box) -> dict | None:
+        def distance(face: dict) -> float:
+            (x, y, w, h), (bx, by, bw, bh) = face["box"], box
+            return float(np.hypot(x + w / 2 - bx - bw / 2, y + h / 2 - by - bh / 2))
+
+        near = [f for f in self.faces if distance(f) < 0.5 * f["box"][2]]
+        return min(near, key=distance, default=None)

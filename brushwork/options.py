@@ -41,6 +41,9 @@ AUTO_TOLERANCE = 0.005
 # fifth of the way to the style's colours), enough that a portrait's sitter stays recognizable
 # while the face still belongs to the painting.
 PROTECT_FACES_BARE = 0.8
+# --temporal-weight: chosen in docs/guides/video.md's measurement (the temporal term is a mean of
+# squared pixel differences, so it is on the scale of the content term's per-feature mean).
+TEMPORAL_WEIGHT = 1000.0
 
 
 @dataclass
@@ -81,6 +84,7 @@ class Options:
     style_masks: tuple[masks.MaskLike, ...] | None = None  # one per style: where each style goes
     style_regions: tuple[masks.MaskLike | None, ...] | None = None  # one per style: the part of it that counts
     protect_faces: float = 0.0  # 0: off; else how much faces keep of the photo, up to 1
+    temporal_weight: float = TEMPORAL_WEIGHT  # video: how firmly a frame holds to the previous one (temporal.py)
 
     def replace(self, **changes) -> "Options":
         return dataclasses.replace(self, **changes)
@@ -126,7 +130,7 @@ class Options:
         self._check_masks(n_styles)
 
     def _check_weights(self, n_layers: int, style_layers: tuple[str, ...], n_styles: int) -> None:
-        for flag in ("--content-weight", "--style-weight", "--tv-weight"):
+        for flag in ("--content-weight", "--style-weight", "--tv-weight", "--temporal-weight"):
             _finite_non_negative(flag, [getattr(self, _field(flag))])
         for flag, values, count, what in (
             ("--style-layer-weights", self.style_layer_weights, n_layers, f"style layers ({', '.join(style_layers)})"),
@@ -294,6 +298,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--content-weight", "content_weight", _number(float), "weight of the content loss"),
     Setting("--style-weight", "style_weight", _number(float), "weight of the style loss", web=True, bounds=(0, 1e6)),
     Setting("--tv-weight", "tv_weight", _number(float), "weight of the total-variation (smoothness) loss"),
+    Setting("--temporal-weight", "temporal_weight", _number(float),
+            "video: weight of the temporal loss that holds each frame to the previous one where the "
+            "optical flow is reliable (0: frames painted independently)"),
     _choice_setting("--style-loss", tuple(STYLE_LOSSES),
                     "what of the style to match: gram, meancov or sliced (see `brushwork presets`)", web=True),
     _choice_setting("--optimizer", OPTIMIZERS, "lbfgs or adam"),

@@ -32,6 +32,7 @@ from .errors import BrushworkError
 if TYPE_CHECKING:
     import av
 
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}
 MP4_AUDIO_CODECS = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
 REORDER = 4  # frames over which out-of-order timestamps are sorted (B-frames reorder 1-3)
 
@@ -186,21 +187,29 @@ def frames(path: Path) -> Iterator[Picture]:
         source.close()
 
 
-def rewrite(source_path: Path, target: Path, size: tuple[int, int], paint: Callable[[int, Picture], np.ndarray]) -> int:
+def rewrite(source_path: Path, target: Path, size: tuple[int, int], paint: Callable[[int, Picture], np.ndarray],
+            span: tuple[int, int | None] = (0, None)) -> int:
     """A copy of a video whose frame i (upright, display order) is replaced by paint(i, frame),
     a `size` (width, height) picture, keeping the input's timestamps and audio; written to a
-    temp file and renamed once whole. Returns the number of frames."""
+    temp file and renamed once whole. With a `span` of frames (first, and the one after the
+    last), only those are written, moved to start at 0, with the audio they span. Returns
+    the number of frames written."""
     import av
 
+    window = _span_window(source_path, span)
     source = open_video(source_path)
     tmp = target.with_name(f".{target.name}.tmp{target.suffix}")
     try:
         with av.open(str(tmp), "w") as sink:
             muxer = Muxer(source, sink, target, size)
+            index = 0
             for item in demux(source, muxer.copy_audio, upright=True):
                 if isinstance(item, Picture):
-                    item = Picture(paint(muxer.frames, item), item.pts)
-                muxer.write(item)
+                    index += 1
+                    if span[0] <= index - 1 < (span[1] if span[1] is not None else index):
+                        muxer.write(Picture(paint(index - 1, item), item.pts - window[0]))
+                elif _shift_into(item, window, muxer.in_video.time_base):
+                    muxer.write(item)
             muxer.finish()
         os.replace(tmp, target)
         return muxer.frames
@@ -209,3 +218,34 @@ def rewrite(source_path: Path, target: Path, size: tuple[int, int], paint: Calla
     finally:
         source.close()
         tmp.unlink(missing_ok=True)
+
+
+def _span_window(path: Path, span: tuple[int, int | None]) -> tuple[int, int | None]:
+    """The output timestamps (video time base) of the span's first frame and of the frame
+    after its last (None: to the end); (0, None) for the whole video."""
+    if span == (0, None):
+        return 0, None
+    times = [picture.pts for picture in frames(path)]
+    start, end = span
+    return times[min(start, len(times) - 1)], times[end] if end is not None and end < len(times) else None
+
+
+def _shift_into(item: Item, window: tuple[int, int | None], video_base: Fraction) -> bool:
+    """Whether an audio packet or frame falls in the window (in the video's time base); if it
+    does, its timestamps are moved so that the window starts at 0."""
+    import av
+
+    if window == (0, None):
+        return True
+    if item.pts is None:
+        return False
+    start, end = (float(t * video_base) if t is not None else None for t in window)
+    at = float(item.pts * item.time_base)
+    if at < start or (end is not None and at >= end):
+        return False
+    offset = round(start / item.time_base)
+    item.pts -= offset
+    if isinstance(item, av.Packet) and item.dts is not None:
+        item.dts -= offset
+    return True
+

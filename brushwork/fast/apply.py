@@ -28,14 +28,13 @@ from PIL import Image, UnidentifiedImageError
 from .. import images, masks
 from ..errors import BrushworkError
 from ..options import PROTECT_FACES_BARE, add_ray_flag
-from ..videoio import open_video
+from ..videoio import VIDEO_SUFFIXES, open_video
 from .backend import BACKENDS, CONSISTENCY, Settings, Stylizer
 from .consistency import Consistency
 from .net import FastModel, load_model
 from .pipeline import stylize_batches, stylize_files
 from .video import VideoReport, stylize_video
 
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}
 VIDEO_OUTPUT_SUFFIXES = {".mp4", ".mkv", ".mov"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 

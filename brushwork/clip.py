@@ -1,0 +1,285 @@
+"""`brushwork stylize` on a video or a picture sequence: what it reads and writes around the
+frame loop (video.py).
+
+- A video file (any PyAV reads) becomes a video with the same frame count, rate and
+  timestamps and the audio copied; a folder with --video becomes PNGs of the same names.
+- Finished frames go to a work folder next to the output (`OUT.frames/`), each written whole,
+  so a run stopped by Ctrl-C, a kill or a full disk continues with --resume; the video is
+  assembled from them only when every frame is done, into a temp file renamed at the end.
+- --mask is one picture for every frame, or a mask video or folder with a mask per frame;
+  --protect-faces tracks face boxes over time (faces.FaceTrack), so protection holds still.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from . import images, masks, videoio
+from .api import engine_for
+from .errors import BrushworkError
+from .options import Options
+from .video import ClipSettings, Frame, FrameStore, paint_clip
+
+PICTURE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+@dataclasses.dataclass
+class Clip:
+    """The frames a run paints: a video file, or a sequence of pictures, cut to `span`."""
+
+    source: Path
+    pictures: list[Path] | None  # a sequence's files, in name order; None for a video file
+    span: tuple[int, int | None]  # first frame, and the frame after the last (None: to the end)
+
+    @property
+    def is_video(self) -> bool:
+        return self.pictures is None
+
+    def raw_frames(self) -> Iterator[tuple[int, Image.Image]]:
+        """(index, picture) of every frame in the span, upright RGB."""
+        start, end = self.span
+        if self.pictures is not None:
+            for index, path in enumerate(self.pictures[start:end], start):
+                yield index, images.load_image(path)
+            return
+        for index, picture in enumerate(videoio.frames(self.source)):
+            if end is not None and index >= end:
+                return
+            if index >= start:
+                yield index, Image.fromarray(picture.pixels)
+
+    def count(self) -> int | None:
+        """Frames in the span, where the container says (for the progress bar)."""
+        total = len(self.pictures) if self.pictures is not None else video_frame_count(self.source)
+        if total is None:
+            return None
+        start, end = self.span
+        return max(0, min(total, end if end is not None else total) - start)
+
+
+def video_frame_count(path: Path) -> int | None:
+    with videoio.open_video(path) as container:
+        return container.streams.video[0].frames or None
+
+
+def parse_span(text: str | None) -> tuple[int, int | None]:
+    """--frames START:END, END excluded, either side may be left out (0-based frame numbers)."""
+    if text is None:
+        return 0, None
+    start, sep, end = text.partition(":")
+    try:
+        span = (int(start) if start else 0, int(end) if end else None)
+    except ValueError:
+        span = (-1, None)
+    if not sep or span[0] < 0 or (span[1] is not None and span[1] <= span[0]):
+        raise BrushworkError(f"--frames takes START:END frame numbers with START < END (e.g. 0:48), got {text!r}")
+    return span
+
+
+def open_clip(source: str, as_sequence: bool, span: tuple[int, int | None]) -> Clip:
+    """The clip of `source`, checked: a readable video with frames, or a folder of pictures."""
+    path = Path(source)
+    if path.is_dir():
+        if not as_sequence:
+            raise BrushworkError(f"{path} is a folder: add --video to paint its pictures as frames of one video")
+        pictures = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in PICTURE_SUFFIXES)
+        if not pictures:
+            raise BrushworkError(f"no pictures in {path}")
+        clip = Clip(path, pictures, span)
+    else:
+        if not path.is_file():
+            raise BrushworkError(f"video not found: {path}")
+        videoio.open_video(path).close()
+        clip = Clip(path, None, span)
+    if clip.count() == 0:
+        raise BrushworkError(f"{path} has no frames in --frames {span[0]}:{'' if span[1] is None else span[1]}")
+    return clip
+
+
+def frames_at_size(clip: Clip, options: Options, mask_source: str | None) -> Iterator[Frame]:
+    """The clip's frames at the output's size (the first frame's, fitted to --size), with
+    each frame's own mask where there is one (`mask_source`: a mask video or folder, or
+    tracked faces); a frame of another size is an error."""
+    mask_frames = per_frame_masks(mask_source, clip.span) if mask_source else None
+    tracker = None
+    if options.protect_faces:
+        from .faces import FaceTrack  # scikit-image's detector, loaded only when asked for
+
+        tracker = FaceTrack()
+    first_size = size = None
+    for index, picture in clip.raw_frames():
+        if first_size is None:
+            first_size, size = picture.size, images.fit_size(*picture.size, options.size)
+        elif picture.size != first_size:
+            raise BrushworkError(f"frame {index} is {picture.width}x{picture.height}, the first frame "
+                                 f"{first_size[0]}x{first_size[1]}: a clip's frames must share one size")
+        picture = picture if picture.size == size else picture.resize(size, Image.LANCZOS)
+        mask = None if mask_frames is None else next(mask_frames, None)
+        if mask_frames is not None and mask is None:
+            raise BrushworkError(f"the --mask video or folder ends before frame {index}")
+        yield Frame(index, picture, frame_mask(picture, options, mask, tracker))
+
+
+def is_mask_sequence(mask: object) -> bool:
+    """Whether --mask names a mask per frame (a video or a folder) rather than one picture."""
+    return isinstance(mask, str) and (Path(mask).is_dir() or Path(mask).suffix.lower() in videoio.VIDEO_SUFFIXES)
+
+
+def per_frame_masks(source: str, span: tuple[int, int | None]) -> Iterator[np.ndarray]:
+    """A mask video's or folder's frames from span's start, as gray arrays."""
+    path = Path(source)
+    if path.is_dir():
+        clip = Clip(path, sorted(p for p in path.iterdir() if p.suffix.lower() in PICTURE_SUFFIXES), span)
+    else:
+        clip = Clip(path, None, span)
+    return (masks.to_array(picture, "--mask") for _, picture in clip.raw_frames())
+
+
+def frame_mask(picture: Image.Image, options: Options, mask: np.ndarray | None, tracker) -> np.ndarray | None:
+    """The frame's own mask (mask video or folder, tracked faces), at the picture's size;
+    None where --mask (one picture or none) applies as it is."""
+    if mask is None and tracker is None:
+        return None
+    if mask is None:
+        mask = masks.to_array(options.mask, "--mask") if options.mask is not None else np.ones(picture.size[::-1], np.float32)
+    if mask.shape != picture.size[::-1]:
+        mask = np.asarray(Image.fromarray(mask, "F").resize(picture.size, Image.BILINEAR))
+    if tracker is not None:
+        from .faces import face_mask
+
+        mask = mask * (1 - options.protect_faces * face_mask(picture, tracker.update(picture)))
+    return np.clip(mask, 0, 1).astype(np.float32)
+
+
+def parse_temporal_frames(text: str) -> tuple[int, ...]:
+    """--temporal-frames 1,2,4: the earlier frames each frame is held to; 1 must be one."""
+    try:
+        frames = tuple(sorted({int(v) for v in text.split(",")}))
+    except ValueError:
+        frames = ()
+    if not frames or frames[0] != 1:
+        raise BrushworkError(f"--temporal-frames takes frame distances that include 1, e.g. 1,2,4; got {text!r}")
+    return frames
+
+
+def add_video_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("video (a video file, or a folder with --video)")
+    group.add_argument("--video", action="store_true",
+                       help="a folder's pictures, in name order, are the frames of one video (-o: a folder of PNGs "
+                            "of the same names); without it a folder is independent photos")
+    group.add_argument("--frames", metavar="START:END", help="paint only frames START to END-1 (0-based), e.g. 0:48")
+    group.add_argument("--frame-steps", type=int, default=ClipSettings.frame_steps, metavar="N",
+                       help="steps of each frame after a shot's first, which gets the still's schedule "
+                            f"(default {ClipSettings.frame_steps})")
+    group.add_argument("--temporal-frames", default="1", metavar="J,...",
+                       help="earlier frames each frame is held to, e.g. 1,2,4 (default 1: the previous frame)")
+
+
+def is_clip(args: argparse.Namespace) -> bool:
+    """Whether `stylize` paints a video: one video file, or a folder with --video."""
+    if len(args.content) != 1:
+        return False
+    path = Path(args.content[0])
+    return (getattr(args, "video", False) and path.is_dir()) or (path.is_file() and path.suffix.lower() in videoio.VIDEO_SUFFIXES)
+
+
+def frame_names(clip: Clip, output: Path) -> tuple[Path, FrameStore]:
+    """Where finished frames go: the work folder next to a video output (OUT.frames/), or
+    the output folder of a sequence, as PNGs named like the input pictures."""
+    if clip.is_video:
+        work = output.with_name(output.name + ".frames")
+        return work, FrameStore(lambda i: work / f"frame_{i:06d}.png")
+    return output, FrameStore(lambda i: output / (clip.pictures[i].stem + ".png"))
+
+
+def prepare_output(clip: Clip, args: argparse.Namespace, run: dict) -> tuple[Path, FrameStore]:
+    """Check the output and the work folder before any work; with --resume, that the frames
+    there were painted by the same run."""
+    output = Path(args.output)
+    if clip.is_video:
+        if output.suffix.lower() not in {".mp4", ".mkv", ".mov"}:
+            raise BrushworkError(f"a video is written as .mp4, .mkv or .mov, not {output.name}")
+        images.check_writable(output, args.overwrite or args.resume)
+    elif output.exists() and not output.is_dir():
+        raise BrushworkError(f"{output} is a file; a picture sequence goes to -o FOLDER")
+    elif not output.parent.is_dir():
+        raise BrushworkError(f"output folder does not exist: {output.parent}")
+    work, store = frame_names(clip, output)
+    record = work / ".brushwork-run.json"
+    if not clip.is_video and not args.resume:
+        done = [p for p in (output / (p.stem + ".png") for p in clip.pictures[slice(*clip.span)]) if p.exists()]
+        if done and not args.overwrite:
+            raise BrushworkError(f"{done[0]} exists; pass --overwrite to replace the outputs, or --resume to keep them")
+        for path in done:
+            path.unlink()
+    if record.is_file() and not args.resume:
+        if not args.overwrite:
+            raise BrushworkError(f"{work} holds frames of an earlier run: --resume continues it, --overwrite starts over")
+        shutil.rmtree(work) if clip.is_video else record.unlink()
+    if args.resume and record.is_file() and json.loads(record.read_text()) != run:
+        raise BrushworkError(f"the frames in {work} were painted with other settings; --overwrite starts over")
+    work.mkdir(parents=False, exist_ok=True)
+    images.write_atomic(record, json.dumps(run, sort_keys=True).encode())
+    return work, store
+
+
+def stylize_clip(args: argparse.Namespace, options: Options) -> int:
+    """`brushwork stylize` on a video or picture sequence (see the module's docstring)."""
+    settings = ClipSettings(args.frame_steps, parse_temporal_frames(args.temporal_frames))
+    if settings.frame_steps < 1:
+        raise BrushworkError("--frame-steps must be at least 1")
+    clip = open_clip(args.content[0], args.video, parse_span(args.frames))
+    styles = [images.load_image(s) for s in args.style]
+    mask_source = options.mask if is_mask_sequence(options.mask) else None
+    run = {"options": dataclasses.asdict(options), "styles": [str(Path(s).resolve()) for s in args.style],
+           "clip": dataclasses.asdict(settings), "source": str(clip.source.resolve())}
+    run = json.loads(json.dumps(run, default=str))
+    if mask_source is not None:
+        options = options.replace(mask=None)  # each frame gets its own
+    options.validate(len(styles))
+    work, store = prepare_output(clip, args, run)
+    frames = frames_at_size(clip, options, mask_source)
+    try:
+        painted = paint_frames(args, clip, frames, styles, options, settings, store)
+    except KeyboardInterrupt:
+        print(f"brushwork: interrupted; the finished frames are kept in {work}: run the same command with --resume "
+              "to continue", file=sys.stderr)
+        return 130
+    except BrushworkError as e:
+        raise BrushworkError(f"{e}; the finished frames are kept in {work}: --resume continues") from None
+    if clip.is_video:
+        size = store.load(clip.span[0]).size
+        videoio.rewrite(clip.source, Path(args.output), size, lambda i, _: np.asarray(store.load(i)), clip.span)
+        shutil.rmtree(work)
+    else:
+        (work / ".brushwork-run.json").unlink()
+    if not args.quiet:
+        print(f"wrote {args.output} ({painted} frames painted)", file=sys.stderr)
+    return 0
+
+
+def paint_frames(args, clip: Clip, frames: Iterator[Frame], styles, options: Options, settings: ClipSettings,
+                 store: FrameStore) -> int:
+    """The frame loop under one progress bar; the number of frames painted (not resumed)."""
+    engine = engine_for(options)
+    painted = 0
+    count = clip.count()
+    if count is not None:  # the bar and its ETA count the frames still to paint
+        count -= sum(store.has(i) for i in range(clip.span[0], clip.span[0] + count))
+    with tqdm(total=count, unit="frame", desc="stylize", disable=args.quiet, dynamic_ncols=True) as bar:
+        for frame, result, link in paint_clip(engine, frames, styles, options, settings, store):
+            if result is not None:
+                painted += 1
+                bar.set_postfix_str("new shot" if link is None else f"{link.reliable:.0%} carried over")
+                bar.update()
+    return painted
