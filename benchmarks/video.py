@@ -1,8 +1,8 @@
 """Video that holds still: the warping error, per-frame quality and seconds per frame of the
 ways brushwork paints a clip, on clips of known motion and on real ones (video_clips.py).
 
-    python benchmarks/video.py [--size 256] [--frames 8] [--opt-size 128] [--opt-frames 4]
-        [--opt-steps 100] [--clips pan,zoom,rotate,vtest,tree,megamind] [--opt-clips pan,megamind]
+    python benchmarks/video.py [--size 256] [--frames 8] [--opt-size 96] [--opt-frames 3]
+        [--opt-steps 60] [--clips pan,zoom,rotate,vtest,tree,megamind] [--opt-clips pan,megamind]
         [--rows stills,video,fast-off,fast-blend,fast-flow] [--json benchmarks/results/video.json]
         [--sheets docs/images]
 
@@ -241,9 +241,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", type=int, default=256, help="fast rows: longest side (default 256)")
     p.add_argument("--frames", type=int, default=8)
-    p.add_argument("--opt-size", type=int, default=128, help="optimization rows: longest side (default 128)")
-    p.add_argument("--opt-frames", type=int, default=4)
-    p.add_argument("--opt-steps", type=int, default=100, help="a still's steps (and a shot's first frame's)")
+    p.add_argument("--opt-size", type=int, default=96, help="optimization rows: longest side (default 96)")
+    p.add_argument("--opt-frames", type=int, default=3)
+    p.add_argument("--opt-steps", type=int, default=60, help="a still's steps (and a shot's first frame's)")
     p.add_argument("--clips", default="pan,zoom,rotate,vtest,tree,megamind")
     p.add_argument("--opt-clips", default="pan,megamind")
     p.add_argument("--sheet-clips", default="pan,megamind")
