@@ -27,7 +27,8 @@ from .. import masks
 from ..batch.files import Job, is_uri, plan_jobs
 from ..errors import BrushworkError
 from ..fast.apply import resolve_model
-from ..fast.backend import BACKENDS, Settings, Stylizer
+from ..fast.backend import BACKENDS, CONSISTENCY, Settings, Stylizer
+from ..fast.consistency import Consistency
 from ..fast.arbitrary import PROVENANCE, ArbitraryModel, load_styles
 from ..fast.net import FastModel, load_model
 from ..fast.pipeline import stylize_files
@@ -55,13 +56,14 @@ def video_line(target: Path | str, report: VideoReport, settings: Settings) -> s
     return (
         f"wrote {target} ({report.frames} frames, {report.frames / report.seconds:.1f} frames/s); "
         f"flicker {ratio}: output frames change {report.flicker_out:.4f} per frame, "
-        f"input frames {report.flicker_in:.4f} (deflicker {settings.deflicker})"
+        f"input frames {report.flicker_in:.4f} (consistency {settings.consistency}, deflicker {Consistency.of(settings).strength})"
     )
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     settings = Settings(
-        strength=args.strength, preserve_color=args.preserve_color, size=args.size, batch=args.batch, deflicker=args.deflicker,
+        strength=args.strength, preserve_color=args.preserve_color, size=args.size, batch=args.batch,
+        consistency=args.consistency, deflicker=args.deflicker,
         device=args.device, precision=args.precision, backend=args.backend, workers=args.workers,
         mask=None if args.mask is None else masks.to_array(args.mask, "--mask"), protect_faces=args.protect_faces,
     )  # fmt: skip
@@ -137,7 +139,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"keep detected faces closer to the input: 1 keeps them as they were, 0 off (default; bare: {PROTECT_FACES_BARE})")
     p.add_argument("--size", type=int, help="resize inputs so the longest side is this many px (default: keep)")
     p.add_argument("--batch", type=int, help="images or video frames per network call (default: 1 on a CPU, 8 on a GPU)")
-    p.add_argument("--deflicker", type=float, default=0.5, help="video: blend static parts with the previous frame, 0 = off (default 0.5)")
+    p.add_argument("--consistency", default="flow", choices=CONSISTENCY,
+                   help="video: hold each frame to the previous output warped along the optical flow (flow, default), "
+                   "to the previous output where the input did not change (blend), or not at all (off)")
+    p.add_argument("--deflicker", type=float, metavar="D",
+                   help="video: how much of the previous output a trusted pixel keeps, 0 = none "
+                   f"(default {CONSISTENCY['flow']} with flow, {CONSISTENCY['blend']} with blend)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="auto: bf16 where the CPU or GPU has it natively; fp32 with --backend onnxruntime")
     p.add_argument("--backend", default="auto", choices=BACKENDS,

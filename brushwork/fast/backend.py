@@ -37,6 +37,7 @@ from .arbitrary import ArbitraryModel
 from .net import FastModel, TransformNet
 
 BACKENDS = ("auto", "torch", "onnxruntime")
+CONSISTENCY = {"flow": 0.8, "blend": 0.5, "off": 0.0}  # video: each method and its default --deflicker (consistency.py)
 OPSET = 17
 
 
@@ -46,7 +47,8 @@ class Settings:
     preserve_color: bool = False  # keep the input's chroma (YIQ), take the stylized luminance
     size: int | None = None  # longest side to resize inputs to; None keeps their size
     batch: int | None = None  # None: 1 on a CPU (no gain from more, and a shorter tail), 8 elsewhere
-    deflicker: float = 0.5
+    consistency: str = "flow"  # video: how frames are held to each other (consistency.py)
+    deflicker: float | None = None  # video: how much of the previous output a trusted pixel keeps; None: the method's default
     device: str = "auto"
     precision: str = "auto"
     backend: str = "auto"
@@ -58,7 +60,9 @@ class Settings:
     def validate(self) -> None:
         if not (0.0 <= self.strength <= 1.0):
             raise BrushworkError(f"--strength must be between 0 and 1, got {self.strength}")
-        if not (0.0 <= self.deflicker < 1.0):
+        if self.consistency not in CONSISTENCY:
+            raise BrushworkError(f"unknown --consistency {self.consistency!r}; use {', '.join(CONSISTENCY)}")
+        if self.deflicker is not None and not (0.0 <= self.deflicker < 1.0):
             raise BrushworkError(f"--deflicker must be at least 0 and below 1, got {self.deflicker}")
         if self.batch is not None and self.batch < 1:
             raise BrushworkError(f"--batch must be at least 1, got {self.batch}")

@@ -5,17 +5,9 @@ Decoding runs in a reader thread and encoding in a writer thread (pipeline.overl
 the network works on the frames between them.
 
 Reading and writing (timestamps, audio, odd sizes) is videoio's; this module adds the
-network and the deflicker blend.
+network and the consistency step.
 
-Video flicker: a feed-forward network answers small changes between frames (noise,
-compression) with large changes in its strokes. --deflicker D blends each output frame with
-the previous output where the *input* did not change:
-
-    out_t = m·D·out_{t−1} + (1 − m·D)·stylized_t,   m = exp(−|in_t − in_{t−1}| / 0.02) per pixel
-
-so static parts stop shimmering while moving parts follow the new frame (no ghost trails).
-The command reports flicker as mean |out_t − out_{t−1}| ÷ mean |in_t − in_{t−1}|: 1 means
-the output changes as much as the video itself does.
+Holding frames to each other (--consistency, --deflicker) and the flicker report: consistency.py.
 """
 
 from __future__ import annotations
@@ -23,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -34,12 +26,11 @@ from .. import images
 from ..errors import BrushworkError
 from ..videoio import REORDER, Item, Muxer, Picture, Timestamps, demux, open_video  # noqa: F401 (REORDER, Timestamps: this module's names before videoio existed)
 from .backend import Settings, Stylizer
+from .consistency import Consistency
 from .pipeline import network_in_flight, overlapped
 
 if TYPE_CHECKING:
     import av
-
-MOTION_SCALE = 0.02  # input change (in [0, 1] units) at which deflicker blending has faded to 1/e
 
 
 @dataclass
@@ -54,41 +45,6 @@ class VideoReport:
         return self.flicker_out / self.flicker_in if self.flicker_in > 0 else math.nan
 
 
-@dataclass
-class Deflicker:
-    """Motion-aware blending with the previous output frame, and the flicker measurement. The
-    changes stay tensors on the device until the end, so a GPU is not stopped at every frame."""
-
-    strength: float
-    previous_in: torch.Tensor | None = None
-    previous_out: torch.Tensor | None = None
-    change_in: list[torch.Tensor] = field(default_factory=list)
-    change_out: list[torch.Tensor] = field(default_factory=list)
-
-    def __call__(self, frame_in: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
-        out = stylized
-        if self.previous_in is not None:
-            delta = (frame_in - self.previous_in).abs()
-            if self.strength > 0:
-                keep = self.strength * torch.exp(-delta.mean(1, keepdim=True) / MOTION_SCALE)
-                out = keep * self.previous_out + (1 - keep) * stylized
-            # Measured on what gets written: 8-bit frames.
-            self.change_in.append((quantize(frame_in) - quantize(self.previous_in)).abs().mean())
-            self.change_out.append((quantize(out) - quantize(self.previous_out)).abs().mean())
-        self.previous_in, self.previous_out = frame_in, out
-        return out
-
-    def mean_changes(self) -> tuple[float, float]:
-        """Mean input and output change per frame; 0 for a video of one frame, which cannot flicker."""
-        if not self.change_in:
-            return 0.0, 0.0
-        return float(np.mean([float(c) for c in self.change_in])), float(np.mean([float(c) for c in self.change_out]))
-
-
-def quantize(frame: torch.Tensor) -> torch.Tensor:
-    return frame.clamp(0, 1).mul(255).round().div(255)
-
-
 def stylize_video(stylizer: Stylizer, source_path: Path, target: Path) -> VideoReport:
     """Decode, stylize in batches of frames, encode H.264 with the same rate, frame count and
     size, copy the audio (or re-encode it as AAC where the output container cannot hold it).
@@ -100,11 +56,11 @@ def stylize_video(stylizer: Stylizer, source_path: Path, target: Path) -> VideoR
     started = time.perf_counter()
     source = open_video(source_path)
     tmp = target.with_name(f".{target.name}.tmp{target.suffix}")
-    deflicker = Deflicker(stylizer.settings.deflicker)
+    hold = Consistency.of(stylizer.settings)
     try:
         with av.open(str(tmp), "w") as sink:
             transcode = Transcode(source, sink, target, stylizer.settings)
-            work = lambda items: transcode.stylize(items, stylizer, deflicker)  # noqa: E731
+            work = lambda items: transcode.stylize(items, stylizer, hold)  # noqa: E731
             # Audio packets share the queues with frames (about two per frame), hence the room.
             overlapped(transcode.items(), work, transcode.write, stylizer.settings.overlap, depth=4 * stylizer.batch + 8)
             transcode.finish()
@@ -116,7 +72,7 @@ def stylize_video(stylizer: Stylizer, source_path: Path, target: Path) -> VideoR
     finally:
         source.close()
         tmp.unlink(missing_ok=True)
-    return VideoReport(transcode.frames, time.perf_counter() - started, *deflicker.mean_changes())
+    return VideoReport(transcode.frames, time.perf_counter() - started, *hold.mean_changes())
 
 
 class Transcode:
@@ -139,15 +95,15 @@ class Transcode:
     def items(self) -> Iterator[Item]:
         return demux(self.source, self.muxer.copy_audio)
 
-    def stylize(self, items: Iterator[Item], stylizer: Stylizer, deflicker: Deflicker) -> Iterator[Item]:
+    def stylize(self, items: Iterator[Item], stylizer: Stylizer, hold: Consistency) -> Iterator[Item]:
         """Frames wait until a batch is full and go through the network (several batches at
-        once with workers), then through deflicker in order; audio passes on in between."""
+        once with workers), then through the consistency step in order; audio passes on in between."""
         audio: list[Item] = []
         for pictures, batch, stylized in network_in_flight(stylizer, self.frame_batches(items, stylizer.batch, audio)):
             yield from audio
             audio.clear()
             with stylizer.host_threads():
-                blended = torch.cat([deflicker(batch[i : i + 1], stylized[i : i + 1]) for i in range(len(pictures))])
+                blended = torch.cat([hold(batch[i : i + 1], stylized[i : i + 1]) for i in range(len(pictures))])
                 frames = stylizer.download(blended)
             for picture, pixels in zip(pictures, frames):
                 yield Picture(pixels, picture.pts)
