@@ -92,17 +92,17 @@ def test_every_method_keeps_frame_count_and_timestamps(tiny_model, tmp_path, met
     assert timestamps(out) == timestamps(source)
 
 
-def test_flow_is_the_default_and_a_named_method_changes_the_output(tiny_model, tmp_path):
+def test_blend_is_the_default_and_a_named_method_changes_the_output(tiny_model, tmp_path):
     source = tmp_path / "in.mp4"
     write_clip(shifted_frames(6), source)
     decoded = {}
-    for name, extra in (("default", []), ("flow", ["--consistency", "flow"]), ("off", ["--consistency", "off"])):
+    for name, extra in (("default", []), ("blend", ["--consistency", "blend"]), ("flow", ["--consistency", "flow"])):
         target = tmp_path / f"{name}.mp4"
         assert cli.main(["apply", "-m", str(tiny_model), str(source), "-o", str(target), "-q", "--precision", "fp32"] + extra) == 0
         with av.open(str(target)) as container:
             decoded[name] = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)]).astype(int)
-    assert np.array_equal(decoded["default"], decoded["flow"])
-    assert not np.array_equal(decoded["flow"][1:], decoded["off"][1:])
+    assert np.array_equal(decoded["default"], decoded["blend"])
+    assert not np.array_equal(decoded["blend"][1:], decoded["flow"][1:])
 
 
 def test_bad_consistency_options_fail_in_one_line(tiny_model, tmp_path, capsys):
