@@ -51,7 +51,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--size", type=int, default=384)
     p.add_argument("--steps", type=int, default=300, help="the default run's evaluations (the engine's default)")
     p.add_argument("--fast-steps", default="300", help="evaluations of the --init fast runs (comma-separated)")
-    p.add_argument("--pairs", type=int, default=len(PAIRS))
+    p.add_argument("--pairs", default=f"0-{len(PAIRS) - 1}", help="which pairs, first-last (0-based), e.g. 1-2")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: the machine is shared)")
     p.add_argument("--json", default=str(HERE / "results" / "init-fast.json"))
     p.add_argument("--outputs", default=str(HERE / "out" / "init-fast"))
@@ -119,7 +119,8 @@ def main() -> None:
     out = Path(args.outputs)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for pair in PAIRS[: args.pairs]:
+    first, last = (int(i) for i in args.pairs.split("-"))
+    for pair in PAIRS[first : last + 1]:
         rows.append(run_pair(*pair, args, out))
         print_row(rows[-1])
     machine = {"cpu": platform.processor() or platform.machine(), "load_after": os.getloadavg(), "threads": args.threads}
