@@ -55,10 +55,10 @@ def make_inputs(folder: Path, size: int) -> dict[str, list[Path]]:
     for name in CONTENT:
         picture = images.load_image(SHARED / "content" / name)
         picture = picture.resize(images.fit_size(picture.width, picture.height, size), Image.LANCZOS)
-        for kind in found:
+        for kind, paths in found.items():
             path = folder / f"{Path(name).stem}.{kind}"
             picture.save(path, quality=90) if kind == "jpg" else picture.save(path)
-            found[kind].append(path)
+            paths.append(path)
     return found
 
 
