@@ -51,6 +51,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--size", type=int, default=384)
     p.add_argument("--steps", type=int, default=300, help="the default run's evaluations (the engine's default)")
     p.add_argument("--fast-steps", default="300", help="evaluations of the --init fast runs (comma-separated)")
+    p.add_argument("--scales", type=int, help="coarse-to-fine scales (default: the engine's, three at 384 px)")
     p.add_argument("--pairs", default=f"0-{len(PAIRS) - 1}", help="which pairs, first-last (0-based), e.g. 1-2")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: the machine is shared)")
     p.add_argument("--json", default=str(HERE / "results" / "init-fast.json"))
@@ -88,7 +89,7 @@ def reach(trace: list, target: float, base: dict) -> dict:
 def run_pair(name: str, content_path: Path, style_path: Path, args: argparse.Namespace, out: Path) -> dict:
     content, style = images.load_image(content_path), images.load_image(style_path)
     stem = name.replace(" / ", "-").replace(" ", "_")
-    options = Options(size=args.size, steps=args.steps, device="cpu", precision="fp32")
+    options = Options(size=args.size, steps=args.steps, scales=args.scales, device="cpu", precision="fp32")
     api.run(content, style, options.replace(steps=6))  # loads VGG19 and caches the style targets for every run alike
     started = time.perf_counter()
     network = paint_fast(content, style, size=args.size)
@@ -137,7 +138,7 @@ def main() -> None:
     args = parse_args()
     if args.report:
         for entry in json.loads(Path(args.json).read_text()).values():
-            print(f"\n== {entry['size']} px, default {entry['steps']} steps, load after {entry['machine']['load_after'][0]:.1f}")
+            print(f"\n== {entry['size']} px, scales {entry.get('scales') or 'default'}, default {entry['steps']} steps, load after {entry['machine']['load_after'][0]:.1f}")
             for row in entry["rows"]:
                 print_row(row)
             print_convergence(entry["rows"])
@@ -160,10 +161,11 @@ def save(args: argparse.Namespace, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     existing = json.loads(path.read_text()) if path.is_file() else {}
     done = {row["pair"] for row in rows}
-    kept = [row for row in existing.get(str(args.size), {}).get("rows", []) if row["pair"] not in done]
+    key = str(args.size) if args.scales is None else f"{args.size}-scales{args.scales}"
+    kept = [row for row in existing.get(key, {}).get("rows", []) if row["pair"] not in done]
     order = [name for name, _, _ in PAIRS]
     rows = sorted(kept + rows, key=lambda row: order.index(row["pair"]))
-    existing[str(args.size)] = {"size": args.size, "steps": args.steps, "machine": machine, "rows": rows}
+    existing[key] = {"size": args.size, "steps": args.steps, "scales": args.scales, "machine": machine, "rows": rows}
     path.write_text(json.dumps(existing, indent=1))
 
 
