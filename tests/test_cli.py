@@ -212,7 +212,7 @@ BAD_INPUTS = [
     (["--style-loss", "sliced", "--tile", "64"], ["--style-loss sliced cannot run in tiles (--tile)"]),
     (["--style-scale", "0"], ["--style-scale must be a positive number"]),
     (["--device", "tpu"], ["unknown device 'tpu'"]),
-    (["--init", "nowhere.png"], ["--init must be content, noise or an image file"]),
+    (["--init", "nowhere.png"], ["--init must be content, noise, fast or an image file"]),
     (["--weights", "nowhere.pth"], ["weights file not found: nowhere.pth"]),
     (["--save-every", "0"], ["--save-every must be at least 1"]),
 ]
