@@ -10,7 +10,7 @@ wall time per image can be no less than half of them.
 Settings: the float graph (the default) or the shipped int8 one, and the pipeline's --workers
 (2: one picture per core, 1 thread each; 1: both threads on one picture).
 
-    python benchmarks/arbitrary.py          # ~3 min on the shared 2-core CPU
+    python benchmarks/arbitrary.py --rounds 3     # ~4 min on the shared 2-core CPU at load 12-15
 
 Prints a table and writes benchmarks/results/arbitrary.json. Not a test.
 """
@@ -55,10 +55,10 @@ def make_inputs(folder: Path, size: int) -> dict[str, list[Path]]:
     for name in CONTENT:
         picture = images.load_image(SHARED / "content" / name)
         picture = picture.resize(images.fit_size(picture.width, picture.height, size), Image.LANCZOS)
-        for kind in found:
+        for kind, paths in found.items():
             path = folder / f"{Path(name).stem}.{kind}"
             picture.save(path, quality=90) if kind == "jpg" else picture.save(path)
-            found[kind].append(path)
+            paths.append(path)
     return found
 
 

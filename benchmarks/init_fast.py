@@ -51,10 +51,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--size", type=int, default=384)
     p.add_argument("--steps", type=int, default=300, help="the default run's evaluations (the engine's default)")
     p.add_argument("--fast-steps", default="300", help="evaluations of the --init fast runs (comma-separated)")
-    p.add_argument("--pairs", type=int, default=len(PAIRS))
+    p.add_argument("--scales", type=int, help="coarse-to-fine scales (default: the engine's, three at 384 px)")
+    p.add_argument("--pairs", default=f"0-{len(PAIRS) - 1}", help="which pairs, first-last (0-based), e.g. 1-2")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: the machine is shared)")
     p.add_argument("--json", default=str(HERE / "results" / "init-fast.json"))
     p.add_argument("--outputs", default=str(HERE / "out" / "init-fast"))
+    p.add_argument("--report", action="store_true", help="only print the tables again from the JSON")
     return p.parse_args()
 
 
@@ -87,7 +89,7 @@ def reach(trace: list, target: float, base: dict) -> dict:
 def run_pair(name: str, content_path: Path, style_path: Path, args: argparse.Namespace, out: Path) -> dict:
     content, style = images.load_image(content_path), images.load_image(style_path)
     stem = name.replace(" / ", "-").replace(" ", "_")
-    options = Options(size=args.size, steps=args.steps, device="cpu", precision="fp32")
+    options = Options(size=args.size, steps=args.steps, scales=args.scales, device="cpu", precision="fp32")
     api.run(content, style, options.replace(steps=6))  # loads VGG19 and caches the style targets for every run alike
     started = time.perf_counter()
     network = paint_fast(content, style, size=args.size)
@@ -113,21 +115,57 @@ def print_row(row: dict) -> None:
               f"{run['content']:>8.3f} {run['style']:>10.4g} {run['score_J']:>8.3f}")
 
 
+TOLERANCES = (0.05, 0.02, 0.01)
+
+
+def steps_within(trace: list, target: float) -> list:
+    """The first step whose J is within each tolerance of `target` (None if never)."""
+    return [next((step for step, _, total in trace if total <= target * (1 + tol)), None) for tol in TOLERANCES]
+
+
+def print_convergence(rows: list[dict]) -> None:
+    """How soon each run gets near the default's final J: steps to within 5%, 2%, 1% of it."""
+    print(f"\n{'pair':<26} {'run':<9} {'J at finest start':>17} " + " ".join(f"{f'{t:.0%}':>5}" for t in TOLERANCES))
+    for row in rows:
+        target = row["default"]["J"]
+        for key in (k for k in row if k.startswith(("default", "fast"))):
+            trace = row[key]["trace"]
+            hits = " ".join(f"{'-' if h is None else h:>5}" for h in steps_within(trace, target))
+            print(f"{row['pair']:<26} {key:<9} {trace[0][2]:>17.4g} {hits}")
+
+
 def main() -> None:
     args = parse_args()
+    if args.report:
+        for entry in json.loads(Path(args.json).read_text()).values():
+            print(f"\n== {entry['size']} px, scales {entry.get('scales') or 'default'}, default {entry['steps']} steps, load after {entry['machine']['load_after'][0]:.1f}")
+            for row in entry["rows"]:
+                print_row(row)
+            print_convergence(entry["rows"])
+        return
     torch.set_num_threads(args.threads)
     out = Path(args.outputs)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for pair in PAIRS[: args.pairs]:
+    first, last = (int(i) for i in args.pairs.split("-"))
+    for pair in PAIRS[first : last + 1]:
         rows.append(run_pair(*pair, args, out))
         print_row(rows[-1])
+        save(args, rows)  # after each pair: a long run that is stopped keeps what it measured
+
+
+def save(args: argparse.Namespace, rows: list[dict]) -> None:
+    """Into the JSON under the size; pairs measured again replace their old rows, others stay."""
     machine = {"cpu": platform.processor() or platform.machine(), "load_after": os.getloadavg(), "threads": args.threads}
-    result = {"size": args.size, "steps": args.steps, "machine": machine, "rows": rows}
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     existing = json.loads(path.read_text()) if path.is_file() else {}
-    existing[str(args.size)] = result
+    done = {row["pair"] for row in rows}
+    key = str(args.size) if args.scales is None else f"{args.size}-scales{args.scales}"
+    kept = [row for row in existing.get(key, {}).get("rows", []) if row["pair"] not in done]
+    order = [name for name, _, _ in PAIRS]
+    rows = sorted(kept + rows, key=lambda row: order.index(row["pair"]))
+    existing[key] = {"size": args.size, "steps": args.steps, "scales": args.scales, "machine": machine, "rows": rows}
     path.write_text(json.dumps(existing, indent=1))
 
 

@@ -51,7 +51,7 @@ def installed_package(needed_by: str = "--style") -> Path:
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or spec.submodule_search_locations is None or not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
         raise BrushworkError(MISSING.format(needed_by))
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def model_file(name: str) -> Path:
@@ -146,7 +146,7 @@ class ArbitraryModel:
     styles: tuple[str, ...]  # the paintings' file names, for a reader of the object
     float_graph: bool = True  # False: the shipped int8 graph (benchmarks/arbitrary.py compares them)
 
-    def network(self, threads: int) -> "ArbitraryNet":
+    def network(self, threads: int) -> ArbitraryNet:
         return ArbitraryNet(self.vector, threads, self.float_graph)
 
 

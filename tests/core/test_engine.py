@@ -302,7 +302,7 @@ def test_wrong_engine(engine, content, style):
         ({"style_scale": math.inf}, "--style-scale must be a positive number"),
         ({"preserve_color": "sepia"}, "unknown color mode 'sepia'"),
         ({"precision": "fp8"}, "unknown precision 'fp8'"),
-        ({"init": "/no/such/picture.png"}, "--init must be content, noise or an image file"),
+        ({"init": "/no/such/picture.png"}, "--init must be content, noise, fast or an image file"),
         ({"preset": "picasso"}, "unknown preset 'picasso'"),
         ({"style_layers": ("relu1_1", "relu9_1")}, "unknown style layer relu9_1; valid names are: conv1_1"),
     ],
