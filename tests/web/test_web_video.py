@@ -108,3 +108,42 @@ def test_a_video_over_the_frame_limit_is_refused(tmp_path, clip, style):
     refused = client.post("/api/jobs", files=upload, data={"size": "48"})
     assert refused.status_code == 413 and "over 4 frames" in refused.json()["error"]
     assert client.get("/api/config").json()["limits"]["max_video_frames"] == 4
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_fast_tab_plays_a_painted_video_in_the_page(tmp_path, clip):
+    """Picked, painted with the Paint button, followed by frame, played by <video>, axe-clean."""
+    from test_web_access import CHROMIUM, CHROMIUM_ARGS, axe_script, open_page, run_axe
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
+    from conftest import serving
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(clip)
+    errors: list[str] = []
+    with sync_api.sync_playwright() as playwright, serving(create_app(tmp_path / "data")) as url:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = open_page(browser, url, errors)
+            page.click("#mode-fast")
+            page.fill("#fast-size", "64")
+            page.set_input_files("#content-input", video)
+            sync_api.expect(page.locator("#content-thumbs video")).to_have_count(1)
+            sync_api.expect(page.locator("#start")).to_be_enabled()
+            page.click("#start")
+            sync_api.expect(page.locator("#result-video")).to_be_visible(timeout=120_000)
+            assert page.inner_text("#status").startswith(f"Done: {FRAMES} frames")
+            assert page.get_attribute("#bar", "aria-label") == "Frames done"
+            assert page.get_attribute("#download-mp4", "href").endswith("/result.mp4")
+            page.wait_for_function("document.querySelector('#result-video').readyState >= 1", timeout=30_000)
+            assert page.evaluate("document.querySelector('#result-video').duration") > 0  # the browser plays it
+            assert page.locator("#history li.done").count() == 1
+            axe = axe_script()
+            if axe is not None:
+                assert run_axe(page, axe) == []
+        finally:
+            browser.close()
+    assert not errors
