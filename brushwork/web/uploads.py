@@ -55,8 +55,9 @@ class Limits:
 
     @property
     def max_request_bytes(self) -> int:
-        """A whole request: every image at its cap, plus room for the form's text fields."""
-        return self.max_bytes * self.max_images + self.max_video_bytes + MB
+        """A whole request: every image at its cap, or a video and its styles, plus room for the
+        form's text fields."""
+        return max(self.max_bytes * self.max_images, self.max_video_bytes + self.max_bytes * self.max_styles) + MB
 
 
 def display_name(filename: str | None) -> str:
