@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import numpy as np
 import pytest
@@ -79,6 +80,24 @@ def test_paint_tab_paints_a_video_frame_by_frame(tmp_path, clip, style):
         steps = [data for kind, data in stream if kind == "progress"]
         assert len(steps) >= FRAMES and all(s["total_steps"] <= 2 for s in steps)  # no frame over the job's steps
         assert not (tmp_path / "jobs" / job["id"] / "frames").exists()  # the work folder goes once the video is whole
+
+
+def test_a_cancelled_video_stops_between_steps_and_keeps_no_result(tmp_path, clip, style):
+    with local(create_app(tmp_path, device="cpu", precision="fp32")) as client:
+        upload = [("content", ("clip.mp4", clip, "video/mp4")), ("styles", ("style.png", png(style), "image/png"))]
+        job = client.post("/api/jobs", files=upload, data={"size": "48", "steps": "5000"}).json()
+        folder = tmp_path / "jobs" / job["id"]
+        deadline = time.monotonic() + 300
+        while (state := client.get(f"/api/jobs/{job['id']}").json())["step"] < 1:  # in the first frame's steps
+            assert time.monotonic() < deadline and state["status"] in ("queued", "running"), state["error"]
+            time.sleep(0.05)
+        client.post(f"/api/jobs/{job['id']}/cancel")
+        while (state := client.get(f"/api/jobs/{job['id']}").json())["status"] == "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert state["status"] == "cancelled" and state["step"] < 5000
+        assert not (folder / "result.mp4").exists() and not (folder / "result.png").exists()
+        assert client.get(f"/api/jobs/{job['id']}/result.mp4").status_code == 409
 
 
 def test_fast_tab_paints_a_video_frame_by_frame(tmp_path, clip):
