@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from . import flow, images
-from .engine import Engine, Result
+from .engine import Engine, Progress, Result
 from .options import Options
 from .temporal import TemporalTarget, long_term_weights
 
@@ -128,10 +128,12 @@ def paint_clip(
     options: Options,
     settings: ClipSettings,
     store: FrameStore,
+    callback: Callable[[Progress], None] | None = None,
 ) -> Iterator[tuple[Frame, Result | None, Link | None]]:
     """Paint every frame not in `store` yet, in order, saving each as it is done. Yields
     (frame, result, link) per frame: result None for a frame already stored (--resume),
-    link None for a shot's first frame."""
+    link None for a shot's first frame. `callback` gets every step of every frame (the web
+    studio's progress; an exception from it stops the run between steps)."""
     chain = Chain(settings, optimization_space(options))
     for frame in frames:
         pixels = np.asarray(frame.picture)
@@ -142,7 +144,7 @@ def paint_clip(
             continue
         link = chain.link(pixels)
         result = engine.run(
-            frame.picture, styles, frame_options(options, frame, link, settings),
+            frame.picture, styles, frame_options(options, frame, link, settings), callback,
             start=None if link is None else link.start, temporal=None if link is None else link.target,
         )
         if result.stop_reason == "interrupted":

@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import torch
@@ -45,9 +45,11 @@ class VideoReport:
         return self.flicker_out / self.flicker_in if self.flicker_in > 0 else math.nan
 
 
-def stylize_video(stylizer: Stylizer, source_path: Path, target: Path) -> VideoReport:
+def stylize_video(stylizer: Stylizer, source_path: Path, target: Path,
+                  on_frame: Callable[[int], None] | None = None) -> VideoReport:
     """Decode, stylize in batches of frames, encode H.264 with the same rate, frame count and
     size, copy the audio (or re-encode it as AAC where the output container cannot hold it).
+    `on_frame(n)` hears of each stylized frame (n so far); an exception from it stops the run.
 
     Written to a temp file next to the target and renamed at the end, like images.
     """
@@ -60,7 +62,7 @@ def stylize_video(stylizer: Stylizer, source_path: Path, target: Path) -> VideoR
     try:
         with av.open(str(tmp), "w") as sink:
             transcode = Transcode(source, sink, target, stylizer.settings)
-            work = lambda items: transcode.stylize(items, stylizer, hold)  # noqa: E731
+            work = lambda items: transcode.stylize(items, stylizer, hold, on_frame)  # noqa: E731
             # Audio packets share the queues with frames (about two per frame), hence the room.
             overlapped(transcode.items(), work, transcode.write, stylizer.settings.overlap, depth=4 * stylizer.batch + 8)
             transcode.finish()
@@ -95,10 +97,12 @@ class Transcode:
     def items(self) -> Iterator[Item]:
         return demux(self.source, self.muxer.copy_audio)
 
-    def stylize(self, items: Iterator[Item], stylizer: Stylizer, hold: Consistency) -> Iterator[Item]:
+    def stylize(self, items: Iterator[Item], stylizer: Stylizer, hold: Consistency,
+                on_frame: Callable[[int], None] | None = None) -> Iterator[Item]:
         """Frames wait until a batch is full and go through the network (several batches at
         once with workers), then through the consistency step in order; audio passes on in between."""
         audio: list[Item] = []
+        done = 0
         for pictures, batch, stylized in network_in_flight(stylizer, self.frame_batches(items, stylizer.batch, audio)):
             yield from audio
             audio.clear()
@@ -107,6 +111,9 @@ class Transcode:
                 frames = stylizer.download(blended)
             for picture, pixels in zip(pictures, frames):
                 yield Picture(pixels, picture.pts)
+                done += 1
+                if on_frame is not None:
+                    on_frame(done)
         yield from audio
 
     @staticmethod

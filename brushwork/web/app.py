@@ -73,6 +73,8 @@ def create_app(
     max_upload_mb: float = 25,
     max_input_pixels: int = 25_000_000,
     max_styles: int = 4,
+    max_video_mb: float = 100,
+    max_video_frames: int = 300,
     preview_interval: float = 0.5,
     policy: Policy = Policy(),
     device: str = "auto",
@@ -90,9 +92,9 @@ def create_app(
         "download the result. Errors are JSON objects {\"error\": message}.",
         lifespan=lifespan,
     )
-    app.state.queue = JobQueue(Path(data_dir), preview_interval, device, precision)
-    app.state.limits = Limits(max_upload_mb, max_input_pixels, max_styles)
     app.state.models = Models(Path(models_dir) if models_dir else None, device, precision)
+    app.state.queue = JobQueue(Path(data_dir), preview_interval, device, precision, app.state.models)
+    app.state.limits = Limits(max_upload_mb, max_input_pixels, max_styles, max_video_mb, max_video_frames)
     app.add_middleware(BodyLimit, max_bytes=app.state.limits.max_request_bytes)
     app.add_middleware(Guard, policy=policy)  # added last: the outermost, so it runs first
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -17,6 +17,7 @@ from PIL import Image
 
 from ..errors import BrushworkError
 from ..fast.apply import Settings, shipped_models, stylize_images
+from ..fast.backend import Stylizer
 from ..fast.net import FastModel, load_model
 
 SIZE_BOUNDS = (32, 2048)  # the longest side of a fast-mode picture, as for a job's `size`
@@ -74,13 +75,25 @@ class Models:
             entries.append(entry)
         return entries
 
+    def model_file(self, name: str) -> Path:
+        files = self.files()
+        if name not in files:
+            raise BrushworkError(f"no model {name!r}; models: {', '.join(files) or 'none'}")
+        return files[name][0]
+
+    def stylizer(self, request: FastRequest) -> Stylizer:
+        """The named network ready for a video (batch and deflicker as `brushwork apply`'s
+        defaults); the video job runs it outside the lock, on the worker thread."""
+        settings = Settings(strength=request.strength, preserve_color=request.preserve_color, size=request.size,
+                            device=self.device, precision=self.precision)
+        with self._lock:
+            return Stylizer(self.load(self.model_file(request.model)), settings)
+
     def paint(self, picture: Image.Image, request: FastRequest) -> Image.Image:
         """One picture through the named network, as `brushwork apply` would paint it."""
-        files = self.files()
-        if request.model not in files:
-            raise BrushworkError(f"no model {request.model!r}; models: {', '.join(files) or 'none'}")
+        path = self.model_file(request.model)
         settings = Settings(strength=request.strength, preserve_color=request.preserve_color, size=request.size,
                             batch=1, device=self.device, precision=self.precision)
         with self._lock:
-            model = self.load(files[request.model][0])
+            model = self.load(path)
             return stylize_images(model, [picture], settings)[0]

@@ -30,7 +30,9 @@ from .records import (
     ACTIVE, CONTENT_FILE, INTERRUPTED, MASK_FILE, RETRYABLE, Job, style_file, style_mask_file, style_region_file,
 )
 from .runs import describe_grid, plan_grid
+from .fastmode import Models
 from .store import Store
+from .uploads import Video
 from .worker import Worker
 
 log = logging.getLogger("brushwork.web")
@@ -48,6 +50,16 @@ class Pictures:
     mask: Image.Image | None = None
     style_masks: list[Image.Image] = field(default_factory=list)  # none, or one per style
     style_regions: list[Image.Image] = field(default_factory=list)  # none, or one per style image
+    video: Video | None = None  # a video to paint (`content` is its first frame)
+
+    @property
+    def video_file(self) -> str | None:
+        """The name the video is stored under."""
+        return None if self.video is None else f"content{self.video.suffix}"
+
+    def raw_files(self) -> dict[str, bytes]:
+        """What is stored as sent: the video (PyAV reads it as it came)."""
+        return {} if self.video is None else {self.video_file: self.video.data}
 
     def files(self) -> dict[str, Image.Image]:
         """The pictures by the names the server stores them under."""
@@ -61,8 +73,9 @@ class JobQueue:
     """Jobs by id and the waiting line; what the worker and the routes change goes through here."""
 
     def __init__(self, data_dir: Path, preview_interval: float = 0.5, device: str = "auto",
-                 precision: str = "auto"):
+                 precision: str = "auto", models: Models | None = None):
         self.store = Store(Path(data_dir) / "jobs")
+        self.models = models  # fast mode's networks, for fast-mode video jobs
         self.preview_interval = preview_interval
         self.device, self.precision = device, precision
         self._jobs: dict[str, Job] = {}
@@ -172,6 +185,9 @@ class JobQueue:
         masks = {"mask": pictures.mask, "style_masks": tuple(pictures.style_masks) or None,
                  "style_regions": tuple(pictures.style_regions) or None}
         options.replace(**masks).validate(len(pictures.styles))
+        if pictures.video is not None and (kind == "compare" or any(masks.values())):
+            raise BrushworkError("a video is painted whole: it takes no mask, style masks or style regions, "
+                                 "and no compare grid")
         if kind != "compare":
             return None
         inputs = Inputs(pictures.content, pictures.styles, pictures.content_name, pictures.style_names)
@@ -181,21 +197,38 @@ class JobQueue:
         """Check the request, store the inputs and put the job in line."""
         grid = self.check(kind, settings, list(vary), pictures)
         self._check_open()
-        job = Job(secrets.token_urlsafe(16), settings, pictures.content_name, pictures.style_names, kind, list(vary),
-                  self._take_order(), grid=grid, mask=pictures.mask is not None, style_masks=bool(pictures.style_masks),
-                  style_regions=bool(pictures.style_regions))
-        self.store.create(job, pictures.files())
+        job = Job(secrets.token_urlsafe(16), settings, pictures.content_name, pictures.style_names,
+                  "video" if pictures.video else kind, list(vary), self._take_order(), grid=grid,
+                  mask=pictures.mask is not None, style_masks=bool(pictures.style_masks),
+                  style_regions=bool(pictures.style_regions), video=pictures.video_file,
+                  frames=pictures.video.frames if pictures.video else 0)
+        self.store.create(job, pictures.files(), pictures.raw_files())
+        with self._lock:
+            self._enqueue(job)
+        return job
+
+    def submit_fast_video(self, video: Video, request: dict) -> Job:
+        """A video through a fast-mode network (`request`: FastRequest's fields), as a job:
+        it takes a while, and the page follows it frame by frame."""
+        self._check_open()
+        pictures = Pictures(video.poster, [], video.name, [], video=video)
+        job = Job(secrets.token_urlsafe(16), request, video.name, [], "fast-video", order=self._take_order(),
+                  video=pictures.video_file, frames=video.frames)
+        self.store.create(job, pictures.files(), pictures.raw_files())
         with self._lock:
             self._enqueue(job)
         return job
 
     def rerun(self, source: Job, settings: dict) -> Job:
         """A new job on `source`'s stored pictures with changed settings, at the end of the line."""
+        if source.kind == "fast-video":
+            raise BrushworkError("a fast-mode video is painted again from the Fast tab")
         self.options(settings).validate(len(source.style_names))
         self._check_open()
         job = Job(secrets.token_urlsafe(16), settings, source.content_name, source.style_names, source.kind,
                   list(source.vary), self._take_order(), rerun_of=source.id, grid=source.grid, mask=source.mask,
-                  style_masks=source.style_masks, style_regions=source.style_regions)
+                  style_masks=source.style_masks, style_regions=source.style_regions, video=source.video,
+                  frames=source.frames)
         self.store.copy_inputs(source, job)
         with self._lock:
             self._enqueue(job)
@@ -279,6 +312,15 @@ class JobQueue:
                 "step": job.step, "total_steps": job.total_steps, "elapsed": job.elapsed, "eta_seconds": job.eta(),
                 "record": job.losses[-1], "preview_version": job.preview_version,
             })
+
+    def frame_done(self, job: Job, count: int, preview: bytes | None) -> None:
+        """A video's frame is finished: `count` of them now, with its picture for the live view."""
+        with self._lock:
+            job.frame = count
+            if preview is not None:
+                job.preview, job.preview_version = preview, job.preview_version + 1
+            events.publish(job, "frame", {"frame": count, "frames": job.frames, "eta_seconds": job.eta(),
+                                          "preview_version": job.preview_version})
 
     def group_started(self, job: Job, cells: list[int]) -> None:
         """A grid's next run begins: the cells it paints, and where its losses start."""

@@ -20,7 +20,10 @@ INTERRUPTED = "the server stopped before this job finished"
 PREVIEW_SIDE = 512  # previews are for the screen: at most this many pixels on the long side
 CONTENT_FILE = "content.png"
 MASK_FILE = "mask.png"  # where the style goes: white paints, black keeps the photo
-RESULT_FILES = {"png": "result.png", "jpg": "result.jpg"}
+RESULT_FILES = {"png": "result.png", "jpg": "result.jpg"}  # a video job's poster: its first painted frame
+VIDEO_RESULT = "result.mp4"
+FRAMES_FOLDER = "frames"  # a painted video's finished frames, until the video is written
+VIDEO_KINDS = ("video", "fast-video")  # the optimization's frame loop; a fast-mode network
 RECORD_FILE = "job.json"
 
 
@@ -70,6 +73,9 @@ class Job:
     mask: bool = False  # asked with a mask (MASK_FILE)
     style_masks: bool = False  # asked with one region mask per style (style_mask_file)
     style_regions: bool = False  # asked with one mask per style image (style_region_file)
+    video: str | None = None  # a video job: its stored video's file name (content.png is its first frame)
+    frames: int = 0  # a video job: its frame count
+    frame: int = 0  # a video job: frames finished
     # Live state, never saved.
     preview: bytes | None = field(default=None, repr=False)
     preview_version: int = 0
@@ -77,7 +83,10 @@ class Job:
     listeners: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = field(default_factory=list, repr=False)
 
     def eta(self) -> float | None:
-        """Seconds left, from the mean step time so far (None unless running and a step is done)."""
+        """Seconds left, from the mean step time so far, or for a video the mean frame time
+        (None unless running and a step or frame is done)."""
+        if self.status == "running" and self.video is not None and self.frame and self.started:
+            return (time.time() - self.started) / self.frame * (self.frames - self.frame)
         if self.status != "running" or not self.step:
             return None
         return self.elapsed / self.step * (self.total_steps - self.step)
@@ -93,6 +102,7 @@ class Job:
             "step": self.step, "total_steps": self.total_steps, "loss": self.losses[-1][4] if self.losses else None,
             "elapsed": self.elapsed, "eta_seconds": self.eta(), "width": self.width, "height": self.height,
             "error": self.error, "warning": self.warning, "preview_version": self.preview_version,
+            "video": self.video, "frames": self.frames, "frame": self.frame,
             "grid": self.grid, "cells": list(self.cells), "reports": self.reports, "groups": list(self.groups),
         }
         if losses:
@@ -104,7 +114,7 @@ class Job:
         styles = range(len(self.style_names))
         return ([CONTENT_FILE] + [style_file(i) for i in styles] + [MASK_FILE] * self.mask
                 + [style_mask_file(i) for i in styles if self.style_masks]
-                + [style_region_file(i) for i in styles if self.style_regions])
+                + [style_region_file(i) for i in styles if self.style_regions] + [self.video] * bool(self.video))
 
     def to_json(self) -> bytes:
         return json.dumps({name: getattr(self, name) for name in SAVED}).encode()
@@ -118,7 +128,8 @@ class Job:
         """Back in line as if new (a retry): what the last attempt left is forgotten."""
         fresh = Job(self.id, self.settings, self.content_name, self.style_names, self.kind, self.vary, order,
                     self.rerun_of, created=self.created, grid=self.grid, mask=self.mask,
-                    style_masks=self.style_masks, style_regions=self.style_regions)
+                    style_masks=self.style_masks, style_regions=self.style_regions, video=self.video,
+                    frames=self.frames)
         for name in SAVED:
             setattr(self, name, getattr(fresh, name))
         self.preview, self.cancel_requested = None, False

@@ -26,6 +26,7 @@ from ..compare.report import layout, write_reports
 from ..engine import Progress
 from ..errors import BrushworkError
 from ..options import SETTING_BY_FIELD, Options
+from .fastmode import Models
 from .form import text_settings
 from .records import CONTENT_FILE, RESULT_FILES, Job, encode_preview, style_file
 from .store import Store
@@ -41,12 +42,14 @@ class RunContext:
     precision included), where the job's files are, the step callback, where to report a
     finished grid cell, and where to say which cells the next run of a grid paints."""
 
-    options: Options
+    options: Options | None  # None for a fast-mode video, which takes no Options
     folder: Path
     store: Store
     callback: Callable[[Progress], None]
     cell_done: Callable[[dict], None]
     group_started: Callable[[list[int]], None] = lambda cells: None
+    frame_done: Callable[[int, bytes | None], None] = lambda count, preview: None  # a video's frames so far
+    models: Models | None = None  # fast mode's networks
 
     def inputs(self, job: Job) -> tuple[Image.Image, list[Image.Image]]:
         content = images.load_image(self.folder / CONTENT_FILE)

@@ -74,14 +74,18 @@ class Store:
         with self.writing():
             images.write_atomic(self.folder(job.id) / RECORD_FILE, job.to_json())
 
-    def create(self, job: Job, pictures: dict[str, Image.Image]) -> None:
-        """A new job's folder: its input pictures (by the names the server gave them), then its
-        record (a folder without a record is not a job). Nothing of it stays if any write fails."""
+    def create(self, job: Job, pictures: dict[str, Image.Image], raw: dict[str, bytes] | None = None) -> None:
+        """A new job's folder: its input pictures (by the names the server gave them) and files
+        kept as sent (a video), then its record (a folder without a record is not a job).
+        Nothing of it stays if any write fails."""
         folder = self.folder(job.id)
         folder.mkdir()
         try:
             for name, picture in pictures.items():
                 self.save_image(picture, folder / name)
+            for name, data in (raw or {}).items():
+                with self.writing():
+                    images.write_atomic(folder / name, data)
             self.save_record(job)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)

@@ -11,6 +11,7 @@ import io
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -20,7 +21,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import images, masks
+from .. import images, masks, videoio
 from ..errors import BrushworkError
 
 log = logging.getLogger("brushwork.web")
@@ -36,6 +37,12 @@ class Limits:
     max_upload_mb: float  # per image
     max_input_pixels: int  # per image
     max_styles: int
+    max_video_mb: float = 100  # per video
+    max_video_frames: int = 300  # per video: a frame of the optimization takes seconds to minutes
+
+    @property
+    def max_video_bytes(self) -> int:
+        return int(self.max_video_mb * MB)
 
     @property
     def max_bytes(self) -> int:
@@ -48,8 +55,9 @@ class Limits:
 
     @property
     def max_request_bytes(self) -> int:
-        """A whole request: every image at its cap, plus room for the form's text fields."""
-        return self.max_bytes * self.max_images + MB
+        """A whole request: every image at its cap, or a video and its styles, plus room for the
+        form's text fields."""
+        return max(self.max_bytes * self.max_images, self.max_video_bytes + self.max_bytes * self.max_styles) + MB
 
 
 def display_name(filename: str | None) -> str:
@@ -88,6 +96,74 @@ def read_image(upload: UploadFile, role: str, limits: Limits,
     except Exception as e:  # Pillow's decoders raise more kinds than they document on hostile input
         log.warning("upload %r: the decoder raised %s: %s", name, type(e).__name__, e)
         raise HTTPException(400, f"cannot decode the {role} image {name!r} (corrupt?)") from None
+
+
+@dataclass
+class Video:
+    """An uploaded video, checked: its bytes as sent, the suffix it is stored under, its
+    first frame (the job's poster and content picture) and its frame count."""
+
+    data: bytes
+    suffix: str
+    name: str
+    poster: Image.Image
+    frames: int
+
+
+def is_video_name(filename: str | None) -> bool:
+    """Whether the client calls this file a video (its suffix); PyAV has the last word."""
+    return Path(display_name(filename)).suffix.lower() in videoio.VIDEO_SUFFIXES
+
+
+def read_video(upload: UploadFile, role: str, limits: Limits) -> Video:
+    """Read one video upload and check it with PyAV (a stream, a decodable first frame, the
+    caps on bytes, pixels and frames), or refuse it with a message that says why."""
+    name = display_name(upload.filename)
+    data = upload.file.read(limits.max_video_bytes + 1)
+    if len(data) > limits.max_video_bytes:
+        raise HTTPException(413, f"the {role} video {name!r} is over the upload limit of {limits.max_video_mb:.3g} MB")
+    if not data:
+        raise HTTPException(400, f"the {role} video {name!r} is empty")
+    try:
+        poster, frames = probe_video(data, name, role, limits)
+    except HTTPException:
+        raise
+    except Exception as e:  # FFmpeg's demuxers and decoders raise many kinds on hostile input
+        raise HTTPException(400, f"the {role} file {name!r} is not a video Brushwork reads: {e}") from None
+    return Video(data, Path(name).suffix.lower(), name, poster, frames)
+
+
+def probe_video(data: bytes, name: str, role: str, limits: Limits) -> tuple[Image.Image, int]:
+    """The first frame and the frame count (packets: nothing but the first frame is decoded)."""
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        if container.format.name == "image2" or container.format.name.endswith("_pipe"):
+            raise HTTPException(400, f"the {role} file {name!r} is not a video: it holds a still picture "
+                                     f"({container.format.name})")
+        if not container.streams.video:
+            raise HTTPException(400, f"the {role} file {name!r} has no video stream")
+        stream = container.streams.video[0]
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width * height > limits.max_input_pixels:
+            raise HTTPException(413, f"the {role} video {name!r} is {width}x{height} = {width * height:,} pixels "
+                                     f"a frame, over the limit of {limits.max_input_pixels:,}")
+        poster, frames = None, 0
+        for packet in container.demux(stream):
+            if packet.size:
+                frames += 1
+                if frames > limits.max_video_frames:
+                    raise HTTPException(413, f"the {role} video {name!r} has over {limits.max_video_frames} "
+                                             "frames, the limit of this server")
+            if poster is None:
+                decoded = packet.decode()
+                poster = Image.fromarray(videoio.rgb(decoded[0], upright=True)) if decoded else None
+        if poster is None and frames:  # a decoder that holds frames back gives them at the end
+            decoded = stream.codec_context.decode(None)
+            poster = Image.fromarray(videoio.rgb(decoded[0], upright=True)) if decoded else None
+    if poster is None:
+        raise HTTPException(400, f"the {role} video {name!r} has no frame Brushwork can decode")
+    return poster, frames
 
 
 def as_mask(image: Image.Image) -> Image.Image:

@@ -17,8 +17,10 @@ from typing import Any, Callable, Protocol
 from ..engine import Progress
 from ..errors import BrushworkError
 from ..options import Options
-from .records import INTERRUPTED, RESULT_FILES, Job, encode_preview
+from .records import INTERRUPTED, RESULT_FILES, VIDEO_RESULT, Job, encode_preview
 from .runs import RUNNERS, RunContext
+from .videoruns import VIDEO_RUNNERS
+from .fastmode import Models
 from .store import Store
 
 log = logging.getLogger("brushwork.web")
@@ -30,6 +32,7 @@ class Line(Protocol):
     store: Store
     preview_interval: float
     closing: bool
+    models: Models | None
 
     def take(self) -> Job | None: ...
     def run_options(self, job: Job) -> Options: ...
@@ -37,6 +40,7 @@ class Line(Protocol):
     def stepped(self, job: Job, progress: Progress, preview: bytes | None) -> None: ...
     def group_started(self, job: Job, cells: list[int]) -> None: ...
     def cell_done(self, job: Job, cell: dict) -> None: ...
+    def frame_done(self, job: Job, count: int, preview: bytes | None) -> None: ...
     def finish(self, job: Job, status: str, error: str | None, changes: dict[str, Any]) -> None: ...
 
 
@@ -81,15 +85,27 @@ class Worker:
 
         return callback
 
+    def _frame_done(self, job: Job) -> Callable[[int, bytes | None], None]:
+        """A video's finished frame: stops a cancelled run, else hands the count to the queue."""
+
+        def frame_done(count: int, preview: bytes | None) -> None:
+            if job.cancel_requested or self.queue.closing:
+                raise Cancelled
+            self.queue.frame_done(job, count, preview)
+
+        return frame_done
+
     def _run(self, job: Job) -> None:
         """One job through its runner; whatever happens, it ends with a status and a reason,
         and a job that did not finish keeps none of its outputs."""
         queue = self.queue
         changes: dict[str, Any] = {}
         try:
-            context = RunContext(queue.run_options(job), queue.folder(job), queue.store, self._callback(job),
-                                 lambda cell: queue.cell_done(job, cell), lambda cells: queue.group_started(job, cells))
-            changes = RUNNERS[job.kind](job, context)
+            options = None if job.kind == "fast-video" else queue.run_options(job)
+            context = RunContext(options, queue.folder(job), queue.store, self._callback(job),
+                                 lambda cell: queue.cell_done(job, cell), lambda cells: queue.group_started(job, cells),
+                                 self._frame_done(job), queue.models)
+            changes = (RUNNERS | VIDEO_RUNNERS)[job.kind](job, context)
             status, error = "done", None
         except Cancelled:
             status, error = ("interrupted", INTERRUPTED) if queue.closing else ("cancelled", None)
@@ -99,6 +115,6 @@ class Worker:
             log.exception("job %s failed", job.id)
             status, error = "failed", f"internal error: {type(e).__name__}: {e}"
         if status != "done":
-            queue.store.remove(job, list(RESULT_FILES.values()) + job.reports)
+            queue.store.remove(job, list(RESULT_FILES.values()) + [VIDEO_RESULT] + job.reports)
         queue.finish(job, status, error, changes)
 

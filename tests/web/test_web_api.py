@@ -184,7 +184,7 @@ def test_queue_positions_and_cancel(tmp_path, uploads):
 
 
 def test_bad_uploads_and_limits_get_clear_json_errors(tmp_path, uploads):
-    client = local(create_app(tmp_path, max_upload_mb=0.05, max_input_pixels=100 * 100, max_styles=2))
+    client = local(create_app(tmp_path, max_upload_mb=0.05, max_input_pixels=100 * 100, max_styles=2, max_video_mb=0.5))
     style = ("styles", ("s.jpg", uploads["style"], "image/jpeg"))
     small = encode(Image.new("RGB", (64, 64), "red"))
     noise = encode(Image.effect_noise((150, 150), 80).convert("RGB"))  # ~60 KB of incompressible pixels

@@ -49,7 +49,8 @@ def config(request: Request, limits: LimitsDep) -> dict[str, Any]:
         "features": {name: path in paths for name, path in OPTIONAL_ROUTES.items()},
         "settings": [describe(setting) for setting in web_settings()],
         "limits": {"max_upload_mb": limits.max_upload_mb, "max_input_pixels": limits.max_input_pixels,
-                   "max_styles": limits.max_styles},
+                   "max_styles": limits.max_styles, "max_video_mb": limits.max_video_mb,
+                   "max_video_frames": limits.max_video_frames},
         "samples": [{"name": name, "role": role, "url": f"/api/samples/{name}"} for name, (_, role) in SAMPLES.items()],
     }
 

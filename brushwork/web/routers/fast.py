@@ -3,17 +3,18 @@ the client waits (about a second), with `brushwork apply`'s strength and colour 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from ..dependencies import LimitsDep, ModelsDep
+from ..dependencies import LimitsDep, ModelsDep, QueueDep
 from ..fastmode import DEFAULT_SIZE, SIZE_BOUNDS, FastRequest
-from ..uploads import read_image
+from ..uploads import display_name, is_video_name, read_image, read_video
 
 router = APIRouter(prefix="/api", tags=["fast"])
 
@@ -45,3 +46,27 @@ async def paint_fast(
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{name.rsplit('.', 1)[0]}-{model}")
     return Response(buffer.getvalue(), media_type="image/png", headers={
         "Cache-Control": "no-store", "Content-Disposition": f'inline; filename="{stem}.png"'})
+
+
+@router.post("/fast/video", status_code=201)
+async def paint_fast_video(
+    video: Annotated[UploadFile, File(description="the video to paint (.mp4, .mkv, .mov, .avi, .webm, .m4v)")],
+    model: Annotated[str, Form(description="a name from /api/models", max_length=200)],
+    models: ModelsDep,
+    limits: LimitsDep,
+    queue: QueueDep,
+    strength: Annotated[float, Form(ge=0, le=1, description="1: the network's picture; 0: the photo")] = 1.0,
+    preserve_color: Annotated[bool, Form(description="keep the photo's colours")] = False,
+    size: Annotated[int, Form(ge=SIZE_BOUNDS[0], le=SIZE_BOUNDS[1], description="longest side")] = DEFAULT_SIZE,
+) -> dict[str, Any]:
+    """Queue a video for a fast-mode network (with `brushwork apply`'s default deflicker): a
+    job like the others, whose /events announce each finished frame and whose result.mp4 is
+    the painted video."""
+    request = FastRequest(model, strength, preserve_color, size)
+    models.model_file(model)  # an unknown model is the client's 400 now, not a failed job later
+    if not is_video_name(video.filename):
+        raise HTTPException(400, f"{display_name(video.filename)!r} is not named as a video "
+                                 "(.mp4, .mkv, .mov, .avi, .webm, .m4v)")
+    checked = await run_in_threadpool(read_video, video, "video", limits)
+    job = await run_in_threadpool(queue.submit_fast_video, checked, dataclasses.asdict(request))
+    return queue.state(job)

@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, Response
 
 from ..dependencies import JobDep, QueueDep
 from ..jobs import JobQueue
-from ..records import CONTENT_FILE, MASK_FILE, RESULT_FILES, Job, style_file, style_mask_file, style_region_file
+from ..records import CONTENT_FILE, MASK_FILE, RESULT_FILES, VIDEO_RESULT, Job, style_file, style_mask_file, style_region_file
 
 router = APIRouter(prefix="/api/jobs/{job_id}", tags=["images"])
 
@@ -31,6 +31,15 @@ async def job_preview(job: JobDep) -> Response:
     if job.preview is None:
         raise HTTPException(404, "no preview yet")
     return Response(job.preview, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/result.mp4", response_class=FileResponse)
+def job_video(job: JobDep, queue: QueueDep) -> FileResponse:
+    """A video job's painted video, H.264 in MP4 (409 while the job is not done)."""
+    if job.status != "done" or job.video is None:
+        raise HTTPException(409 if job.video else 404, f"job {job.id} has no video: it is {job.status}"
+                            if job.video else f"job {job.id} is not a video job")
+    return job_file(queue, job, VIDEO_RESULT, "video/mp4")
 
 
 @router.get("/result.{fmt}", response_class=FileResponse)

@@ -17,7 +17,7 @@ from ..form import PICTURES, JobForm, job_form, parse_settings, request_schema, 
 from ..events import ENDS_STREAM
 from ..jobs import JobQueue, Pictures
 from ..records import ACTIVE, Job
-from ..uploads import Limits, read_image, read_mask
+from ..uploads import Limits, is_video_name, read_image, read_mask, read_video
 
 KEEPALIVE_SECONDS = 15.0
 
@@ -28,12 +28,14 @@ def pictures(form: JobForm, limits: Limits) -> Pictures:
     """The form's pictures, decoded and checked (each one's problem is the client's 4xx)."""
     if len(form.styles) > limits.max_styles:
         raise HTTPException(400, f"{len(form.styles)} style images is over the limit of {limits.max_styles}")
-    content_image, content_name = read_image(form.content, "content", limits)
+    video = read_video(form.content, "content", limits) if is_video_name(form.content.filename) else None
+    content_image, content_name = (video.poster, video.name) if video else read_image(form.content, "content", limits)
     style_images, style_names = zip(*(read_image(style, "style", limits) for style in form.styles))
     mask = read_mask(form.mask, "mask", limits) if form.mask else None
     style_masks = [read_mask(upload, "style mask", limits) for upload in form.style_masks]
     regions = [read_mask(upload, "style region", limits) for upload in form.style_regions]
-    return Pictures(content_image, list(style_images), content_name, list(style_names), mask, style_masks, regions)
+    return Pictures(content_image, list(style_images), content_name, list(style_names), mask, style_masks, regions,
+                    video)
 
 
 def conflict(error: BrushworkError) -> HTTPException:
@@ -45,7 +47,8 @@ def conflict(error: BrushworkError) -> HTTPException:
 def create_job(form: Annotated[JobForm, Depends(job_form)], queue: QueueDep, limits: LimitsDep) -> dict[str, Any]:
     """Queue a stylization job (multipart form: `content`, one or more `styles`, optionally a
     `mask`, one `style_masks` per style and one `style_regions` per style, and the settings that /api/config lists). Returns
-    its state; follow it with /events."""
+    its state; follow it with /events. A `content` named as a video (.mp4, .mkv, .mov, .avi,
+    .webm, .m4v) is painted frame by frame, each frame announced by a `frame` event."""
     job = queue.submit(pictures(form, limits), form.settings)
     return queue.state(job)
 
@@ -132,7 +135,8 @@ async def event_stream(queue: JobQueue, job: Job) -> AsyncIterator[str]:
 async def job_events(job: JobDep, queue: QueueDep) -> StreamingResponse:
     """Server-sent events: first `state` (the full state), then `progress` after each step
     ({step, total_steps, elapsed, eta_seconds, record, preview_version}), `cell` as each cell
-    of a grid is done, and `state` at each change of status; the stream ends after the job
+    of a grid is done, `frame` as each frame of a video is done ({frame, frames, eta_seconds,
+    preview_version}), and `state` at each change of status; the stream ends after the job
     finishes, with `deleted` if it is deleted and `closing` if the server stops first."""
     return StreamingResponse(event_stream(queue, job), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store"})

@@ -3,8 +3,8 @@
 // network at once. It uses only the JSON API that /docs describes, nothing else. The page
 // reads top to bottom in the order of the steps, and every action has a key-reachable control.
 
-import { $, FINISHED, api, picked, showError } from "./common.js";
-import { fastControls, loadModels, paintFast } from "./fast.js";
+import { $, FINISHED, api, isVideo, picked, showError } from "./common.js";
+import { fastControls, loadModels, paintFast, paintFastVideo } from "./fast.js";
 import { loadHistory } from "./history.js";
 import { brushControls, maskParts, syncMask } from "./mask.js";
 import { addSamples, dropZone, onPicked, setLimits } from "./pictures.js";
@@ -20,6 +20,7 @@ let mode = "stylize";
 function missing() {
   if (!picked.content) return "Pick a content photo.";
   if (mode === "fast") return $("#model").value ? "" : "No fast-mode model is usable.";
+  if (mode === "compare" && isVideo(picked.content)) return "A video is painted in Paint or Fast, not in a grid.";
   if (!picked.styles.length) return "Pick at least one style image.";
   return settingsProblem(mode === "compare");
 }
@@ -57,7 +58,7 @@ async function regionParts() {
 }
 
 async function start() {
-  if (mode === "fast") return paintFast();
+  if (mode === "fast") return isVideo(picked.content) ? paintFastVideo() : paintFast();
   showError("");
   $("#start").disabled = true;
   const form = new FormData($("#settings"));
@@ -65,7 +66,8 @@ async function start() {
   for (const style of picked.styles) form.append("styles", style, style.name);
   if (mode === "compare") for (const spec of varySpecs()) form.append("vary", spec);
   try {
-    for (const [field, blob] of [...await maskParts(), ...await regionParts()]) form.append(field, blob, `${field}.png`);
+    const masks = isVideo(picked.content) ? [] : [...await maskParts(), ...await regionParts()]; // a video is painted whole
+    for (const [field, blob] of masks) form.append(field, blob, `${field}.png`);
     const job = await api(mode === "compare" ? "/api/compare" : "/api/jobs", { method: "POST", body: form });
     watch(job.id);
     loadHistory();
@@ -79,6 +81,11 @@ async function start() {
 // A history job: shown, and its settings, pictures and masks back in the form and the brush.
 async function openJob({ job, edit }) {
   showError("");
+  if (job.video) { // a video job is shown; its video is not put back into the form
+    setMode(job.kind === "fast-video" ? "fast" : "stylize");
+    watch(job.id);
+    return;
+  }
   if (job.kind !== mode) setMode(job.kind);
   try {
     await reopen(job);

@@ -9,6 +9,9 @@ export const RETRYABLE = ["interrupted", "failed", "cancelled"];
 // a style File to the picture of which part of it counts (style regions, optional).
 export const picked = { content: null, styles: [], regions: new Map() };
 
+// Whether a picked file is a video: the server, like this page, goes by its name's suffix.
+export const isVideo = (file) => Boolean(file) && /\.(mp4|mkv|mov|avi|webm|m4v)$/i.test(file.name);
+
 // The answer as JSON, or an Error carrying the server's {"error": message}.
 export async function api(path, options) {
   const response = await fetch(path, options);

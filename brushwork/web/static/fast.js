@@ -1,8 +1,10 @@
 // Fast mode: a trained network paints the picked photo while the page waits (about a
-// second), again whenever the model, strength, colours or size change.
+// second), again whenever the model, strength, colours or size change. A video is a job in
+// the line instead, started with the Paint button and followed frame by frame.
 
-import { $, element, picked, say, showError } from "./common.js";
-import { stopWatching } from "./watch.js";
+import { $, api, element, isVideo, picked, say, showError } from "./common.js";
+import { loadHistory } from "./history.js";
+import { stopWatching, watch } from "./watch.js";
 
 let painting = false; // one request at a time; a change meanwhile asks for one more
 let again = false;
@@ -41,8 +43,23 @@ async function request() {
   return { blob, seconds: (performance.now() - started) / 1000 };
 }
 
+// A video through the chosen network, as a job whose frames the page follows.
+export async function paintFastVideo() {
+  showError("");
+  const body = form();
+  body.set("video", picked.content, picked.content.name);
+  body.delete("photo");
+  try {
+    const job = await api("/api/fast/video", { method: "POST", body });
+    watch(job.id);
+    loadHistory();
+  } catch (error) {
+    showError(error.message);
+  }
+}
+
 export async function paintFast() {
-  if (!picked.content || !$("#model").value) return;
+  if (!picked.content || !$("#model").value || isVideo(picked.content)) return; // a video waits for the button
   if (painting) {
     again = true;
     return;

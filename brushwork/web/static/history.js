@@ -32,14 +32,19 @@ function actions(job) {
       watch(job.id);
     })), "Retry"));
   }
-  if (FINISHED.includes(job.status)) {
+  if (job.video && job.status === "done") {
+    const link = element("a", { className: "button", href: `/api/jobs/${job.id}/result.mp4`, textContent: "MP4",
+      download: `brushwork-${job.id.slice(0, 8)}.mp4` });
+    items.push(labelled(link, "Download the video of"));
+  }
+  if (FINISHED.includes(job.status) && job.kind !== "fast-video") {
     items.push(labelled(button("Re-run", "a new job exactly like this one: its settings, pictures and mask",
       () => act(async () => {
         const fresh = await api(`/api/jobs/${job.id}/rerun`, { method: "POST" });
         watch(fresh.id);
       })), "Re-run"));
   }
-  items.push(labelled(button("Edit and run", "its settings and pictures back in the form, to change and start",
+  if (!job.video) items.push(labelled(button("Edit and run", "its settings and pictures back in the form, to change and start",
     () => open(job, true)), "Edit and run"));
   if (job.status !== "running") {
     items.push(labelled(button("Delete", "delete the job and its files", () => act(async () => {
@@ -65,8 +70,11 @@ function historyItem(job) {
   const picture = job.status === "done"
     ? element("img", { src: grid ? `/api/jobs/${job.id}/reports/${sheet}` : `/api/jobs/${job.id}/result.jpg`, alt: "" })
     : element("span", { className: "placeholder", textContent: job.status === "queued" ? `#${job.position}` : job.status });
-  const what = grid ? `grid ${job.vary.join(" · ")}` : `${job.settings.size}px, ${job.settings.steps} steps`;
-  const text = `${job.inputs.content} × ${job.inputs.styles.join(", ")} · ${what} · ${job.status}`;
+  const what = grid ? `grid ${job.vary.join(" · ")}`
+    : job.kind === "fast-video" ? `video, ${job.frames} frames, fast ${job.settings.model}, ${job.settings.size}px`
+      : `${job.video ? `video, ${job.frames} frames, ` : ""}${job.settings.size}px, ${job.settings.steps} steps`;
+  const styles = job.inputs.styles.length ? ` × ${job.inputs.styles.join(", ")}` : "";
+  const text = `${job.inputs.content}${styles} · ${what} · ${job.status}`;
   const card = element("button", { type: "button", title: when, className: "open" },
     [picture, masks(job), element("span", { textContent: text })]);
   card.setAttribute("aria-label", `Open ${text}`);

@@ -3,10 +3,10 @@
 // bytes and pixels from /api/config) and a bad one is refused there, with the reason next
 // to where it was picked, so that Start never sends what the server would refuse.
 
-import { $, element, picked, showError, showProblem } from "./common.js";
+import { $, element, isVideo, picked, showError, showProblem } from "./common.js";
 
 const MB = 1024 * 1024;
-let limits = { max_upload_mb: Infinity, max_input_pixels: Infinity, max_styles: Infinity };
+let limits = { max_upload_mb: Infinity, max_input_pixels: Infinity, max_styles: Infinity, max_video_mb: Infinity };
 let changed = () => {};
 
 // What the page does when the pictures change (check Start, paint in fast mode).
@@ -18,9 +18,38 @@ export function setLimits(serverLimits) {
   limits = serverLimits;
 }
 
+// A video's frame size as this browser reads it, or null where it cannot play the format
+// (AVI, some MKV): the server checks those with PyAV, and its frame count, in any case.
+function videoSize(file) {
+  return new Promise((resolve) => {
+    const video = element("video", { preload: "metadata", muted: true });
+    const done = (size) => {
+      URL.revokeObjectURL(video.src);
+      resolve(size);
+    };
+    video.addEventListener("loadedmetadata", () => done({ width: video.videoWidth, height: video.videoHeight }));
+    video.addEventListener("error", () => done(null));
+    setTimeout(() => done(null), 5000);
+    video.src = URL.createObjectURL(file);
+  });
+}
+
+async function videoProblem(file) {
+  if (file.size > limits.max_video_mb * MB) {
+    return `${file.name} is ${(file.size / MB).toFixed(1)} MB, over the video limit of ${limits.max_video_mb} MB.`;
+  }
+  const size = await videoSize(file);
+  if (size && size.width * size.height > limits.max_input_pixels) {
+    return `${file.name} is ${size.width}×${size.height} pixels a frame, over the limit of ` +
+      `${limits.max_input_pixels.toLocaleString("en")}.`;
+  }
+  return "";
+}
+
 // Why `file` cannot be used, or "" when it can: its bytes first, then whether it decodes,
-// then its pixels.
-export async function problem(file) {
+// then its pixels. A content video is checked as a video.
+export async function problem(file, role = "") {
+  if (role === "content" && isVideo(file)) return videoProblem(file);
   if (file.size > limits.max_upload_mb * MB) {
     return `${file.name} is ${(file.size / MB).toFixed(1)} MB, over the limit of ${limits.max_upload_mb} MB.`;
   }
@@ -73,9 +102,15 @@ function styleItem(file, index) {
     ...regionPicker(file, index)]);
 }
 
+function contentThumb(file) {
+  if (!isVideo(file)) return element("img", { src: url(file), alt: `content: ${file.name}` });
+  const video = element("video", { src: url(file), muted: true, preload: "metadata" });
+  video.setAttribute("aria-label", `content video: ${file.name}`);
+  return video;
+}
+
 function renderPicked(role) {
-  $("#content-thumbs").replaceChildren(...(picked.content
-    ? [element("img", { src: url(picked.content), alt: `content: ${picked.content.name}` })] : []));
+  $("#content-thumbs").replaceChildren(...(picked.content ? [contentThumb(picked.content)] : []));
   $("#style-thumbs").replaceChildren(...picked.styles.map(styleItem));
   changed(role);
 }
@@ -94,7 +129,7 @@ async function take(role, files) {
   if (!files.length) return;
   const input = $(`#${role}-input`);
   const chosen = role === "content" ? files.slice(0, 1) : files;
-  const reasons = await Promise.all(chosen.map(problem));
+  const reasons = await Promise.all(chosen.map((file) => problem(file, role)));
   const problems = reasons.filter(Boolean);
   let good = chosen.filter((_, i) => !reasons[i]);
   if (role === "style" && picked.styles.length + good.length > limits.max_styles) {

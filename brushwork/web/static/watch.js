@@ -33,6 +33,10 @@ export function watch(id) {
     watching.state.losses.push(progress.record);
     render();
   });
+  source.addEventListener("frame", (event) => {
+    Object.assign(watching.state, JSON.parse(event.data));
+    render();
+  });
   source.addEventListener("group", (event) => {
     watching.state.groups.push(JSON.parse(event.data));
     render();
@@ -47,7 +51,26 @@ export function watch(id) {
   });
 }
 
+// A video's progress: the frame under way of all, its step, the time left for the whole video.
+function describeVideo(state) {
+  const frames = `${state.frames} frames`;
+  switch (state.status) {
+    case "running": {
+      const at = `Frame ${Math.min(state.frame + 1, state.frames)} of ${state.frames}`;
+      const step = state.kind === "video" && state.step ? ` · step ${state.step} / ${state.total_steps}` : "";
+      return `${at}${step}` + (state.eta_seconds != null ? ` · about ${clock(state.eta_seconds)} left` : "");
+    }
+    case "done":
+      return `Done: ${frames}, ${state.width}×${state.height}, in ${clock(state.finished - state.started)}.`;
+    case "cancelled":
+      return `Cancelled with ${state.frame} of ${frames} painted.`;
+    default:
+      return null;
+  }
+}
+
 function describe(state) {
+  if (state.video && describeVideo(state)) return describeVideo(state);
   const grid = state.kind === "compare" ? state.grid.cells.length : 0;
   switch (state.status) {
     case "queued":
@@ -71,18 +94,19 @@ function render() {
   const state = watching.state;
   const finished = FINISHED.includes(state.status);
   $("#status").textContent = describe(state);
-  const phase = `${state.id} ${state.status} ${state.cells.length}`;
+  const phase = `${state.id} ${state.status} ${state.cells.length} ${state.frame || 0}`;
   if (phase !== watching.phase) { // said aloud at each change of status or finished cell, not at every step
     watching.phase = phase;
     $("#announce").textContent = describe(state);
   }
   // A grid's bar counts its cells (each cell has its own bar for its steps); a picture's, its steps.
   const grid = state.kind === "compare" ? state.grid.cells.length : 0;
-  $("#bar").max = grid || state.total_steps || 1;
-  $("#bar").value = state.status === "done" ? $("#bar").max : grid ? state.cells.length : state.step;
-  $("#bar").setAttribute("aria-label", grid ? "Cells done" : "Steps done");
+  // A video's bar counts its frames; its plot is left out (each frame starts a curve of its own).
+  $("#bar").max = grid || (state.video ? state.frames : state.total_steps) || 1;
+  $("#bar").value = state.status === "done" ? $("#bar").max : grid ? state.cells.length : state.video ? state.frame : state.step;
+  $("#bar").setAttribute("aria-label", grid ? "Cells done" : state.video ? "Frames done" : "Steps done");
   $("#cancel").hidden = finished;
-  $("#plot-box").hidden = !drawPlot($("#plot"), state.losses, state.groups);
+  $("#plot-box").hidden = Boolean(state.video) || !drawPlot($("#plot"), state.losses, state.groups);
   if (state.preview_version && state.preview_version !== watching.preview) {
     watching.preview = state.preview_version;
     $("#preview").src = `/api/jobs/${state.id}/preview?v=${state.preview_version}`;
@@ -103,8 +127,19 @@ function showResult(state) {
     ...state.inputs.styles.map((name, i) => element("img", { src: `${base}/style/${i}.png`, alt: name, title: name })),
   );
   $("#result-image").src = `${base}/result.png`;
-  $("#result-caption").textContent = `result, ${state.width}×${state.height}`;
+  $("#result-image").hidden = Boolean(state.video);
+  $("#result-video").hidden = $("#download-mp4").hidden = !state.video;
+  if (state.video) {
+    Object.assign($("#result-video"), { src: `${base}/result.mp4`, poster: `${base}/result.png` });
+    $("#result-video").setAttribute("aria-label", `painted video of ${state.inputs.content}, ${state.frames} frames`);
+    $("#download-mp4").href = `${base}/result.mp4`;
+  } else {
+    $("#result-video").removeAttribute("src");
+  }
+  $("#result-caption").textContent = `${state.video ? "video" : "result"}, ${state.width}×${state.height}`;
   $("#download-png").href = `${base}/result.png`;
+  $("#download-png").textContent = state.video ? "Download first frame (PNG)" : "Download PNG";
+  $("#download-jpg").hidden = Boolean(state.video);
   $("#download-jpg").href = `${base}/result.jpg`;
   $("#result").hidden = false;
 }
