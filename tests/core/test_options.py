@@ -35,7 +35,7 @@ def test_step_budget_and_learning_rate_defaults():
         ({"style_weight": -1.0}, 1, "--style-weight"),
         ({"style_weights": (1.0,)}, 2, "--style-weights"),
         ({"lr": float("nan")}, 1, "--lr must be a positive number"),
-        ({"init": "no-such-file.png"}, 1, "--init must be content, noise or an image file"),
+        ({"init": "no-such-file.png"}, 1, "--init must be content, noise, fast or an image file"),
         ({}, 0, "at least one style image is needed"),
     ],
 )
