@@ -148,11 +148,12 @@ class Engine:
         temporal: TemporalTarget | None = None,
     ) -> Result:
         """Stylize `content` (RGB PIL) with `styles`; see Options for the knobs. The options are
-        checked where the run comes in (api.run, the commands, the web form and a batch's plan
-        call Options.validate), and here resolved, once, into the RunDescription that the
-        painting reads (run_description.py: checked again on the way). A video frame (video.py) passes
-        `start`, the image to start from instead of --init (1×3×H×W), and `temporal`, what the
-        frame is held to with --temporal-weight."""
+        checked where the run comes in, before any network is loaded (api.run, the commands, the
+        web form and a batch's plan call Options.validate), and resolved here, once, into the
+        RunDescription that the painting reads (which checks them again: none is made from
+        options that cannot run). The plan and --init's picture still read the Options. A video
+        frame (video.py) passes `start`, the image to start from instead of --init (1×3×H×W),
+        and `temporal`, what the frame is held to with --temporal-weight."""
         run = RunDescription.from_options(options, len(styles))
         run_masks = regions.prepare(run, content, styles)
         if run.style_crop is not None:
