@@ -44,6 +44,7 @@ from brushwork.engine import Engine
 from brushwork.losses import STYLE_LOSSES
 from brushwork.objective import Objective, content_loss_for, style_loss_for
 from brushwork.options import Options
+from brushwork.run_description import RunDescription
 from brushwork.score import score
 
 HERE = Path(__file__).resolve().parent
@@ -187,13 +188,13 @@ def time_evaluations(engine: Engine, pair: tuple, args: argparse.Namespace) -> d
     style = images.resize(images.to_tensor(style), images.fit_size(*style.size, args.size))
     features = lambda x: engine.features(x, tuple(dict.fromkeys(style_layers + content_layers)), torch.float32)  # noqa: E731
     with torch.no_grad():
-        content_loss = content_loss_for(base, engine.features(content, content_layers, torch.float32))
+        content_loss = content_loss_for(RunDescription.from_options(base, 1), engine.features(content, content_layers, torch.float32))
     runs = {}
     for loss, kind in STYLE_LOSSES.items():
-        options = base.replace(style_loss=loss)
+        options = RunDescription.from_options(base.replace(style_loss=loss), 1)
         with torch.no_grad():
             targets = {n: kind.statistics(f) for n, f in engine.features(style, style_layers, torch.float32).items()}
-        objective = Objective.for_options(options, features, content_loss, style_loss_for(options, [targets]))
+        objective = Objective.for_run(options, features, content_loss, style_loss_for(options, [targets]))
         x = content.clone().to(engine.device).requires_grad_(True)
         runs[loss] = (objective, x, lbfgs.LBFGS(x, 1.0, 20))
     seconds: dict[str, list[float]] = {loss: [] for loss in runs}

@@ -29,6 +29,7 @@ from PIL import Image
 from brushwork import api, images, lbfgs, regions
 from brushwork.engine import Painting
 from brushwork.options import Options
+from brushwork.run_description import RunDescription
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -81,8 +82,9 @@ def objectives(size: int, threads: int) -> dict:
         options = Options(size=size, scales=1, device="cpu", **extra)
         style_images = [images.load_image(s) for s in styles]
         plan = engine.plan(photo.size, options, [s.size for s in style_images])
-        painting = Painting(engine, options, plan, photo, style_images, None, None,
-                            regions.prepare(options, photo, style_images))
+        run = RunDescription.from_options(options, len(style_images))
+        painting = Painting(engine, run, plan, photo, style_images, None, None,
+                            regions.prepare(run, photo, style_images))
         objective = painting.objective_at(0, plan.scales[0])
         x = painting.x.clone().requires_grad_(True)
         built[name] = (objective, x, lbfgs.LBFGS(x, 1.0, plan.scales[0].history), plan)

@@ -37,6 +37,7 @@ from .options import Options
 from .plan import Plan, Scale, largest_fitting_size, make_plan, min_side
 from .temporal import Temporal, TemporalTarget
 from .recorder import Progress, Recorder, StepRecord
+from .run_description import RunDescription
 from .vgg import VGG19, load_vgg19
 
 
@@ -147,16 +148,19 @@ class Engine:
         temporal: TemporalTarget | None = None,
     ) -> Result:
         """Stylize `content` (RGB PIL) with `styles`; see Options for the knobs. The options are
-        checked where the run comes in, once (api.run, the commands, the web form and a batch's
-        plan call Options.validate); the engine trusts them. A video frame (video.py) passes
-        `start`, the image to start from instead of --init (1×3×H×W), and `temporal`, what the
-        frame is held to with --temporal-weight."""
-        run_masks = regions.prepare(options, content, styles)
-        if options.style_crop is not None:
-            styles = [images.crop(s, options.style_crop) for s in styles]
+        checked where the run comes in, before any network is loaded (api.run, the commands, the
+        web form and a batch's plan call Options.validate), and resolved here, once, into the
+        RunDescription that the painting reads (which checks them again: none is made from
+        options that cannot run). The plan and --init's picture still read the Options. A video
+        frame (video.py) passes `start`, the image to start from instead of --init (1×3×H×W),
+        and `temporal`, what the frame is held to with --temporal-weight."""
+        run = RunDescription.from_options(options, len(styles))
+        run_masks = regions.prepare(run, content, styles)
+        if run.style_crop is not None:
+            styles = [images.crop(s, run.style_crop) for s in styles]
         plan = self.plan(content.size, options, [s.size for s in styles])
         init_image = start if start is not None else starting_picture(content, styles, options, max(plan.width, plan.height))
-        painting = Painting(self, options, plan, content, styles, init_image, callback, run_masks, temporal)
+        painting = Painting(self, run, plan, content, styles, init_image, callback, run_masks, temporal)
         try:
             painting.paint()
         except RuntimeError as e:
@@ -189,7 +193,7 @@ class Painting:
     def __init__(
         self,
         engine: Engine,
-        options: Options,
+        run: RunDescription,
         plan: Plan,
         content: Image.Image,
         styles: list[Image.Image],
@@ -198,20 +202,20 @@ class Painting:
         run_masks: regions.RunMasks | None = None,
         temporal: TemporalTarget | None = None,
     ):
-        self.engine, self.options, self.plan = engine, options, plan
+        self.engine, self.run, self.plan = engine, run, plan
         self.masks, self.temporal = run_masks, temporal
         started = time.perf_counter()
         self.content = images.to_tensor(content)
-        if options.seamless:
+        if run.seamless:
             self.content = images.make_periodic(images.resize(self.content, (plan.width, plan.height)))
         self.styles = [images.to_tensor(s) for s in styles]
         self.style_keys = [image_key(s) for s in styles]
-        if options.preserve_color != "none":
+        if run.preserve_color != "none":
             # Recolour the style images once, against the content at output size.
             reference = images.resize(self.content, (plan.width, plan.height))
-            recolor = images.match_histogram if options.preserve_color == "histogram" else images.match_luminance
+            recolor = images.match_histogram if run.preserve_color == "histogram" else images.match_luminance
             self.styles = [recolor(s, reference) for s in self.styles]
-            self.style_keys = [f"{k}:{options.preserve_color}:{image_key(content)}" for k in self.style_keys]
+            self.style_keys = [f"{k}:{run.preserve_color}:{image_key(content)}" for k in self.style_keys]
         self.x = self._initial_image(init_image, plan.scales[0].size)
         # Reading a loss value waits for the GPU; on accelerators read every few steps instead.
         sync_every = 1 if engine.device.type == "cpu" else 10
@@ -240,29 +244,29 @@ class Painting:
         """The losses at one scale: content targets at this size, style targets from the style
         images resized to match (cached across runs by the engine); tiled if the plan says so;
         with masks, the style term over regions and the picture composed through the mask."""
-        options, dtype, engine = self.options, self.plan.dtype, self.engine
-        _, content_layers = options.layers
+        run, dtype, engine = self.run, self.plan.dtype, self.engine
+        content_layers = run.content_layers
         engine.vgg.set_wrap(False)  # style images are not tori, whatever the output is
         grams = [self._style_targets(i, scale, index == len(self.plan.scales) - 1) for i in range(len(self.styles))]
         if self.masks is None:
-            style = style_loss_for(options, grams, index)
+            style = style_loss_for(run, grams, index)
         else:
-            style = self.masks.style_term(options, grams, index, scale.size, engine.device)
-        grid = tiles.tiles(*scale.size, scale.tile, self.plan.margin, options.seamless) if scale.tile else None
-        engine.vgg.set_wrap(options.seamless and grid is None)  # tiles wrap through their margins instead
+            style = self.masks.style_term(run, grams, index, scale.size, engine.device)
+        grid = tiles.tiles(*scale.size, scale.tile, self.plan.margin, run.seamless) if scale.tile else None
+        engine.vgg.set_wrap(run.seamless and grid is None)  # tiles wrap through their margins instead
         features = functools.partial(engine.features, layers=self.plan.layers, dtype=dtype)
         content = self._content_at(scale.size)
         if grid is None:
             with torch.no_grad():
                 content_targets = engine.features(content, content_layers, dtype)
-            objective = Objective.for_options(options, features, content_loss_for(options, content_targets), style)
+            objective = Objective.for_run(run, features, content_loss_for(run, content_targets), style)
         else:
             content_targets = tiled_features(features, content.to(engine.device), content_layers, grid)
-            objective = TiledObjective.for_options(
-                options, features, content_loss_for(options, content_targets), style, tiles=grid
+            objective = TiledObjective.for_run(
+                run, features, content_loss_for(run, content_targets), style, tiles=grid
             )
         if self.temporal is not None:
-            objective = Temporal(objective, self.temporal.at(scale.size, engine.device), options.temporal_weight)
+            objective = Temporal(objective, self.temporal.at(scale.size, engine.device), run.temporal_weight)
         if self.masks is None:
             return objective
         mask = self.masks.picture_mask(scale.size).to(engine.device)
@@ -271,35 +275,34 @@ class Painting:
     def _style_targets(self, i: int, scale: Scale, final_scale: bool) -> dict[str, torch.Tensor]:
         """Style image i's targets at this scale (what its style loss keeps of its features),
         over its --style-regions mask if it has one."""
-        style_layers, _ = self.options.layers
+        style_layers = self.run.style_layers
         style = self._style_at(self.styles[i], scale.size, final_scale)
         region = None if self.masks is None else self.masks.style_regions[i]
         if region is not None:
             region = masks.resize(region, (style.shape[-1], style.shape[-2]))
-        statistics = STYLE_LOSSES[self.options.style_loss].statistics
+        statistics = STYLE_LOSSES[self.run.style_loss].statistics
         return self.engine.style_grams((self.style_keys[i],), style, style_layers, self.plan.dtype, scale.tile,
                                        statistics, region)
 
     def _content_at(self, size: tuple[int, int]) -> torch.Tensor:
         """The content at `size`, as the optimization sees it (gray in luminance mode)."""
         content = images.resize(self.content, size)
-        return images.luminance(content) if self.options.preserve_color == "luminance" else content
+        return images.luminance(content) if self.run.preserve_color == "luminance" else content
 
     def _style_at(self, style: torch.Tensor, size: tuple[int, int], final_scale: bool) -> torch.Tensor:
         """The style image at the size this scale uses: --style-scale times the output's long
         side; coarse scales may enlarge it to stay computable (the plan checked the final one)."""
         sw, sh = style.shape[-1], style.shape[-2]
-        long_side = self.options.style_side(max(size), max(sw, sh))
+        long_side = self.run.style_side(max(size), max(sw, sh))
         if not final_scale:
-            style_layers, _ = self.options.layers
-            long_side = max(long_side, math.ceil(min_side(style_layers) * max(sw, sh) / min(sw, sh)))
+            long_side = max(long_side, math.ceil(min_side(self.run.style_layers) * max(sw, sh) / min(sw, sh)))
         return images.resize(style, images.fit_size(sw, sh, long_side))
 
     def _optimizer(
         self, x: torch.Tensor, history: int, previous: lbfgs.LBFGS | torch.optim.Adam | None, previous_pixels: int
     ) -> lbfgs.LBFGS | torch.optim.Adam:
-        lr = self.options.learning_rate
-        if self.options.optimizer == "adam":
+        lr = self.run.learning_rate
+        if self.run.optimizer == "adam":
             return torch.optim.Adam([x], lr=lr)
         # The losses are means over positions, so the inverse Hessian grows with the pixel
         # count: the last scale's estimate, scaled, makes a sound first step here.
@@ -322,14 +325,14 @@ class Painting:
         for i in range(n_steps):
             before = x.detach().clone()
             optimizer.step(closure)
-            if self.options.optimizer == "adam":
+            if self.run.optimizer == "adam":
                 with torch.no_grad():
                     x.clamp_(0, 1)
             if not self.recorder.stepped(before, last=i == n_steps - 1):
                 continue
             if not self.recorder.read(index, x, losses):
                 return False
-            if self.options.steps == "auto" and self.recorder.converged(index):
+            if self.run.auto_steps and self.recorder.converged(index):
                 break
         return True
 
@@ -340,7 +343,7 @@ class Painting:
         if self.masks is not None:
             size = (x.shape[-1], x.shape[-2])
             x = regions.compose(x, self._content_at(size), self.masks.picture_mask(size))
-        if self.options.preserve_color == "luminance":
+        if self.run.preserve_color == "luminance":
             return images.with_chroma_of(x, images.resize(self.content, (x.shape[-1], x.shape[-2])))
         return x
 
@@ -357,9 +360,9 @@ class Painting:
             return images.resize(init_image, size).clone()
         if init_image is not None:
             return images.resize(images.to_tensor(init_image), size)
-        if self.options.init == "noise":
+        if self.run.init == "noise":
             w, h = size
-            return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(self.options.seed))
+            return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(self.run.seed))
         return self._content_at(size).clone()  # not the content itself: x is changed in place
 
 

@@ -14,28 +14,26 @@ import torch
 
 from .errors import BrushworkError
 from .losses import STYLE_LOSSES, ContentLoss, TVLoss, gram_matrix
-from .options import Options
+from .run_description import RunDescription
 from .style_terms import GuidedStyleTerm, StyleTerm, TileableStyleTerm
 from .tiles import Tile, downsampling
 
 Features = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 
 
-def content_loss_for(options: Options, targets: dict[str, torch.Tensor]) -> ContentLoss:
+def content_loss_for(run: RunDescription, targets: dict[str, torch.Tensor]) -> ContentLoss:
     """The content term of a run: its content layers, equally weighted."""
-    _, content_layers = options.layers
-    return ContentLoss(targets, dict.fromkeys(content_layers, 1.0))
+    return ContentLoss(targets, dict.fromkeys(run.content_layers, 1.0))
 
 
-def style_loss_for(options: Options, targets: list[dict[str, torch.Tensor]], draw: int = 0) -> GuidedStyleTerm:
+def style_loss_for(run: RunDescription, targets: list[dict[str, torch.Tensor]], draw: int = 0) -> GuidedStyleTerm:
     """The style term of a run (--style-loss): one set of targets per style image (the loss's
     `statistics`, from Engine.style_grams), blended with --style-weights, its layers weighted
     with --style-layer-weights. `draw` numbers the objectives of one run (its scales), so
     that the sliced loss draws other directions for each, from --seed."""
-    style_layers, _ = options.layers
-    style_weights = list(options.style_weights or [1.0] * len(targets))
-    layer_weights = dict(zip(style_layers, options.style_layer_weights or [1.0] * len(style_layers)))
-    return STYLE_LOSSES[options.style_loss].build(targets, style_weights, layer_weights, hash((options.seed, draw)))
+    style_weights = list(run.style_weights)
+    layer_weights = dict(zip(run.style_layers, run.style_layer_weights))
+    return STYLE_LOSSES[run.style_loss].build(targets, style_weights, layer_weights, hash((run.seed, draw)))
 
 
 class Objective:
@@ -57,11 +55,12 @@ class Objective:
         self.weights = weights
 
     @classmethod
-    def for_options(
-        cls, options: Options, features: Features, content: ContentLoss, style: StyleTerm, **more
+    def for_run(
+        cls, run: RunDescription, features: Features, content: ContentLoss, style: StyleTerm, **more
     ) -> "Objective":
-        weights = (options.content_weight, options.style_weight, options.tv_weight)
-        return cls(features, content, style, weights, options.seamless, **more)
+        """The objective of a run: its content, style and TV weights, wrapping if seamless."""
+        weights = (run.content_weight, run.style_weight, run.tv_weight)
+        return cls(features, content, style, weights, run.seamless, **more)
 
     def terms(self, feats: dict[str, torch.Tensor], image: torch.Tensor) -> torch.Tensor:
         """[content, style, tv, total] of an image (or batch) and its features, differentiable."""

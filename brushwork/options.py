@@ -104,9 +104,7 @@ class Options:
         enlarged painting is a blurred one and its blur would become the target (at 4K a 1000 px
         painting's brush strokes would be smeared over four times their size). With it: exactly
         that multiple of the output's, enlarging if asked."""
-        if self.style_scale is None:
-            return max(1, min(output_side, style_side))
-        return max(1, round(output_side * self.style_scale))
+        return fitted_style_side(self.style_scale, output_side, style_side)
 
     @property
     def step_budget(self) -> int:
@@ -195,6 +193,13 @@ class Options:
         for what, source in sources:
             if source is not None:
                 masks.to_array(source, what)
+
+
+def fitted_style_side(style_scale: float | None, output_side: int, style_side: int) -> int:
+    """Options.style_side's rule, shared with the resolved run description (run_description.py)."""
+    if style_scale is None:
+        return max(1, min(output_side, style_side))
+    return max(1, round(output_side * style_scale))
 
 
 def _field(flag: str) -> str:

@@ -34,7 +34,7 @@ from torch import nn
 
 from . import masks
 from .objective import Objective, style_loss_for
-from .options import Options
+from .run_description import RunDescription
 from .style_terms import GuidedStyleTerm
 
 
@@ -66,12 +66,12 @@ class RunMasks:
                 shared.append(i)
         return groups
 
-    def style_term(self, options: Options, targets: list[dict], draw: int, size: tuple[int, int],
+    def style_term(self, run: RunDescription, targets: list[dict], draw: int, size: tuple[int, int],
                    device: torch.device) -> "RegionStyle":
         """RegionStyle's factory: the style term at one scale (size), a loss per region (built
         by its kind's factory, objective.style_loss_for) against its styles' targets."""
-        style_layers, _ = options.layers
-        style_weights = list(options.style_weights or [1.0] * len(targets))
+        style_layers = run.style_layers
+        style_weights = list(run.style_weights)
         where = masks.resize(self.where, size)
         regions = []
         for members, region in self.groups():
@@ -79,36 +79,36 @@ class RunMasks:
             weights = tuple(style_weights[i] for i in members)
             if sum(weights) <= 0 or float(pixels.sum()) <= 0:
                 continue  # an empty region, or one whose styles weigh nothing, counts nothing
-            loss = style_loss_for(options.replace(style_weights=weights), [targets[i] for i in members], draw)
+            loss = style_loss_for(run.replace(style_weights=weights), [targets[i] for i in members], draw)
             regions.append(Region(loss, masks.layer_maps(pixels.to(device), style_layers), sum(weights) / len(weights)))
         if not regions:  # nothing to paint anywhere: a style term of 0 (that still has a gradient, of 0)
             nowhere = masks.layer_maps(torch.zeros_like(where).to(device), style_layers)
-            return RegionStyle([Region(style_loss_for(options, targets, draw), nowhere, 0.0)])
+            return RegionStyle([Region(style_loss_for(run, targets, draw), nowhere, 0.0)])
         total = sum(r.share for r in regions)
         return RegionStyle([Region(r.loss, r.weights, r.share / total) for r in regions])
 
 
-def prepare(options: Options, content: Image.Image, styles: list[Image.Image]) -> RunMasks | None:
+def prepare(run: RunDescription, content: Image.Image, styles: list[Image.Image]) -> RunMasks | None:
     """Read and check a run's masks (before --style-crop is applied to `styles`); None if it has none."""
-    if (options.mask is None and options.style_masks is None and options.style_regions is None
-            and not options.protect_faces):
+    if (run.mask is None and run.style_masks is None and run.style_regions is None
+            and not run.protect_faces):
         return None
     where = torch.ones(1, 1, content.height, content.width)
-    if options.mask is not None:
-        where = masks.read(options.mask, content.size, "--mask")
-    if options.protect_faces:
+    if run.mask is not None:
+        where = masks.read(run.mask, content.size, "--mask")
+    if run.protect_faces:
         from .faces import face_mask  # scikit-image's detector, loaded only when asked for
 
         faces = torch.from_numpy(np.ascontiguousarray(face_mask(content), np.float32))[None, None]
-        where = where * (1 - options.protect_faces * masks.resize(faces, content.size))
+        where = where * (1 - run.protect_faces * masks.resize(faces, content.size))
     regions = None
-    if options.style_masks is not None:
-        regions = [masks.read(m, content.size, f"--style-masks ({i + 1})") for i, m in enumerate(options.style_masks)]
+    if run.style_masks is not None:
+        regions = [masks.read(m, content.size, f"--style-masks ({i + 1})") for i, m in enumerate(run.style_masks)]
     style_regions: list[torch.Tensor | None] = [None] * len(styles)
-    for i, source in enumerate(options.style_regions or ()):
+    for i, source in enumerate(run.style_regions or ()):
         if source is not None:
             region = masks.read(source, styles[i].size, f"--style-regions ({i + 1})", "style image")
-            style_regions[i] = region if options.style_crop is None else masks.crop(region, options.style_crop)
+            style_regions[i] = region if run.style_crop is None else masks.crop(region, run.style_crop)
     return RunMasks(where, regions, style_regions)
 
 

@@ -36,6 +36,7 @@ from ..engine import image_key
 from ..objective import Objective, content_loss_for, style_loss_for
 from ..options import Options
 from ..plan import min_side
+from ..run_description import RunDescription
 from .net import TransformNet, model_metadata, read_model_file
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -231,6 +232,7 @@ class TrainingRun:
         check_config(config)
         self.config, self.options = config, config.options
         styles = [images.load_image(s) for s in config.styles]
+        self.description = RunDescription.from_options(self.options, len(styles))  # what the losses read
         self.photos, self.held_out = split_holdout(find_photos(config.data), config.holdout)
         self.begin = starting_point(config)
         torch.manual_seed(self.options.seed)  # the network's initial weights
@@ -243,7 +245,7 @@ class TrainingRun:
         if self.begin.tensors is not None:
             self.net.load_state_dict({k: v for k, v in self.begin.tensors.items() if not k.startswith("optimizer.")})
             restore_optimizer(self.optimizer, self.begin.tensors)
-        self.style_loss = style_loss_for(self.options, self.style_targets(styles))
+        self.style_loss = style_loss_for(self.description, self.style_targets(styles))
         style_layers, self.content_layers = self.options.layers
         all_layers = tuple(dict.fromkeys(style_layers + self.content_layers))
         self.features = functools.partial(self.engine.features, layers=all_layers, dtype=self.dtype)
@@ -303,8 +305,8 @@ class TrainingRun:
         """One Adam step on a batch of crops, scored like `stylize` scores an image: each crop is
         its own content target. Returns [content, style, tv, total], read in one device sync."""
         with torch.no_grad():
-            content_loss = content_loss_for(self.options, self.engine.features(batch, self.content_layers, self.dtype))
-        objective = Objective.for_options(self.options, self.features, content_loss, self.style_loss)
+            content_loss = content_loss_for(self.description, self.engine.features(batch, self.content_layers, self.dtype))
+        objective = Objective.for_run(self.description, self.features, content_loss, self.style_loss)
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
             output = self.net(batch)
         terms = objective.terms(objective.features(output), output)

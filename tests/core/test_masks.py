@@ -17,6 +17,7 @@ from brushwork.commands import flags
 from brushwork.errors import BrushworkError, BrushworkWarning
 from brushwork.losses import STYLE_LOSSES
 from brushwork.options import PROTECT_FACES_BARE, Options
+from brushwork.run_description import RunDescription
 from conftest import TINY
 
 SIZE = 64
@@ -189,7 +190,7 @@ def test_mask_flags_and_how_protect_faces_combines(monkeypatch, photo):
     face = np.zeros((SIZE, SIZE), np.float32)
     face[8:24, 8:56] = 1
     monkeypatch.setattr("brushwork.faces.face_mask", lambda image: face)
-    run_masks = regions.prepare(Options(mask=HALF, protect_faces=0.75), photo, [photo])
+    run_masks = regions.prepare(RunDescription.from_options(Options(mask=HALF, protect_faces=0.75), 1), photo, [photo])
     assert np.allclose(run_masks.where[0, 0].numpy(), HALF * (1 - 0.75 * face))
 
 

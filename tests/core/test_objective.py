@@ -22,6 +22,7 @@ from brushwork.objective import (
 )
 from brushwork.options import Options
 from brushwork.presets import PRESETS
+from brushwork.run_description import RunDescription
 
 GATYS, TUTORIAL = PRESETS["gatys"], PRESETS["tutorial"]
 GATYS_LAYERS = GATYS.style_layers + GATYS.content_layers
@@ -39,21 +40,22 @@ def test_each_style_loss_is_built_by_its_own_factory(name):
     """style_loss_for asks the --style-loss's kind to build the term: blended with the style
     weights, layers weighted as asked."""
     kind = STYLE_LOSSES[name]
-    options = Options(style_loss=name, style_layers=LAYERS, style_weights=(1.0, 3.0), style_layer_weights=(1.0, 3.0))
+    options = RunDescription.from_options(Options(style_loss=name, style_layers=LAYERS, style_weights=(1.0, 3.0),
+                                                  style_layer_weights=(1.0, 3.0)), 2)
     term = style_loss_for(options, [random_targets(kind, 0), random_targets(kind, 1)])
     assert type(term) is kind and term.name == name and term.tileable == kind.tileable
     assert term.layer_weights == {"relu1_1": 0.25, "relu2_1": 0.75}
     features = {n: torch.rand(1, 4, 6, 5, generator=torch.Generator().manual_seed(2)) for n in LAYERS}
     assert float(term(features)) > 0
     only_second = style_loss_for(options.replace(style_weights=(0.0, 1.0)), [random_targets(kind, 0), random_targets(kind, 1)])
-    alone = style_loss_for(options.replace(style_weights=None), [random_targets(kind, 1)])
+    alone = style_loss_for(options.replace(style_weights=(1.0,)), [random_targets(kind, 1)])
     assert float(only_second(features)) == pytest.approx(float(alone(features)), rel=1e-5)
 
 
 def test_only_the_sliced_loss_draws_directions_per_scale_and_seed():
     features = {n: torch.rand(1, 4, 6, 5, generator=torch.Generator().manual_seed(2)) for n in LAYERS}
     for name, kind in STYLE_LOSSES.items():
-        options = Options(style_loss=name, style_layers=LAYERS)
+        options = RunDescription.from_options(Options(style_loss=name, style_layers=LAYERS), 1)
         values = {float(style_loss_for(options.replace(seed=seed), [random_targets(kind, 0)], draw)(features))
                   for seed, draw in ((0, 0), (0, 1), (1, 0))}
         assert len(values) == (3 if name == "sliced" else 1), name
@@ -61,7 +63,8 @@ def test_only_the_sliced_loss_draws_directions_per_scale_and_seed():
 
 def test_a_term_that_cannot_tile_is_refused_by_the_tiled_objective():
     kind = STYLE_LOSSES["sliced"]
-    term = style_loss_for(Options(style_loss="sliced", style_layers=LAYERS), [random_targets(kind, 0)])
+    term = style_loss_for(RunDescription.from_options(Options(style_loss="sliced", style_layers=LAYERS), 1),
+                          [random_targets(kind, 0)])
     content = ContentLoss({"relu2_1": torch.rand(1, 4, 6, 5)}, {"relu2_1": 1.0})
     with pytest.raises(BrushworkError, match="the sliced style loss cannot be evaluated in tiles"):
         TiledObjective(lambda x: {}, content, term, (1.0, 5.0, 0.0), tiles=[])

@@ -13,6 +13,7 @@ from brushwork import masks, regions, tiles
 from brushwork.losses import STYLE_LOSSES, gram_matrix
 from brushwork.objective import Objective, TiledObjective, content_loss_for, tiled_grams
 from brushwork.options import Options
+from brushwork.run_description import RunDescription
 
 
 def test_a_full_region_is_the_unmasked_loss(engine, style):
@@ -23,7 +24,7 @@ def test_a_full_region_is_the_unmasked_loss(engine, style):
         with torch.no_grad():
             stats = {n: kind.statistics(f) for n, f in engine.features(brushwork.images.to_tensor(style), layers,
                                                                        torch.float32).items()}
-        options = Options(style_layers=layers, style_loss=name)
+        options = RunDescription.from_options(Options(style_layers=layers, style_loss=name), 1)
         run_masks = regions.RunMasks(torch.ones(1, 1, 48, 40), None, [None])
         term = run_masks.style_term(options, [stats], 0, (40, 48), torch.device("cpu"))
         plain = kind.build([stats], [1.0], dict.fromkeys(layers, 1.0), hash((0, 0)))  # seed 0, the first scale
@@ -42,7 +43,7 @@ def test_a_full_region_is_the_unmasked_loss(engine, style):
 def test_tiled_equals_whole_with_masks(engine, style, style2, loss):
     width, height = 208, 160
     layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2")
-    options = Options(style_layers=layers[:4], content_layers=layers[4:], style_loss=loss)
+    options = RunDescription.from_options(Options(style_layers=layers[:4], content_layers=layers[4:], style_loss=loss), 2)
     features = functools.partial(engine.features, layers=layers, dtype=torch.float32)
     generator = torch.Generator().manual_seed(4)
     with torch.no_grad():
@@ -104,13 +105,14 @@ def test_region_shares_follow_the_style_weights_and_empty_regions_count_nothing(
     stats = {"relu1_1": torch.eye(3)[None]}
     left, right = torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8)
     left[..., :4], right[..., 4:] = 1, 1
-    options = Options(style_layers=("relu1_1",), style_weights=(1.0, 3.0, 2.0))
+    options = RunDescription.from_options(Options(style_layers=("relu1_1",), style_weights=(1.0, 3.0, 2.0)), 3)
     nowhere = torch.zeros(1, 1, 8, 8)
     run_masks = regions.RunMasks(torch.ones(1, 1, 8, 8), [left, right, nowhere], [None] * 3)
     term = run_masks.style_term(options, [stats] * 3, 0, (8, 8), torch.device("cpu"))
     assert [r.share for r in term.regions] == [0.25, 0.75]
     empty = regions.RunMasks(torch.zeros(1, 1, 8, 8), None, [None])
-    zero = empty.style_term(options.replace(style_weights=None), [stats], 0, (8, 8), torch.device("cpu"))
+    alone = RunDescription.from_options(Options(style_layers=("relu1_1",)), 1)
+    zero = empty.style_term(alone, [stats], 0, (8, 8), torch.device("cpu"))
     features = {"relu1_1": torch.rand(1, 3, 8, 8, requires_grad=True)}
     value = zero(features)
     value.backward()
