@@ -86,7 +86,8 @@ class TiledObjective(Objective):
     and adds up its share of every layer's statistics G; then dL/dG is known. Pass 2 runs each
     tile again with a gradient and back-propagates ⟨dL/dG, G_tile⟩ plus the tile's share of the
     content loss, which together have exactly the gradient that tile's pixels get in the
-    whole-image objective (the sliced loss sorts all positions at once: it is not tileable).
+    whole-image objective. The sliced loss's statistics, each position's projections, line up
+    over the tiles instead of adding up (sliced.py): the same two passes, keyed by tile.
     The margins of the tiles (tiles.py) make their features exact, so the sum over tiles is
     the whole, not a patchwork. Masked runs' style terms (regions.RegionStyle) cut their
     masks with the same tiles, so they tile exactly too.
@@ -97,7 +98,7 @@ class TiledObjective(Objective):
     def __init__(self, features: Features, content: ContentLoss, style: TileableStyleTerm,
                  weights: tuple[float, float, float], wrap: bool = False, tiles: list[Tile] = ()):
         if not style.tileable:
-            raise BrushworkError(f"the {style.name} style loss cannot be evaluated in tiles")
+            raise BrushworkError(f"the {style.name} style loss cannot be evaluated in tiles with masks or faces")
         super().__init__(features, content, style, weights, wrap)
         self.tiles = tiles
 
@@ -114,7 +115,7 @@ class TiledObjective(Objective):
         for tile in self.tiles:  # pass 2: gradients
             feats = self.features(tile.take(x))
             shares = self.style.tile_statistics(tile, feats, positions)
-            share = sum((grams[key].grad * shares[key]).sum() for key in grams)
+            share = sum((grams[key].grad * shares[key]).sum() for key in shares)
             (share + wc * self.content.part(*self._content_cores(tile, feats))).backward()
         tv = self.tv(x)
         (wt * tv).backward()

@@ -26,6 +26,19 @@ from .tiles import Tile
 
 Features = dict[str, torch.Tensor]  # per layer, an N×C×H×W feature map
 
+# Style losses cost a uniform error of scale, features ε too large, the same: 4ε² (to first
+# order), what it costs the Gram loss (a Gram matrix is quadratic in the features, so its
+# relative error is (2ε)²). Relative errors of first-order statistics (a mean, the sorted
+# values of the sliced loss) are ε², so they are multiplied by this; second-order ones (a
+# covariance) are not. So one --style-weight strikes about the same balance with every loss.
+SCALE_ERROR = 4.0
+
+
+def normalized(weights: dict[str, float]) -> dict[str, float]:
+    """Layer weights scaled to sum to 1: a style term is a weighted mean over its layers."""
+    total = sum(weights.values())
+    return {name: w / total for name, w in weights.items()}
+
 
 class StyleTerm(Protocol):
     """A style loss against fixed targets: `term(features)` is its value, differentiable."""
@@ -39,6 +52,8 @@ class StyleTerm(Protocol):
 
 class GuidedStyleTerm(StyleTerm, Protocol):
     """What STYLE_LOSSES build: a style term that can also be restricted to a region."""
+
+    tiles_regions: bool  # whether regions.RegionStyle of this loss is also tileable
 
     def __call__(self, features: Features, weights: Features | None = None) -> torch.Tensor:
         """With `weights` (per layer, a region's mask: masks.layer_maps), the region's guided loss."""

@@ -15,8 +15,8 @@ from brushwork.losses import (
     TVLoss,
     gram_matrix,
     relative_error,
-    sorting_order,
 )
+from brushwork.sliced import sorting_order
 
 FP32 = torch.float32
 
