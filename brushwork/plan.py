@@ -279,7 +279,7 @@ def _refuse_memory(width: int, height: int, options: Options, layers: tuple[str,
         mid = (low + high + 1) // 2
         low, high = (mid, high) if fits(mid) else (low, mid - 1)
     least = tiled_peak_bytes(width, height, layers, dtype, min(TILE_SIDES), 2 * MIN_HISTORY + FIXED_COPIES,
-                             options.layers[1])
+                             options.layers[1]) + ranked_bytes(width, height, options)
     raise BrushworkError(
         f"a {width}x{height} run needs at least {least / 2**30:.1f} GiB but {budget / 2**30:.1f} GiB is allowed on "
         f"{device} (--max-memory, or what is free); the largest --size that fits is about {low}"
