@@ -106,7 +106,7 @@ def tiled_accuracy(engine: Engine, core: int) -> dict:
     whole_grad = x.grad.clone()
     tiled_objective = objective(engine, "sliced", 768, 512, torch.float32, tiled=core)
     tiled = tiled_objective(x)[3]
-    cosine = torch.nn.functional.cosine_similarity(x.grad.flatten(), whole_grad.flatten(), 0)
+    cosine = torch.nn.functional.cosine_similarity(x.grad.double().flatten(), whole_grad.double().flatten(), 0)
     return {"size": "768x512", "core": core, "tiles": len(tiled_objective.tiles), "whole_J": float(whole),
             "tiled_J": float(tiled), "J_relative_error": abs(float(tiled - whole)) / abs(float(whole)),
             "gradient_cosine": float(cosine), "load": os.getloadavg()[0]}
