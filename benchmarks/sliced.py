@@ -36,6 +36,8 @@ SHARED = HERE.parent.parent / "shared" / "images"
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYERS = ("relu4_2",)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# sliced as it ranks now (rows split among torch's threads) and as it did (numpy on one core)
+KINDS = ("gram", "sliced", "sliced one-thread-sort")
 
 
 def picture(path: Path, width: int, height: int) -> torch.Tensor:
@@ -72,16 +74,17 @@ def cost(engine: Engine, size: int, repeats: int) -> list[dict]:
     rows = []
     ranking: list[float] = []
     plain = sliced.sorting_order
+    threaded = True
 
     def timed(values: torch.Tensor) -> torch.Tensor:
         begin = time.perf_counter()
-        order = plain(values)
+        order = plain(values) if threaded else torch.from_numpy(np.argsort(values.numpy(), -1))
         ranking.append(time.perf_counter() - begin)
         return order
 
     sliced.sorting_order = timed
     for precision, dtype in DTYPES.items():
-        objectives = {kind: objective(engine, kind, width, height, dtype) for kind in ("gram", "sliced")}
+        objectives = {kind: objective(engine, kind.split()[0], width, height, dtype) for kind in KINDS}
         times: dict[str, list[float]] = {kind: [] for kind in objectives}
         x = start(width, height)
         for kind, evaluate in objectives.items():
@@ -89,12 +92,16 @@ def cost(engine: Engine, size: int, repeats: int) -> list[dict]:
         ranking.clear()
         for _ in range(repeats):
             for kind, evaluate in objectives.items():
+                threaded = kind == "sliced"
                 begin = time.perf_counter()
                 evaluate(x)
                 times[kind].append(time.perf_counter() - begin)
-        gram, slic = statistics.median(times["gram"]), statistics.median(times["sliced"])
-        rows.append({"precision": precision, "size": f"{width}x{height}", "gram_s": gram, "sliced_s": slic,
-                     "ratio": slic / gram, "ranking_s": sum(ranking) / repeats, "load": os.getloadavg()[0]})
+        median = {kind: statistics.median(t) for kind, t in times.items()}
+        rows.append({"precision": precision, "size": f"{width}x{height}", "gram_s": median["gram"],
+                     "sliced_s": median["sliced"], "ratio": median["sliced"] / median["gram"],
+                     "one_thread_sort_s": median["sliced one-thread-sort"],
+                     "one_thread_ratio": median["sliced one-thread-sort"] / median["gram"],
+                     "ranking_s": sum(ranking) / repeats / 2, "load": os.getloadavg()[0]})
     sliced.sorting_order = plain
     return rows
 
@@ -117,18 +124,21 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--core", type=int, default=256)
+    parser.add_argument("--skip-tiles", action="store_true", help="only the cost per evaluation")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "sliced.json")
     args = parser.parse_args()
     torch.manual_seed(0)
     engine = Engine(device="cpu")
-    accuracy = tiled_accuracy(engine, args.core)
-    print(f"tiles {accuracy['size']} ({accuracy['tiles']} tiles of {args.core} px): J relative error "
-          f"{accuracy['J_relative_error']:.2e}, gradient cosine {accuracy['gradient_cosine']:.6f}")
+    accuracy = tiled_accuracy(engine, args.core) if not args.skip_tiles else {}
+    if accuracy:
+        print(f"tiles {accuracy['size']} ({accuracy['tiles']} tiles of {args.core} px): J relative error "
+              f"{accuracy['J_relative_error']:.2e}, gradient cosine {accuracy['gradient_cosine']:.6f}")
     rows = cost(engine, args.size, args.repeats)
-    print(f"{'precision':9} {'size':9} {'gram s':>7} {'sliced s':>8} {'ratio':>6} {'ranking s':>9} {'load':>5}")
+    print(f"{'precision':9} {'size':9} {'gram s':>7} {'sliced s':>8} {'ratio':>6} {'1-thread s':>10} {'ratio':>6} "
+          f"{'ranking s':>9} {'load':>5}")
     for r in rows:
         print(f"{r['precision']:9} {r['size']:9} {r['gram_s']:7.2f} {r['sliced_s']:8.2f} {r['ratio']:6.2f} "
-              f"{r['ranking_s']:9.2f} {r['load']:5.1f}")
+              f"{r['one_thread_sort_s']:10.2f} {r['one_thread_ratio']:6.2f} {r['ranking_s']:9.2f} {r['load']:5.1f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     temporary = args.json.with_suffix(".tmp")
     temporary.write_text(json.dumps({"cpu": os.cpu_count(), "tiles": accuracy, "cost": rows}, indent=2))
