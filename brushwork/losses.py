@@ -3,8 +3,8 @@
 Style losses (--style-loss; STYLE_LOSSES, each a style_terms.StyleLossKind whose instances are
 StyleTerms): `gram` (StyleLoss) matches Gram matrices,
 `meancov` (MeanCovLoss) the features' mean and covariance separately, `sliced`
-(SlicedWassersteinLoss) their whole distribution along random directions, fixed per scale
-(its docstring says why). Each is normalized like the Gram loss below, and scaled so that
+(sliced.SlicedWassersteinLoss, in its own module) their whole distribution along random
+directions, fixed per scale (its docstring says why). Each is normalized like the Gram loss below, and scaled so that
 one --style-weight strikes about the same balance with each (SCALE_ERROR).
 
 Normalization, and why: every term is a *relative* error, so its size does not depend on

@@ -12,7 +12,9 @@ compared with anything:
   STYLE_LOSSES build are `GuidedStyleTerm`s, which also score a region of the image alone.
 
 A tileable term's statistics are averages over positions, so objective.TiledObjective can add
-them up tile by tile (`tile_statistics`) and score their sum (`compare`). regions.RegionStyle,
+them up tile by tile (`tile_statistics`) and score their sum (`compare`); the sliced loss's
+statistics, every position's projections, are keyed by tile, so the sum lines them up side
+by side instead (sliced.py). regions.RegionStyle,
 the style term of masked runs, is a StyleTerm made of one term per region.
 """
 
