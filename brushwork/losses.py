@@ -144,6 +144,11 @@ class StyleLoss(nn.Module):
 
     statistics = staticmethod(gram_matrix)
 
+    @staticmethod
+    def gather(total: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
+        """Two tiles' statistics together (objective.tiled_grams): averages over positions add up."""
+        return total + share
+
     @classmethod
     def build(cls, targets: list[dict[str, torch.Tensor]], style_weights: list[float],
               layer_weights: dict[str, float], seed: int = 0) -> "StyleLoss":

@@ -162,9 +162,11 @@ def tiled_features(features: Features, image: torch.Tensor, layers: tuple[str, .
 
 
 def tiled_grams(features: Features, image: torch.Tensor, layers: tuple[str, ...], tiles: list[Tile],
-                statistics: Callable[..., torch.Tensor] = gram_matrix, weights: dict[str, torch.Tensor] | None = None):
-    """Gram matrices (or another tileable loss's statistics) at `layers` of an image too
-    large to run at once, tile by tile; `weights`: per layer, a --style-regions mask."""
+                statistics: Callable[..., torch.Tensor] = gram_matrix, weights: dict[str, torch.Tensor] | None = None,
+                gather: Callable = torch.add):
+    """Gram matrices (or another loss's statistics) at `layers` of an image too large to run
+    at once, tile by tile, each tile's share put together with `gather` (the loss kind's:
+    added up, or the sliced loss's samples side by side); `weights`: a --style-regions mask."""
     h, w = image.shape[-2:]
     grams: dict[str, torch.Tensor] = {}
     with torch.no_grad():
@@ -176,7 +178,7 @@ def tiled_grams(features: Features, image: torch.Tensor, layers: tuple[str, ...]
                 else:
                     total = weights[name].float().sum().clamp_min(1e-12)
                     share = statistics(tile.core(f, name), total, tile.region(weights[name], name))
-                grams[name] = grams[name] + share if name in grams else share
+                grams[name] = gather(grams[name], share) if name in grams else share
     return grams
 
 

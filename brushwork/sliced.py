@@ -79,6 +79,13 @@ class SlicedWassersteinLoss(nn.Module):
         weights = weights.float().flatten()
         return samples[..., weights > 0], weights[weights > 0]
 
+    @staticmethod
+    def gather(total, share):
+        """Two tiles' statistics together (objective.tiled_grams): samples (and weights) side by side."""
+        if isinstance(total, tuple):
+            return torch.cat([total[0], share[0]], -1), torch.cat([total[1], share[1]])
+        return torch.cat([total, share], -1)
+
     @classmethod
     def build(cls, targets: list[dict], style_weights: list[float], layer_weights: dict[str, float],
               seed: int = 0) -> "SlicedWassersteinLoss":

@@ -89,6 +89,10 @@ class StyleLossKind(Protocol):
         """What the loss keeps of one layer's features; `weights`: a region mask at that layer."""
         ...
 
+    def gather(self, total: Any, share: Any) -> Any:
+        """Two tiles' statistics of one layer together (a style image run in tiles)."""
+        ...
+
     def blend(self, targets: list[dict[str, Any]], style_weights: list[float]) -> dict[str, Any]:
         """Several style images' statistics mixed in proportion to their style weights."""
         ...

@@ -127,6 +127,17 @@ def test_tiled_sliced_loss_matches_the_whole_image(engine, preset, width, height
     assert cosine.item() >= 0.999
 
 
+def test_a_style_image_run_in_tiles_gives_the_sliced_loss_all_its_samples(engine):
+    """A style image larger than a tile: its tiles' samples are put side by side, not added."""
+    kind = STYLE_LOSSES["sliced"]
+    image = torch.rand(1, 3, 200, 150, generator=torch.Generator().manual_seed(5))
+    whole = engine.style_grams(("sliced-whole",), image, LAYERS, torch.float32, None, kind.statistics, None, kind.gather)
+    tiled = engine.style_grams(("sliced-tiled",), image, LAYERS, torch.float32, 48, kind.statistics, None, kind.gather)
+    for name in LAYERS:
+        assert tiled[name].shape == whole[name].shape
+        assert torch.allclose(tiled[name].sort(-1).values, whole[name].sort(-1).values, atol=1e-4)
+
+
 def test_too_small_a_margin_is_not_exact(engine):
     """The margin is what makes tiles exact: without it, the tiles' features are wrong."""
     features, content, style, layers = losses_for(engine, GATYS, 256, 208)
