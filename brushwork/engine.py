@@ -93,6 +93,7 @@ class Engine:
     def style_grams(
         self, key: tuple, image: torch.Tensor, layers: tuple[str, ...], dtype: torch.dtype, tile: int | None = None,
         statistics: Callable[..., torch.Tensor] = gram_matrix, region: torch.Tensor | None = None,
+        gather: Callable = torch.add,
     ) -> dict[str, torch.Tensor]:
         """Gram matrices of a style image (or what another style loss keeps of its features,
         its `statistics`), cached; with `tile`, an image larger than a tile is run tile by
@@ -106,7 +107,7 @@ class Engine:
             if tile is not None and max(h, w) > tiles.tile_input_side(tile, tiles.margin_for(layers)):
                 features = functools.partial(self.features, layers=layers, dtype=dtype)
                 grid = tiles.tiles(w, h, tile, tiles.margin_for(layers))
-                self._gram_cache[cache_key] = tiled_grams(features, image, layers, grid, statistics, weights)
+                self._gram_cache[cache_key] = tiled_grams(features, image, layers, grid, statistics, weights, gather)
             else:
                 with torch.no_grad():
                     feats = self.features(image, layers, dtype)
@@ -280,9 +281,9 @@ class Painting:
         region = None if self.masks is None else self.masks.style_regions[i]
         if region is not None:
             region = masks.resize(region, (style.shape[-1], style.shape[-2]))
-        statistics = STYLE_LOSSES[self.run.style_loss].statistics
+        kind = STYLE_LOSSES[self.run.style_loss]
         return self.engine.style_grams((self.style_keys[i],), style, style_layers, self.plan.dtype, scale.tile,
-                                       statistics, region)
+                                       kind.statistics, region, kind.gather)
 
     def _content_at(self, size: tuple[int, int]) -> torch.Tensor:
         """The content at `size`, as the optimization sees it (gray in luminance mode)."""

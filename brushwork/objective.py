@@ -85,7 +85,8 @@ class TiledObjective(Objective):
     and adds up its share of every layer's statistics G; then dL/dG is known. Pass 2 runs each
     tile again with a gradient and back-propagates ⟨dL/dG, G_tile⟩ plus the tile's share of the
     content loss, which together have exactly the gradient that tile's pixels get in the
-    whole-image objective (the sliced loss sorts all positions at once: it is not tileable).
+    whole-image objective. The sliced loss's statistics, each position's projections, line up
+    over the tiles instead of adding up (sliced.py): the same two passes, keyed by tile.
     The margins of the tiles (tiles.py) make their features exact, so the sum over tiles is
     the whole, not a patchwork. Masked runs' style terms (regions.RegionStyle) cut their
     masks with the same tiles, so they tile exactly too.
@@ -96,7 +97,7 @@ class TiledObjective(Objective):
     def __init__(self, features: Features, content: ContentLoss, style: TileableStyleTerm,
                  weights: tuple[float, float, float], wrap: bool = False, tiles: list[Tile] = ()):
         if not style.tileable:
-            raise BrushworkError(f"the {style.name} style loss cannot be evaluated in tiles")
+            raise BrushworkError(f"the {style.name} style loss cannot be evaluated in tiles with masks or faces")
         super().__init__(features, content, style, weights, wrap)
         self.tiles = tiles
 
@@ -113,7 +114,7 @@ class TiledObjective(Objective):
         for tile in self.tiles:  # pass 2: gradients
             feats = self.features(tile.take(x))
             shares = self.style.tile_statistics(tile, feats, positions)
-            share = sum((grams[key].grad * shares[key]).sum() for key in grams)
+            share = sum((grams[key].grad * shares[key]).sum() for key in shares)
             (share + wc * self.content.part(*self._content_cores(tile, feats))).backward()
         tv = self.tv(x)
         (wt * tv).backward()
@@ -160,9 +161,11 @@ def tiled_features(features: Features, image: torch.Tensor, layers: tuple[str, .
 
 
 def tiled_grams(features: Features, image: torch.Tensor, layers: tuple[str, ...], tiles: list[Tile],
-                statistics: Callable[..., torch.Tensor] = gram_matrix, weights: dict[str, torch.Tensor] | None = None):
-    """Gram matrices (or another tileable loss's statistics) at `layers` of an image too
-    large to run at once, tile by tile; `weights`: per layer, a --style-regions mask."""
+                statistics: Callable[..., torch.Tensor] = gram_matrix, weights: dict[str, torch.Tensor] | None = None,
+                gather: Callable = torch.add):
+    """Gram matrices (or another loss's statistics) at `layers` of an image too large to run
+    at once, tile by tile, each tile's share put together with `gather` (the loss kind's:
+    added up, or the sliced loss's samples side by side); `weights`: a --style-regions mask."""
     h, w = image.shape[-2:]
     grams: dict[str, torch.Tensor] = {}
     with torch.no_grad():
@@ -174,7 +177,7 @@ def tiled_grams(features: Features, image: torch.Tensor, layers: tuple[str, ...]
                 else:
                     total = weights[name].float().sum().clamp_min(1e-12)
                     share = statistics(tile.core(f, name), total, tile.region(weights[name], name))
-                grams[name] = grams[name] + share if name in grams else share
+                grams[name] = gather(grams[name], share) if name in grams else share
     return grams
 
 

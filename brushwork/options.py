@@ -153,9 +153,14 @@ class Options:
         ):
             if value not in choices:
                 raise BrushworkError(f"unknown {what} {value!r}; use {', '.join(choices)}")
-        if self.tile is not None and not STYLE_LOSSES[self.style_loss].tileable:
-            raise BrushworkError(f"--style-loss {self.style_loss} cannot run in tiles (--tile): it sorts every "
-                                 "position of the image at once; use gram or meancov")
+        if self.tile is not None and self.masked and not STYLE_LOSSES[self.style_loss].tiles_regions:
+            raise BrushworkError(f"--style-loss {self.style_loss} cannot run in tiles (--tile) with masks or "
+                                 "--protect-faces; use gram or meancov")
+
+    @property
+    def masked(self) -> bool:
+        """Whether the style term is made of regions (regions.RegionStyle): masks or faces."""
+        return any(v is not None for v in (self.mask, self.style_masks, self.style_regions)) or bool(self.protect_faces)
 
     def _check_numbers(self) -> None:
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):

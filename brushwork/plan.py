@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import images, lbfgs, tiles
+from . import images, lbfgs, sliced, tiles
 from .devices import available_bytes, pick_dtype
 from .errors import BrushworkError
 from .losses import STYLE_LOSSES
@@ -188,6 +188,16 @@ def tiled_peak_bytes(
     return int(one_tile + image_copies * 3 * width * height * 4 + targets)
 
 
+def ranked_bytes(width: int, height: int, options: Options) -> int:
+    """What the style term holds of the whole image, tiles or not: the sliced loss ranks every
+    position's projections at once (sliced.ranked_bytes); the others keep C×C matrices."""
+    if options.style_loss != "sliced":
+        return 0
+    style_layers, _ = options.layers
+    factors = [tiles.downsampling(name) for name in style_layers]
+    return sliced.ranked_bytes([CHANNELS[name[4]] * (width // f) * (height // f) for name, f in zip(style_layers, factors)])
+
+
 def largest_fitting_size(size: int, needed: int, free: int) -> int:
     """The largest --size whose estimate fits in `free` bytes (memory grows with the square)."""
     return max(1, int(size * math.sqrt(free / needed) * 0.95))
@@ -213,13 +223,14 @@ def fit_scale(size: tuple[int, int], steps: int, options: Options, layers: tuple
     wanted = min(lbfgs.HISTORY, steps) if options.optimizer == "lbfgs" else 0
     fixed = FIXED_COPIES if options.optimizer == "lbfgs" else 2
     forced = options.tile is not None and max(w, h) > options.tile
+    ranked = ranked_bytes(w, h, options)
     candidates: list[int | None] = [] if forced else [None]
     candidates += [options.tile] if options.tile else [t for t in TILE_SIDES if t < max(w, h)]
     for tile in candidates:
         def need(pairs: int) -> int:
             if tile is None:
-                return estimate_peak_bytes(w, h, layers, dtype, 2 * pairs + fixed)
-            return tiled_peak_bytes(w, h, layers, dtype, tile, 2 * pairs + fixed, options.layers[1])
+                return estimate_peak_bytes(w, h, layers, dtype, 2 * pairs + fixed) + ranked
+            return tiled_peak_bytes(w, h, layers, dtype, tile, 2 * pairs + fixed, options.layers[1]) + ranked
 
         floor = min(wanted, 10 if tile is None else MIN_HISTORY)
         pairs = next((m for m in range(wanted, floor - 1, -1) if budget is None or need(m) <= budget), None)
@@ -246,9 +257,9 @@ def make_plan(
     scales = [fit_scale(size, steps, options, layers, dtype, budget) for size, steps in schedule(options, width, height, layers)]
     if scales[-1] is None or None in scales:
         _refuse_memory(width, height, options, layers, dtype, budget, device)
-    if any(scale.tile for scale in scales) and not STYLE_LOSSES[options.style_loss].tileable:
+    if any(scale.tile for scale in scales) and options.masked and not STYLE_LOSSES[options.style_loss].tiles_regions:
         raise BrushworkError(
-            f"--style-loss {options.style_loss} sorts every position at once and cannot run in the tiles a "
+            f"--style-loss {options.style_loss} cannot run masks or --protect-faces in the tiles a "
             f"{width}x{height} output needs here; use --style-loss gram or meancov, a smaller --size "
             "or more --max-memory"
         )
@@ -268,7 +279,7 @@ def _refuse_memory(width: int, height: int, options: Options, layers: tuple[str,
         mid = (low + high + 1) // 2
         low, high = (mid, high) if fits(mid) else (low, mid - 1)
     least = tiled_peak_bytes(width, height, layers, dtype, min(TILE_SIDES), 2 * MIN_HISTORY + FIXED_COPIES,
-                             options.layers[1])
+                             options.layers[1]) + ranked_bytes(width, height, options)
     raise BrushworkError(
         f"a {width}x{height} run needs at least {least / 2**30:.1f} GiB but {budget / 2**30:.1f} GiB is allowed on "
         f"{device} (--max-memory, or what is free); the largest --size that fits is about {low}"

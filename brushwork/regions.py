@@ -128,7 +128,8 @@ class RegionStyle(nn.Module):
         super().__init__()
         self.regions = regions
         first = regions[0].loss
-        self.name, self.tileable, self.layer_weights = first.name, first.tileable, first.layer_weights
+        self.name, self.layer_weights = first.name, first.layer_weights
+        self.tileable = first.tileable and first.tiles_regions
         self.totals = [{name: w.float().sum().clamp_min(1e-12) for name, w in r.weights.items()} for r in regions]
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -12,7 +12,9 @@ compared with anything:
   STYLE_LOSSES build are `GuidedStyleTerm`s, which also score a region of the image alone.
 
 A tileable term's statistics are averages over positions, so objective.TiledObjective can add
-them up tile by tile (`tile_statistics`) and score their sum (`compare`). regions.RegionStyle,
+them up tile by tile (`tile_statistics`) and score their sum (`compare`); the sliced loss's
+statistics, every position's projections, are keyed by tile, so the sum lines them up side
+by side instead (sliced.py). regions.RegionStyle,
 the style term of masked runs, is a StyleTerm made of one term per region.
 """
 
@@ -25,6 +27,19 @@ import torch
 from .tiles import Tile
 
 Features = dict[str, torch.Tensor]  # per layer, an N×C×H×W feature map
+
+# Style losses cost a uniform error of scale, features ε too large, the same: 4ε² (to first
+# order), what it costs the Gram loss (a Gram matrix is quadratic in the features, so its
+# relative error is (2ε)²). Relative errors of first-order statistics (a mean, the sorted
+# values of the sliced loss) are ε², so they are multiplied by this; second-order ones (a
+# covariance) are not. So one --style-weight strikes about the same balance with every loss.
+SCALE_ERROR = 4.0
+
+
+def normalized(weights: dict[str, float]) -> dict[str, float]:
+    """Layer weights scaled to sum to 1: a style term is a weighted mean over its layers."""
+    total = sum(weights.values())
+    return {name: w / total for name, w in weights.items()}
 
 
 class StyleTerm(Protocol):
@@ -39,6 +54,8 @@ class StyleTerm(Protocol):
 
 class GuidedStyleTerm(StyleTerm, Protocol):
     """What STYLE_LOSSES build: a style term that can also be restricted to a region."""
+
+    tiles_regions: bool  # whether regions.RegionStyle of this loss is also tileable
 
     def __call__(self, features: Features, weights: Features | None = None) -> torch.Tensor:
         """With `weights` (per layer, a region's mask: masks.layer_maps), the region's guided loss."""
@@ -70,6 +87,10 @@ class StyleLossKind(Protocol):
 
     def statistics(self, features: torch.Tensor, positions: Any = None, weights: torch.Tensor | None = None) -> Any:
         """What the loss keeps of one layer's features; `weights`: a region mask at that layer."""
+        ...
+
+    def gather(self, total: Any, share: Any) -> Any:
+        """Two tiles' statistics of one layer together (a style image run in tiles)."""
         ...
 
     def blend(self, targets: list[dict[str, Any]], style_weights: list[float]) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from brushwork.losses import (
     TVLoss,
     gram_matrix,
     relative_error,
-    sorting_order,
 )
+from brushwork.sliced import sorting_order
 
 FP32 = torch.float32
 
@@ -203,9 +203,16 @@ def test_sliced_directions_follow_the_seed():
     assert float(first(output)) == pytest.approx(float(other(output)), rel=0.5)  # other directions, a similar distance
 
 
-def test_sorting_order():
-    values = torch.rand(3, 1000, generator=torch.Generator().manual_seed(7))
-    assert torch.equal(values.gather(-1, sorting_order(values)), values.sort(-1).values)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_sorting_order(threads):
+    """Whatever the rows' split among threads, every row is sorted (N×M×P, as the loss calls it)."""
+    values = torch.rand(2, 5, 1000, generator=torch.Generator().manual_seed(7))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert torch.equal(values.gather(-1, sorting_order(values)), values.sort(-1).values)
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)

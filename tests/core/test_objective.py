@@ -23,6 +23,8 @@ from brushwork.objective import (
 from brushwork.options import Options
 from brushwork.presets import PRESETS
 from brushwork.run_description import RunDescription
+from brushwork.regions import Region, RegionStyle
+from brushwork.sliced import SlicedWassersteinLoss
 
 GATYS, TUTORIAL = PRESETS["gatys"], PRESETS["tutorial"]
 GATYS_LAYERS = GATYS.style_layers + GATYS.content_layers
@@ -61,13 +63,16 @@ def test_only_the_sliced_loss_draws_directions_per_scale_and_seed():
         assert len(values) == (3 if name == "sliced" else 1), name
 
 
-def test_a_term_that_cannot_tile_is_refused_by_the_tiled_objective():
+def test_sliced_regions_are_refused_by_the_tiled_objective():
+    """The sliced loss tiles, but not (yet) its regions' weighted quantiles: one clear line."""
     kind = STYLE_LOSSES["sliced"]
     term = style_loss_for(RunDescription.from_options(Options(style_loss="sliced", style_layers=LAYERS), 1),
                           [random_targets(kind, 0)])
+    assert term.tileable
+    regional = RegionStyle([Region(term, {n: torch.ones(1, 1, 6, 5) for n in LAYERS}, 1.0)])
     content = ContentLoss({"relu2_1": torch.rand(1, 4, 6, 5)}, {"relu2_1": 1.0})
-    with pytest.raises(BrushworkError, match="the sliced style loss cannot be evaluated in tiles"):
-        TiledObjective(lambda x: {}, content, term, (1.0, 5.0, 0.0), tiles=[])
+    with pytest.raises(BrushworkError, match="the sliced style loss cannot be evaluated in tiles with masks"):
+        TiledObjective(lambda x: {}, content, regional, (1.0, 5.0, 0.0), tiles=[])
 
 
 def losses_for(engine: Engine, preset, width: int, height: int, wrap: bool = False):
@@ -103,6 +108,37 @@ def test_tiled_objective_and_gradient_match_the_whole_image(engine, preset, widt
     tiled_terms, tiled_grad = evaluate(TiledObjective(features, content, style, (1.0, 5.0, 0.1), tiles=grid), x)
     assert torch.allclose(tiled_terms, whole_terms, rtol=1e-4)
     assert ((tiled_grad - whole_grad).norm() / whole_grad.norm()).item() <= 1e-3
+
+
+@pytest.mark.parametrize(("preset", "width", "height", "core"), [(TUTORIAL, 200, 150, 48), (GATYS, 256, 208, 64)])
+def test_tiled_sliced_loss_matches_the_whole_image(engine, preset, width, height, core):
+    """Pass 1 gathers every tile's projections, the sort ranks them all: value and gradient
+    are the whole image's (benchmarks/sliced.py measures it at 768×512)."""
+    features, content, _, layers = losses_for(engine, preset, width, height)
+    with torch.no_grad():
+        style = features(torch.rand(1, 3, 96, 112, generator=torch.Generator().manual_seed(3)))
+    sliced = SlicedWassersteinLoss({n: SlicedWassersteinLoss.statistics(style[n]) for n in preset.style_layers},
+                                   dict.fromkeys(preset.style_layers, 1.0), seed=4)
+    x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+    grid = tiles.tiles(width, height, core, tiles.margin_for(layers))
+    assert len(grid) > 4
+    whole_terms, whole_grad = evaluate(Objective(features, content, sliced, (1.0, 5.0, 0.1)), x)
+    tiled_terms, tiled_grad = evaluate(TiledObjective(features, content, sliced, (1.0, 5.0, 0.1), tiles=grid), x)
+    assert torch.allclose(tiled_terms, whole_terms, rtol=1e-4)
+    assert ((tiled_grad - whole_grad).norm() / whole_grad.norm()).item() <= 1e-3
+    cosine = torch.nn.functional.cosine_similarity(tiled_grad.double().flatten(), whole_grad.double().flatten(), 0)
+    assert cosine.item() >= 0.999
+
+
+def test_a_style_image_run_in_tiles_gives_the_sliced_loss_all_its_samples(engine):
+    """A style image larger than a tile: its tiles' samples are put side by side, not added."""
+    kind = STYLE_LOSSES["sliced"]
+    image = torch.rand(1, 3, 200, 150, generator=torch.Generator().manual_seed(5))
+    whole = engine.style_grams(("sliced-whole",), image, LAYERS, torch.float32, None, kind.statistics, None, kind.gather)
+    tiled = engine.style_grams(("sliced-tiled",), image, LAYERS, torch.float32, 48, kind.statistics, None, kind.gather)
+    for name in LAYERS:
+        assert tiled[name].shape == whole[name].shape
+        assert torch.allclose(tiled[name].sort(-1).values, whole[name].sort(-1).values, atol=1e-4)
 
 
 def test_too_small_a_margin_is_not_exact(engine):

@@ -119,8 +119,12 @@ def test_bad_tiling_requests_are_refused(engine, changes, message):
         engine.plan((640, 480), Options(size=640, **changes))
 
 
-def test_the_sliced_loss_is_refused_where_tiles_are_needed(engine):
-    """Its sort needs every position at once: a run that only fits in tiles is refused at plan time."""
-    engine.plan((1600, 1200), Options(size=1600, steps=10, max_memory=1.0, style_loss="meancov"))
-    with pytest.raises(BrushworkError, match="--style-loss sliced sorts every position at once"):
+def test_the_sliced_loss_plans_tiles_and_counts_its_projections(engine):
+    """Its sort ranks every position's projections at once, tiles or not: the plan tiles it
+    like Gram, counts those projections, and refuses where they alone exceed the budget."""
+    gram = engine.plan((1200, 900), Options(size=1200, steps=10, max_memory=2.0))
+    sliced = engine.plan((1200, 900), Options(size=1200, steps=10, max_memory=4.0, style_loss="sliced"))
+    assert sliced.scales[-1].tile and gram.scales[-1].tile
+    assert sliced.memory_needed > gram.memory_needed
+    with pytest.raises(BrushworkError, match="a 1600x1200 run needs at least [4-9].* GiB but 1.0 GiB is allowed"):
         engine.plan((1600, 1200), Options(size=1600, steps=10, max_memory=1.0, style_loss="sliced"))
