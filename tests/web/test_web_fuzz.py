@@ -29,7 +29,7 @@ from starlette.datastructures import Headers, UploadFile  # noqa: E402
 from brushwork.web.app import create_app  # noqa: E402
 from brushwork.web.uploads import Limits, read_image  # noqa: E402
 
-LIMITS = Limits(max_upload_mb=0.25, max_input_pixels=512 * 512, max_styles=2)
+LIMITS = Limits(max_upload_mb=0.25, max_input_pixels=512 * 512, max_styles=2, max_video_mb=0.5)
 CI = settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 CONTENT_TYPES = ["image/png", "image/jpeg", "image/gif", "application/octet-stream", "text/plain", "",
                  "application/x-msdownload", "image/svg+xml", "multipart/form-data", "../../etc/passwd"]
@@ -150,7 +150,7 @@ def check_reader(data: bytes, name: str = "picture.png", content_type: str = "im
 def new_client(folder: Path) -> TestClient:
     """An app with small caps and no worker (jobs stay queued)."""
     app = create_app(folder, max_upload_mb=LIMITS.max_upload_mb,
-                     max_input_pixels=LIMITS.max_input_pixels, max_styles=LIMITS.max_styles)
+                     max_input_pixels=LIMITS.max_input_pixels, max_styles=LIMITS.max_styles, max_video_mb=LIMITS.max_video_mb)
     return TestClient(app, base_url="http://127.0.0.1:8000")
 
 
