@@ -13,6 +13,7 @@ from .errors import BrushworkError
 from .engine import START_PICTURES, Engine, Progress, Result, engine_for, get_engine  # noqa: F401  (the public API)
 from .fast.preview import paint_fast  # noqa: F401  (the public API: any painting in one pass)
 from .options import Options
+from .run_description import RunDescription
 
 ImageLike = str | Path | Image.Image
 
@@ -43,8 +44,8 @@ def run(
         styles = [styles]
     content_image = images.load_image(content)
     style_images = [images.load_image(s) for s in styles]
-    options.validate(len(style_images))
-    return (engine or engine_for(options)).run(content_image, style_images, options, callback)
+    run = RunDescription.from_options(options, len(style_images))  # the one check of the options
+    return (engine or engine_for(options)).run(content_image, style_images, options, callback, run=run)
 
 
 def stylize(

@@ -147,15 +147,16 @@ class Engine:
         callback: Callable[[Progress], None] | None = None,
         start: torch.Tensor | None = None,
         temporal: TemporalTarget | None = None,
+        run: RunDescription | None = None,
     ) -> Result:
         """Stylize `content` (RGB PIL) with `styles`; see Options for the knobs. The options are
-        checked where the run comes in, before any network is loaded (api.run, the commands, the
-        web form and a batch's plan call Options.validate), and resolved here, once, into the
-        RunDescription that the painting reads (which checks them again: none is made from
-        options that cannot run). The plan and --init's picture still read the Options. A video
+        checked where the run comes in, before any network is loaded, by resolving them into the
+        RunDescription that the painting reads (`run`: api.run and the commands pass theirs);
+        without one (the web form and a batch's plan checked their options when they were
+        queued), it is made here, and checked then: none is made from options that cannot run. The plan and --init's picture still read the Options. A video
         frame (video.py) passes `start`, the image to start from instead of --init (1×3×H×W),
         and `temporal`, what the frame is held to with --temporal-weight."""
-        run = RunDescription.from_options(options, len(styles))
+        run = run or RunDescription.from_options(options, len(styles))
         run_masks = regions.prepare(run, content, styles)
         if run.style_crop is not None:
             styles = [images.crop(s, run.style_crop) for s in styles]

@@ -60,9 +60,9 @@ def runs(monkeypatch) -> list[Options]:
     calls: list[Options] = []
     original = Engine.run
 
-    def counting(self, content, styles, options, callback=None):
+    def counting(self, content, styles, options, callback=None, **more):
         calls.append(options)
-        return original(self, content, styles, options, callback)
+        return original(self, content, styles, options, callback, **more)
 
     monkeypatch.setattr(Engine, "run", counting)
     return calls

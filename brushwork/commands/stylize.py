@@ -22,6 +22,7 @@ from ..engine import Progress, Result
 from ..errors import BrushworkError
 from ..options import Options
 from ..progress import ProgressReporter, format_duration
+from ..run_description import RunDescription
 from . import clip
 from .flags import add_flags, add_ray_flag, options_from_args
 
@@ -40,18 +41,18 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     if one_photo and args.ray is None and not args.resume:
         check_outputs(args)
         content = images.load_image(args.content[0])
-        styles = load_styles(args, options)
-        return paint(args, content, styles, options)
+        styles, run = load_styles(args, options)
+        return paint(args, content, styles, options, run)
     if args.trace and not one_photo:
         raise BrushworkError("--trace takes one photo; several photos each get their own run")
     runs = plan_photos(args)
-    styles = load_styles(args, options)
+    styles, run = load_styles(args, options)
     if args.ray is not None:
         return paint_on_ray(args, runs, styles, options)
     code = 0
     for photo, target in runs:
         one = argparse.Namespace(**{**vars(args), "output": str(target)})
-        code = max(code, paint(one, images.load_image(photo), styles, options, keep_partial=False))
+        code = max(code, paint(one, images.load_image(photo), styles, options, run, keep_partial=False))
         if code == 130:
             break
     return code
@@ -98,17 +99,16 @@ def check_outputs(args: argparse.Namespace) -> None:
         raise BrushworkError("--save-every must be at least 1")
 
 
-def load_styles(args: argparse.Namespace, options: Options) -> list[Image.Image]:
-    """The style images, and the one check of the options against them: the engine trusts
-    options checked where they came in."""
+def load_styles(args: argparse.Namespace, options: Options) -> tuple[list[Image.Image], RunDescription]:
+    """The style images, and the options checked against them, once, by resolving them into
+    the run description the engine paints from."""
     styles = [images.load_image(s) for s in args.style]
-    options.validate(len(styles))
-    return styles
+    return styles, RunDescription.from_options(options, len(styles))
 
 
 def paint(
     args: argparse.Namespace, content: Image.Image, styles: list[Image.Image], options: Options,
-    keep_partial: bool = True,
+    run: RunDescription, keep_partial: bool = True,
 ) -> int:
     """Plan, run and write one picture (stylize, texture and demo all end here), with options
     that load_styles has checked. Without `keep_partial` (one of several photos), Ctrl-C
@@ -123,7 +123,7 @@ def paint(
             print(f"estimated time: about {format_duration(seconds)}", file=sys.stderr)
     reporter = ProgressReporter("stylize", enabled=not args.quiet)
     try:
-        result = engine.run(content, styles, options, snapshot_saver(args, reporter))
+        result = engine.run(content, styles, options, snapshot_saver(args, reporter), run=run)
     finally:
         reporter.close()
     if result.stop_reason == "interrupted" and not keep_partial:

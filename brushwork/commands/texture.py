@@ -18,7 +18,8 @@ def cmd_texture(args: argparse.Namespace) -> int:
     options = options.replace(content_weight=0.0, init=options.init if args.init else "noise")
     check_outputs(args)
     canvas = Image.new("RGB", (options.size, options.size), TEXTURE_CANVAS)
-    return paint(args, canvas, load_styles(args, options), options)
+    styles, run = load_styles(args, options)
+    return paint(args, canvas, styles, options, run)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
