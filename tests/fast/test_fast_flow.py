@@ -12,11 +12,12 @@ import torch
 
 from brushwork import cli
 from brushwork.errors import BrushworkError
-from brushwork.fast import apply, train, video
+from brushwork.fast import apply, video
 from brushwork.fast.consistency import Consistency
-from brushwork.fast.net import TransformNet, load_model, model_metadata
+from brushwork.fast.net import load_model
 
 from conftest import sample
+from test_fast import tiny_model  # noqa: F401  (a fixture: the random width-4 model file)
 
 SHIFT = 2  # pixels per frame, to the left: frame t+1 at x shows what frame t showed at x + SHIFT
 
@@ -57,15 +58,6 @@ def test_flow_step_lowers_the_warping_error_of_a_pan():
 def test_the_first_frame_is_the_network_s():
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     assert torch.equal(Consistency("flow", 0.8)(x, x * 0.5), x * 0.5)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    net = TransformNet(width=4, blocks=1)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    train.save_model(path, net, model_metadata(net, "ihc", {"style_weight": 5.0}, iteration=0))
-    return path
 
 
 def write_clip(frames: list[np.ndarray], path: Path) -> None:
