@@ -244,8 +244,9 @@ def test_a_bad_file_is_refused_where_it_is_dropped(browser, tmp_path, content):
 
 
 def test_the_instant_preview_shows_where_the_server_has_its_route(browser, tmp_path, content, style, monkeypatch):
-    """The page offers Instant preview only where /api/fast/style is mounted (the arbitrary-style
-    network's route); here a stand-in that answers with the photo mirrored."""
+    """The page paints an instant preview by itself once a photo and a painting are there, and
+    offers the button, only where /api/fast/style is mounted (the arbitrary-style network's
+    route); here a stand-in that answers with the photo mirrored."""
     def mirrored(photo: UploadFile = File(), style: list[UploadFile] = File()) -> Response:
         picture = Image.open(photo.file).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return Response(png(picture), media_type="image/png")
@@ -268,8 +269,9 @@ def test_the_instant_preview_shows_where_the_server_has_its_route(browser, tmp_p
         assert page.is_visible("#preview-button") and page.is_disabled("#preview-button")
         page.set_input_files("#content-input", photo)
         page.set_input_files("#style-input", texture)
-        page.click("#preview-button")
+        # No click: the preview paints itself once both pictures are there.
         sync_api.expect(page.locator("#fast-image")).to_have_js_property("naturalWidth", content.width)
+        page.click("#preview-button")
         sync_api.expect(page.locator("#announce")).to_contain_text("Instant preview in ")
         shown = page.evaluate("""async () => {
             const blob = await (await fetch(document.querySelector("#fast-image").src)).blob();

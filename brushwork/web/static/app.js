@@ -8,7 +8,7 @@ import { fastControls, loadModels, paintFast, paintFastVideo } from "./fast.js";
 import { loadHistory } from "./history.js";
 import { brushControls, maskParts, syncMask } from "./mask.js";
 import { addSamples, dropZone, onPicked, setLimits } from "./pictures.js";
-import { previewControls } from "./preview.js";
+import { previewControls, previewWhenReady } from "./preview.js";
 import { reopen } from "./reopen.js";
 import { fillSettings, settingsProblem, varySpecs } from "./settings.js";
 import { cancelWatched, stopWatching, watch } from "./watch.js";
@@ -30,6 +30,7 @@ function updateStart() {
   $("#start").disabled = Boolean(why);
   $("#preview-button").disabled = Boolean(why) || mode === "fast";
   $("#start-hint").textContent = why || `Ready: press ${START[mode]}.`;
+  previewWhenReady(!why && mode === "stylize");
 }
 
 function setMode(next) {
