@@ -67,15 +67,21 @@ def display_name(filename: str | None) -> str:
     return name or "upload"
 
 
+def read_capped(upload: UploadFile, what: str, max_bytes: int, max_mb: float) -> bytes:
+    """An upload's bytes, reading at most one past the cap: 413 over it, 400 when empty."""
+    data = upload.file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise HTTPException(413, f"{what} is over the upload limit of {max_mb:.3g} MB")
+    if not data:
+        raise HTTPException(400, f"{what} is empty")
+    return data
+
+
 def read_image(upload: UploadFile, role: str, limits: Limits,
                convert: Callable[[Image.Image], Image.Image] = images.load_image) -> tuple[Image.Image, str]:
     """Decode one upload and `convert` it (to RGB by default), or refuse it with a message that says why."""
     name = display_name(upload.filename)
-    data = upload.file.read(limits.max_bytes + 1)
-    if len(data) > limits.max_bytes:
-        raise HTTPException(413, f"the {role} image {name!r} is over the upload limit of {limits.max_upload_mb:.3g} MB")
-    if not data:
-        raise HTTPException(400, f"the {role} image {name!r} is empty")
+    data = read_capped(upload, f"the {role} image {name!r}", limits.max_bytes, limits.max_upload_mb)
     try:
         with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as image:
             width, height = image.size  # known from the header, before decoding any pixel
@@ -119,11 +125,7 @@ def read_video(upload: UploadFile, role: str, limits: Limits) -> Video:
     """Read one video upload and check it with PyAV (a stream, a decodable first frame, the
     caps on bytes, pixels and frames), or refuse it with a message that says why."""
     name = display_name(upload.filename)
-    data = upload.file.read(limits.max_video_bytes + 1)
-    if len(data) > limits.max_video_bytes:
-        raise HTTPException(413, f"the {role} video {name!r} is over the upload limit of {limits.max_video_mb:.3g} MB")
-    if not data:
-        raise HTTPException(400, f"the {role} video {name!r} is empty")
+    data = read_capped(upload, f"the {role} video {name!r}", limits.max_video_bytes, limits.max_video_mb)
     try:
         poster, frames = probe_video(data, name, role, limits)
     except HTTPException:
