@@ -87,6 +87,14 @@ def test_a_clip_keeps_its_frame_count_rate_timestamps_and_audio(tmp_path, style_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]  # the work folder is gone
 
 
+def test_frame_steps_is_each_later_frame_s_schedule(tmp_path, style_file, runs):
+    source = tmp_path / "in.mp4"
+    make_clip(source, panned(3), audio=False)
+    assert stylize(source, "-s", style_file, "-o", tmp_path / "out.mp4", *FAST, "--frame-steps", "3") == 0
+    assert [(options.steps, options.scales) for options in runs[1:]] == [(3, 1), (3, 1)]
+    assert runs[0].steps != 3
+
+
 def test_part_of_a_clip_starts_at_zero_with_the_audio_it_spans(tmp_path, style_file):
     source, target = tmp_path / "in.mp4", tmp_path / "part.mkv"
     make_clip(source, panned(6))
