@@ -24,7 +24,7 @@ import torch
 
 from .. import images
 from ..errors import BrushworkError
-from ..videoio import REORDER, Item, Muxer, Picture, Timestamps, demux, open_video  # noqa: F401 (REORDER, Timestamps: this module's names before videoio existed)
+from ..videoio import Item, Muxer, Picture, demux, open_video
 from .backend import Settings, Stylizer
 from .consistency import Consistency
 from .pipeline import network_in_flight, overlapped

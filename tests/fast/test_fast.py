@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from brushwork import cli, images
+from brushwork import cli, images, videoio
 from brushwork.batch import files
 from brushwork.errors import BrushworkError
 from brushwork.fast import apply, export, pipeline, train, video
@@ -477,14 +477,14 @@ def test_a_failing_reader_or_writer_stops_the_pipeline_and_raises_here():
 
 
 def test_timestamps_sort_a_local_reordering_and_never_repeat():
-    times = video.Timestamps()
+    times = videoio.Timestamps()
     frames = [SimpleNamespace(pts=p, dts=None) for p in (1, 2, 3, 5, 4, 6, 8, 7, 9, 9, None)]
     out = []
     for i, frame in enumerate(frames):
         times.add(frame)
-        if i >= video.REORDER:
+        if i >= videoio.REORDER:
             out.append(times.next())
-    out += [times.next() for _ in range(video.REORDER)]
+    out += [times.next() for _ in range(videoio.REORDER)]
     assert out == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
 
 
