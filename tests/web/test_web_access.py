@@ -53,8 +53,15 @@ def browser():
 
 
 def open_page(browser, url: str, errors: list[str], width: int = 1280):
-    """The studio, its errors collected; `bypass_csp` only lets axe-core's script tag in."""
+    """The studio, its errors collected; `bypass_csp` only lets axe-core's script tag in.
+
+    File choosers are caught by a listener held for the page's life: Playwright turns the
+    browser's interception on and off with `expect_file_chooser` without waiting, so under load
+    a second chooser could open before interception was back on, and never be seen.
+    """
     page = browser.new_page(viewport={"width": width, "height": 900}, bypass_csp=True)
+    page.choosers = []
+    page.on("filechooser", lambda chooser: page.choosers.append(chooser))
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     page.goto(url)
@@ -76,9 +83,13 @@ def tab_to(page, target: str, visited: list[str], limit: int = 80) -> None:
 def choose_file(page, target: str, path: Path, visited: list[str]) -> None:
     """A file input reached with Tab and opened with the space bar, as a keyboard user does."""
     tab_to(page, target, visited)
-    with page.expect_file_chooser() as chooser:
-        page.keyboard.press(" ")
-    chooser.value.set_files(path)
+    opened = len(page.choosers)
+    page.keyboard.press(" ")
+    deadline = time.monotonic() + 30
+    while len(page.choosers) == opened:
+        assert time.monotonic() < deadline, f"the space bar on #{target} opened no file chooser"
+        page.wait_for_timeout(50)
+    page.choosers[opened].set_files(path)
 
 
 def type_into(page, target: str, text: str, visited: list[str]) -> None:
