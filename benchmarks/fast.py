@@ -55,8 +55,8 @@ from PIL import Image
 
 from brushwork import images
 from brushwork.api import run
-from brushwork.cli import demo_images
-from brushwork.compare import score_engine
+from brushwork.commands.demo import demo_images
+from brushwork.batch.engines import score_engine
 from brushwork.devices import cpu_has_bf16
 from brushwork.fast import pipeline, video
 from brushwork.fast.apply import Settings, Stylizer, resolve_model
