@@ -25,7 +25,7 @@ import io
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator, Sequence
 
@@ -38,6 +38,7 @@ from .batch.cells import Cell, Inputs
 from .batch.engines import Engines
 from .batch.progress import GridProgress
 from .batch.runs import pending_groups, run_queue
+from .clip_io import Clip, frames_at_size
 from .errors import BrushworkError
 from .fast.arbitrary import ArbitraryModel
 from .fast.backend import Settings, Stylizer
@@ -46,6 +47,7 @@ from .fast.pipeline import stylize_files
 from .fast.video import VideoReport, stylize_video
 from .options import Options
 from .progress import ProgressReporter
+from .video import ClipSettings, FrameStore, paint_clip
 
 try:
     import ray
@@ -199,6 +201,31 @@ def stylize(runs: Sequence[tuple[Path, Path]], styles: list[Image.Image], option
     task = paint_photo.options(num_cpus=1, num_gpus=gpus)
     yield from completed([task.remote(absolute(photo), absolute(target), shared, options) for photo, target in runs])
     remove_leftovers([t for _, t in runs])
+
+
+# --- stylize a video: a task per shot ------------------------------------------------------
+
+
+@ray.remote(max_retries=3)
+def paint_shot(clip: Clip, mask_source: str | None, styles: list[Image.Image], options: Options,
+               settings: ClipSettings, store: FrameStore) -> int:
+    """One shot's frames, in order, into the run's work folder (as a local run stores them);
+    frames an earlier attempt stored are kept. Returns the number of frames it painted."""
+    frames = frames_at_size(clip, options, mask_source)
+    return sum(result is not None for _, result, _ in paint_clip(engine_for(options), frames, styles, options, settings, store))
+
+
+def stylize_shots(clip: Clip, shots: Sequence[tuple[int, int]], mask_source: str | None, styles: list[Image.Image],
+                  options: Options, settings: ClipSettings, store: FrameStore) -> Iterator[int]:
+    """Each shot (first frame, frame after the last) a task: a shot's frames depend on each
+    other, shots do not (a cut restarts the chain). Yields each shot's frame count as it ends."""
+    _, gpus = slots(options.device)
+    shared = ray.put(styles)
+    task = paint_shot.options(num_cpus=1, num_gpus=gpus)
+    pictures = None if clip.pictures is None else [Path(absolute(p)) for p in clip.pictures]
+    whole = replace(clip, source=Path(absolute(clip.source)), pictures=pictures)
+    yield from completed([task.remote(replace(whole, span=shot), mask_source, shared, options, settings, store)
+                          for shot in shots])
 
 
 # --- compare -------------------------------------------------------------------------------

@@ -105,6 +105,19 @@ class Chain:
         return Link(start, target, float(reliabilities[0].mean()))
 
 
+def shot_starts(frames: Iterable[Frame], cut_below: float = CUT_BELOW) -> list[int]:
+    """The indices of the frames that start a shot: the first, and each one the flow from the
+    frame before reaches on less than `cut_below` of its pixels (the test Chain.link makes).
+    Found before painting, so that shots, which share nothing, can be painted apart (--ray)."""
+    starts, previous = [], None
+    for frame in frames:
+        pixels = np.asarray(frame.picture)
+        if previous is None or float(flow.reliability(*flow.flows(previous, pixels)).mean()) < cut_below:
+            starts.append(frame.index)
+        previous = pixels
+    return starts
+
+
 def optimization_space(options: Options) -> Callable[[torch.Tensor], torch.Tensor]:
     """Outputs as the optimization sees them: gray in luminance mode (whose colours are put
     back after the optimization), as they are otherwise."""

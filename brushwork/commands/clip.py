@@ -28,7 +28,7 @@ from ..api import engine_for
 from ..clip_io import Clip, frames_at_size, is_mask_sequence, open_clip
 from ..errors import BrushworkError
 from ..options import Options
-from ..video import ClipSettings, Frame, FrameStore, paint_clip
+from ..video import ClipSettings, Frame, FrameStore, paint_clip, shot_starts
 
 
 def parse_span(text: str | None) -> tuple[int, int | None]:
@@ -79,10 +79,11 @@ def is_clip(args: argparse.Namespace) -> bool:
 def frame_names(clip: Clip, output: Path) -> tuple[Path, FrameStore]:
     """Where finished frames go: the work folder next to a video output (OUT.frames/), or
     the output folder of a sequence, as PNGs named like the input pictures."""
+    folder = output.absolute()  # the store travels to Ray workers, which have another working folder
     if clip.is_video:
-        work = output.with_name(output.name + ".frames")
-        return work, FrameStore(lambda i: work / f"frame_{i:06d}.png")
-    return output, FrameStore(lambda i: output / (clip.pictures[i].stem + ".png"))
+        work = folder.with_name(output.name + ".frames")
+        return output.with_name(work.name), FrameStore(lambda i: work / f"frame_{i:06d}.png")
+    return output, FrameStore(lambda i: folder / (clip.pictures[i].stem + ".png"))
 
 
 def prepare_output(clip: Clip, args: argparse.Namespace, run: dict) -> tuple[Path, FrameStore]:
@@ -141,7 +142,10 @@ def stylize_clip(args: argparse.Namespace, options: Options) -> int:
     work, store = prepare_output(clip, args, run)
     frames = frames_at_size(clip, options, mask_source)
     try:
-        painted = paint_frames(args, clip, frames, styles, options, settings, store)
+        if args.ray is not None:
+            painted = paint_shots(args, clip, mask_source, styles, options, settings, store)
+        else:
+            painted = paint_frames(args, clip, frames, styles, options, settings, store)
     except KeyboardInterrupt:
         print(f"brushwork: interrupted; the finished frames are kept in {work}: run the same command with --resume "
               "to continue", file=sys.stderr)
@@ -172,4 +176,23 @@ def paint_frames(args, clip: Clip, frames: Iterator[Frame], styles, options: Opt
                 painted += 1
                 bar.set_postfix_str("new shot" if link is None else f"{link.reliable:.0%} carried over")
                 bar.update()
+    return painted
+
+
+def paint_shots(args, clip: Clip, mask_source: str | None, styles, options: Options, settings: ClipSettings,
+                store: FrameStore) -> int:
+    """--ray: the shots found first (video.shot_starts), each painted as a Ray task
+    (cluster.py) into the same work folder a local run uses; the number of frames painted."""
+    from .. import cluster  # imports Ray, which only --ray needs
+
+    cluster.connect(args.ray, args.quiet)
+    starts = shot_starts(frames_at_size(clip, options.replace(protect_faces=0.0), None), settings.cut_below)
+    ends = [*starts[1:], clip.span[0] + clip.count]
+    shots = [(a, b) for a, b in zip(starts, ends) if not all(store.has(i) for i in range(a, b))]
+    todo = sum(not store.has(i) for a, b in shots for i in range(a, b))
+    painted = 0
+    with tqdm(total=todo, unit="frame", desc=f"stylize ({len(shots)} shots)", disable=args.quiet, dynamic_ncols=True) as bar:
+        for count in cluster.stylize_shots(clip, shots, mask_source, styles, options, settings, store):
+            painted += count
+            bar.update(count)
     return painted

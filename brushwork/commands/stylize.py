@@ -34,8 +34,6 @@ def snapshot_path(output: Path, step: int) -> Path:
 def cmd_stylize(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     if clip.is_clip(args):
-        if args.ray is not None:
-            raise BrushworkError("--ray paints photos; a video runs on this machine")
         return clip.stylize_clip(args, options)
     one_photo = len(args.content) == 1 and not Path(args.content[0]).is_dir()
     if one_photo and args.ray is None and not args.resume:
@@ -197,7 +195,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_output_flags(p)
     p.add_argument("--resume", action="store_true",
                    help="several photos: skip those whose output exists; a video: continue from its finished frames")
-    add_ray_flag(p, "each photo a Ray task, one per GPU or CPU slot")
+    add_ray_flag(p, "each photo, or each shot of a video, a Ray task, one per GPU or CPU slot")
     clip.add_video_flags(p)
     add_flags(p)
     p.set_defaults(func=cmd_stylize)

@@ -15,8 +15,10 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 ray = pytest.importorskip("ray")
 
@@ -190,6 +192,25 @@ def test_stylize_over_photos_on_the_cluster_writes_the_local_bytes(cluster, imag
     done = driver("stylize", str(folder), "-s", style, "-o", str(tmp_path / "ray"), *TINY, "--ray", address)
     assert done.returncode == 0, done.stderr[-3000:]
     assert files_in(tmp_path / "ray") == files_in(tmp_path / "local") and len(files_in(tmp_path / "local")) == 3
+
+
+def test_a_video_on_the_cluster_paints_each_shot_as_a_task_and_writes_the_local_frames(cluster, image_files, tmp_path):
+    """A sequence of two shots (a cut between two photos' pans): each shot a task, the frames
+    those of a local run, byte for byte."""
+    address, _ = cluster
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    shots = [np.asarray(sample(photo, 128)) for photo in ("astronaut.png", "coffee.png")]
+    for i, (shot, x) in enumerate([(0, 40), (0, 38), (0, 36), (1, 40), (1, 38)]):
+        Image.fromarray(shots[shot][30:78, x : x + 64]).save(frames / f"f{i:02d}.png")
+    run = ["stylize", str(frames), "--video", "-s", str(image_files["style"]), "--size", "48", "--steps", "3",
+           "--frame-steps", "2", "--precision", "fp32", "--device", "cpu"]
+    assert driver(*run, "-q", "-o", str(tmp_path / "local")).returncode == 0
+    done = driver(*run, "-o", str(tmp_path / "ray"), "--ray", address)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 shots" in done.stderr
+    local = files_in(tmp_path / "local")
+    assert files_in(tmp_path / "ray") == local and len(local) == 5
 
 
 def test_a_compare_grid_on_the_cluster_writes_the_local_cells(cluster, image_files, tmp_path):

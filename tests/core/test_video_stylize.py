@@ -14,7 +14,7 @@ from PIL import Image
 from brushwork import cli, faces
 from brushwork.engine import Engine
 from brushwork.options import Options
-from brushwork.video import ClipSettings, Frame, FrameStore, paint_clip
+from brushwork.video import ClipSettings, Frame, FrameStore, paint_clip, shot_starts
 
 from conftest import sample
 
@@ -153,6 +153,11 @@ def test_a_scene_cut_restarts_the_chain_with_a_still_schedule(engine, tmp_path):
     assert [link is None for _, _, link in painted] == [True, False, True, False]
     assert [len(result.records) for _, result, _ in painted] == [4, 1, 4, 1]
     assert painted[2][1].records[-1].temporal == 0
+
+
+def test_shots_are_found_before_painting_where_the_flow_breaks():
+    frames = [Frame(i, Image.fromarray(p)) for i, p in enumerate(panned(3) + panned(2, "coffee.png") + panned(1))]
+    assert shot_starts(frames) == [0, 3, 5]
 
 
 def test_resume_after_a_kill_paints_only_the_missing_frames(tmp_path, style_file, monkeypatch, capsys):
