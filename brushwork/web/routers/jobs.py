@@ -17,7 +17,7 @@ from ..form import PICTURES, JobForm, job_form, parse_settings, request_schema, 
 from ..events import ENDS_STREAM
 from ..jobs import JobQueue, Pictures
 from ..records import ACTIVE, Job
-from ..uploads import Limits, is_video_name, read_image, read_mask, read_video
+from ..uploads import Limits, is_video_name, read_image, read_mask, read_styles, read_video
 
 KEEPALIVE_SECONDS = 15.0
 
@@ -26,15 +26,13 @@ router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
 def pictures(form: JobForm, limits: Limits) -> Pictures:
     """The form's pictures, decoded and checked (each one's problem is the client's 4xx)."""
-    if len(form.styles) > limits.max_styles:
-        raise HTTPException(400, f"{len(form.styles)} style images is over the limit of {limits.max_styles}")
     video = read_video(form.content, "content", limits) if is_video_name(form.content.filename) else None
     content_image, content_name = (video.poster, video.name) if video else read_image(form.content, "content", limits)
-    style_images, style_names = zip(*(read_image(style, "style", limits) for style in form.styles))
+    style_images, style_names = read_styles(form.styles, limits)
     mask = read_mask(form.mask, "mask", limits) if form.mask else None
     style_masks = [read_mask(upload, "style mask", limits) for upload in form.style_masks]
     regions = [read_mask(upload, "style region", limits) for upload in form.style_regions]
-    return Pictures(content_image, list(style_images), content_name, list(style_names), mask, style_masks, regions,
+    return Pictures(content_image, style_images, content_name, style_names, mask, style_masks, regions,
                     video)
 
 

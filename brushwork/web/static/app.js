@@ -1,10 +1,11 @@
 // The brushwork page: three modes over one set of pictures. Paint queues a stylization,
-// Compare queues a grid of them (one job in the same line), Fast paints with a trained
-// network at once. It uses only the JSON API that /docs describes, nothing else. The page
-// reads top to bottom in the order of the steps, and every action has a key-reachable control.
+// Compare queues a grid of them (one job in the same line), Fast paints at once with a
+// trained network or with the picked paintings ("your painting"). It uses only the JSON API
+// that /docs describes, nothing else. The page reads top to bottom in the order of the
+// steps, and every action has a key-reachable control.
 
 import { $, FINISHED, api, isVideo, picked, showError } from "./common.js";
-import { fastControls, loadModels, paintFast, paintFastVideo } from "./fast.js";
+import { anyStyle, fastControls, loadModels, paintFast, paintFastVideo } from "./fast.js";
 import { loadHistory } from "./history.js";
 import { brushControls, maskParts, syncMask } from "./mask.js";
 import { addSamples, dropZone, onPicked, setLimits } from "./pictures.js";
@@ -19,6 +20,7 @@ let mode = "stylize";
 // What still stands between the user and Start, or "" when nothing does.
 function missing() {
   if (!picked.content) return "Pick a content photo.";
+  if (mode === "fast" && anyStyle()) return picked.styles.length ? "" : "Pick at least one style image for “Your painting”.";
   if (mode === "fast") return $("#model").value ? "" : "No fast-mode model is usable.";
   if (mode === "compare" && isVideo(picked.content)) return "A video is painted in Paint or Fast, not in a grid.";
   if (!picked.styles.length) return "Pick at least one style image.";
@@ -33,11 +35,16 @@ function updateStart() {
   previewWhenReady(!why && mode === "stylize");
 }
 
+// The style box: every mode's but Fast's, where it shows only while "your painting" is chosen.
+function showStylePick() {
+  $("#style-pick").hidden = mode === "fast" && !anyStyle();
+}
+
 function setMode(next) {
   mode = next;
   document.body.dataset.mode = next;
   for (const node of document.querySelectorAll("#modes button")) node.setAttribute("aria-pressed", String(node.dataset.mode === next));
-  $("#style-pick").hidden = next === "fast";
+  showStylePick();
   $("#settings").hidden = next === "fast";
   $("#vary").hidden = next !== "compare";
   $("#fast-settings").hidden = next !== "fast";
@@ -106,7 +113,7 @@ function wire() {
   onPicked((role) => {
     syncMask();
     updateStart();
-    if (mode === "fast" && role === "content") paintFast();
+    if (mode === "fast" && (role === "content" || anyStyle())) paintFast();
   });
   for (const node of document.querySelectorAll("#modes button")) {
     node.addEventListener("click", () => {
@@ -116,6 +123,10 @@ function wire() {
     });
   }
   fastControls(() => mode === "fast");
+  $("#model").addEventListener("change", () => {
+    showStylePick();
+    updateStart();
+  });
   for (const id of ["#settings", "#vary"]) $(id).addEventListener("input", updateStart);
   $("#vary").addEventListener("change", updateStart);
   $("#start").addEventListener("click", start);
@@ -131,7 +142,7 @@ async function init() {
     previewControls(config.features);
     fillSettings(config);
     addSamples(config.samples);
-    await loadModels();
+    await loadModels(config.unavailable && config.unavailable.any_style);
   } catch (error) {
     showError(`cannot reach the server: ${error.message}`);
     return;

@@ -1,6 +1,8 @@
-// Fast mode: a trained network paints the picked photo while the page waits (about a
-// second), again whenever the model, strength, colours or size change. A video is a job in
-// the line instead, started with the Paint button and followed frame by frame.
+// Fast mode: a trained network, or the arbitrary-style network with the paintings picked in
+// the style box ("your painting", where the server has brushwork[arbitrary]), paints the
+// picked photo while the page waits (about a second), again whenever the choice, strength,
+// colours, size or paintings change. A video is a job in the line instead, started with the
+// Paint button and followed frame by frame.
 
 import { $, api, element, isVideo, picked, say, showError } from "./common.js";
 import { loadHistory } from "./history.js";
@@ -10,22 +12,39 @@ let painting = false; // one request at a time; a change meanwhile asks for one 
 let again = false;
 let shown = null; // the object URL on screen, released when replaced
 
-export async function loadModels() {
+// The choice that paints with the picked paintings rather than a trained model; `unavailable`:
+// why the server cannot (it lacks the extra), shown as the disabled choice's title.
+function anyStyleChoice(unavailable) {
+  const option = element("option", { id: "model-any", value: "", disabled: Boolean(unavailable),
+    textContent: unavailable ? "Your painting (any style): not installed" : "Your painting (any style)",
+    title: unavailable || "the arbitrary-style network paints with the style images you pick (several blend)" });
+  return element("optgroup", { label: "Any painting" }, [option]);
+}
+
+export async function loadModels(unavailable) {
   const response = await fetch("/api/models");
   if (!response.ok) throw new Error(`cannot list the models: ${response.status}`);
   const { models, size } = await response.json();
-  $("#model").replaceChildren(...models.map((model) => element("option", {
+  const trained = element("optgroup", { label: "Trained models" }, models.map((model) => element("option", {
     value: model.name, disabled: Boolean(model.error), title: model.error || `trained on ${model.style}`,
     textContent: model.error ? `${model.name} (unusable)` : `${model.name} · ${model.source}`,
   })));
+  $("#model").replaceChildren(trained, anyStyleChoice(unavailable));
   Object.assign($("#fast-size"), { value: size.default, min: size.bounds[0], max: size.bounds[1] });
   return models.some((model) => !model.error);
 }
 
+// Whether "your painting" is chosen: the picked paintings paint, through /api/fast/style.
+export const anyStyle = () => Boolean($("#model-any") && $("#model-any").selected);
+
+// What paints, in the status line: the model's name, or the paintings' names.
+const painter = () => (anyStyle() ? picked.styles.map((style) => style.name).join(" + ") : $("#model").value);
+
 function form() {
   const body = new FormData();
   body.append("photo", picked.content, picked.content.name);
-  body.append("model", $("#model").value);
+  if (anyStyle()) for (const style of picked.styles) body.append("style", style, style.name);
+  else body.append("model", $("#model").value);
   body.append("strength", $("#strength").value);
   body.append("preserve_color", $("#fast-color").checked ? "true" : "false");
   body.append("size", $("#fast-size").value);
@@ -34,7 +53,7 @@ function form() {
 
 async function request() {
   const started = performance.now();
-  const response = await fetch("/api/fast", { method: "POST", body: form() });
+  const response = await fetch(anyStyle() ? "/api/fast/style" : "/api/fast", { method: "POST", body: form() });
   if (!response.ok) {
     const body = await response.json().catch(() => null);
     throw new Error((body && body.error) || `${response.status} ${response.statusText}`);
@@ -59,7 +78,8 @@ export async function paintFastVideo() {
 }
 
 export async function paintFast() {
-  if (!picked.content || !$("#model").value || isVideo(picked.content)) return; // a video waits for the button
+  if (!picked.content || isVideo(picked.content)) return; // a video waits for the button
+  if (anyStyle() ? !picked.styles.length : !$("#model").value) return;
   if (painting) {
     again = true;
     return;
@@ -67,15 +87,16 @@ export async function paintFast() {
   painting = true;
   showError("");
   stopWatching();
-  say(`Painting with ${$("#model").value}…`);
+  const name = painter();
+  say(`Painting with ${name}…`);
   try {
     const { blob, seconds } = await request();
     if (shown) URL.revokeObjectURL(shown);
     shown = URL.createObjectURL(blob);
-    Object.assign($("#fast-image"), { src: shown, alt: `painted by ${$("#model").value}` });
+    Object.assign($("#fast-image"), { src: shown, alt: `painted with ${name}` });
     $("#download-fast").href = shown;
     $("#fast-section").hidden = false;
-    say(`Painted with ${$("#model").value} in ${seconds.toFixed(1)} s.`);
+    say(`Painted with ${name} in ${seconds.toFixed(1)} s.`);
   } catch (error) {
     showError(error.message);
     say("");

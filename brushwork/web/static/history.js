@@ -71,7 +71,7 @@ function historyItem(job) {
     ? element("img", { src: grid ? `/api/jobs/${job.id}/reports/${sheet}` : `/api/jobs/${job.id}/result.jpg`, alt: "" })
     : element("span", { className: "placeholder", textContent: job.status === "queued" ? `#${job.position}` : job.status });
   const what = grid ? `grid ${job.vary.join(" · ")}`
-    : job.kind === "fast-video" ? `video, ${job.frames} frames, fast ${job.settings.model}, ${job.settings.size}px`
+    : job.kind === "fast-video" ? `video, ${job.frames} frames, fast ${job.settings.model || "your painting"}, ${job.settings.size}px`
       : `${job.video ? `video, ${job.frames} frames, ` : ""}${job.settings.size}px, ${job.settings.steps} steps`;
   const styles = job.inputs.styles.length ? ` × ${job.inputs.styles.join(", ")}` : "";
   const text = `${job.inputs.content}${styles} · ${what} · ${job.status}`;
