@@ -52,14 +52,14 @@ def browser():
             launched.close()
 
 
-def open_page(browser, url: str, errors: list[str], width: int = 1280):
+def open_page(browser, url: str, errors: list[str], width: int = 1280, bypass_csp: bool = True):
     """The studio, its errors collected; `bypass_csp` only lets axe-core's script tag in.
 
     File choosers are caught by a listener held for the page's life: Playwright turns the
     browser's interception on and off with `expect_file_chooser` without waiting, so under load
     a second chooser could open before interception was back on, and never be seen.
     """
-    page = browser.new_page(viewport={"width": width, "height": 900}, bypass_csp=True)
+    page = browser.new_page(viewport={"width": width, "height": 900}, bypass_csp=bypass_csp)
     page.choosers = []
     page.on("filechooser", lambda chooser: page.choosers.append(chooser))
     page.on("pageerror", lambda error: errors.append(str(error)))

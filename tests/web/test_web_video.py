@@ -166,3 +166,31 @@ def test_the_fast_tab_plays_a_painted_video_in_the_page(tmp_path, clip):
         finally:
             browser.close()
     assert not errors
+
+
+@pytest.mark.browser
+def test_a_picked_video_s_thumbnail_loads_under_the_page_s_own_security_policy(tmp_path, clip):
+    """The other browser tests lift the policy (for axe-core); this one keeps it, as users have it."""
+    from test_web_access import CHROMIUM, CHROMIUM_ARGS, open_page
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
+    from conftest import serving
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(clip)
+    errors: list[str] = []
+    with sync_api.sync_playwright() as playwright, serving(create_app(tmp_path / "data")) as url:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = open_page(browser, url, errors, bypass_csp=False)
+            page.set_input_files("#content-input", video)
+            thumbnail = page.locator("#content-thumbs video")
+            deadline = time.monotonic() + 30
+            while thumbnail.evaluate("video => video.readyState") < 1:  # HAVE_METADATA: it loaded
+                assert time.monotonic() < deadline, errors
+                page.wait_for_timeout(100)
+        finally:
+            browser.close()
+    assert not errors
