@@ -65,26 +65,38 @@ def _sample_points(flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return xs + flow[:, 0], ys + flow[:, 1]
 
 
-def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Backward warping: output(p) = image(p + flow(p)), bilinear, points outside the picture
-    taken from its nearest edge. Written out rather than grid_sample, whose normalised
+def _linear(t: torch.Tensor) -> tuple[range, list[torch.Tensor]]:
+    return range(0, 2), [1 - t, t]
+
+
+def _cubic(t: torch.Tensor) -> tuple[range, list[torch.Tensor]]:
+    """Keys' cubic convolution (a = −0.5) at fraction t: weights of the pixels at −1, 0, 1, 2;
+    (0, 1, 0, 0) at t = 0, so an integer flow still copies pixels exactly."""
+    return range(-1, 3), [((-0.5 * t + 1) * t - 0.5) * t, (1.5 * t - 2.5) * t * t + 1,
+                          ((-1.5 * t + 2) * t + 0.5) * t, (0.5 * t - 0.5) * t * t]
+
+
+def warp(image: torch.Tensor, flow: torch.Tensor, cubic: bool = False) -> torch.Tensor:
+    """Backward warping: output(p) = image(p + flow(p)), points outside the picture taken from
+    its nearest edge. Bilinear, or with `cubic` Keys' cubic, clamped to [0, 1], for pictures:
+    a video's painted frame is warped once per frame down the chain, and bilinear's blur would
+    add up from frame to frame. Written out rather than grid_sample, whose normalised
     coordinates round: here an integer flow copies pixels exactly."""
     n, c, h, w = image.shape
     px, py = _sample_points(flow.to(image.device, torch.float32))
     px, py = px.clamp(0, w - 1), py.clamp(0, h - 1)
     x0, y0 = px.floor(), py.floor()
-    fx, fy = (px - x0).unsqueeze(1), (py - y0).unsqueeze(1)
-    x0, y0 = x0.long(), y0.long()
-    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
+    kernel = _cubic if cubic else _linear
+    (xs, wx), (ys, wy) = kernel((px - x0).unsqueeze(1)), kernel((py - y0).unsqueeze(1))
     flat = image.reshape(n, c, h * w)
-
-    def at(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        index = (y * w + x).reshape(n, 1, h * w).expand(n, c, h * w)
-        return flat.gather(2, index).reshape(n, c, h, w)
-
-    top = at(y0, x0) * (1 - fx) + at(y0, x1) * fx
-    bottom = at(y1, x0) * (1 - fx) + at(y1, x1) * fx
-    return top * (1 - fy) + bottom * fy
+    out = torch.zeros_like(image)
+    for dy, weight_y in zip(ys, wy):
+        y = (y0 + dy).clamp(0, h - 1).long()
+        for dx, weight_x in zip(xs, wx):
+            x = (x0 + dx).clamp(0, w - 1).long()
+            index = (y * w + x).reshape(n, 1, h * w).expand(n, c, h * w)
+            out += flat.gather(2, index).reshape(n, c, h, w) * (weight_x * weight_y)
+    return out.clamp(0, 1) if cubic else out
 
 
 def _squared_norm(flow: torch.Tensor) -> torch.Tensor:

@@ -42,7 +42,7 @@ AUTO_TOLERANCE = 0.005
 PROTECT_FACES_BARE = 0.8
 # --temporal-weight: chosen in docs/guides/video.md's measurement (the temporal term is a mean of
 # squared pixel differences, so it is on the scale of the content term's per-feature mean).
-TEMPORAL_WEIGHT = 100.0
+TEMPORAL_WEIGHT = 75.0
 
 
 INIT_CHOICES = ("content", "noise", "fast")  # else --init is an image file

@@ -35,7 +35,7 @@ from .temporal import TemporalTarget, long_term_weights
 
 # A later frame's schedule: single-scale steps at the output's size, from the warm start.
 # Chosen by measurement (docs/guides/video.md).
-FRAME_STEPS = 20
+FRAME_STEPS = 25
 # A frame whose flow from the previous frame is reliable on less than this share of its
 # pixels starts a new shot. Within a shot even fast pans keep most pixels reliable; across a
 # cut DIS finds consistent flow only on flat areas.
@@ -95,7 +95,7 @@ class Chain:
                 if j == 1:
                     return None
                 continue  # a long-term target across a cut
-            warped.append(flow.warp(output, backward))
+            warped.append(flow.warp(output, backward, cubic=True))
             reliabilities.append(reliable)
         if not warped:
             return None

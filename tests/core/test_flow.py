@@ -33,11 +33,12 @@ def test_flow_recovers_a_known_shift(dx, dy):
     assert backward[inner].median(-1).values.median(-1).values.flatten().tolist() == pytest.approx([-dx, -dy], abs=0.25)
 
 
-def test_warping_is_exact_for_an_integer_shift():
+@pytest.mark.parametrize("cubic", [False, True])
+def test_warping_is_exact_for_an_integer_shift(cubic):
     image = torch.rand(1, 3, 20, 30)
     shift = torch.zeros(1, 2, 20, 30)
     shift[:, 0], shift[:, 1] = 4, -3  # output(x, y) = image(x + 4, y − 3)
-    warped = flow.warp(image, shift)
+    warped = flow.warp(image, shift, cubic=cubic)
     assert torch.equal(warped[..., 3:, :-4], image[..., :-3, 4:])
     assert torch.equal(warped[..., :3, :-4], image[..., :1, 4:].expand(-1, -1, 3, -1))  # the edge repeats
 
@@ -46,6 +47,21 @@ def test_warping_interpolates_between_pixels():
     image = torch.arange(5.0).view(1, 1, 1, 5)
     half = torch.tensor([0.5, 0.0]).view(1, 2, 1, 1).expand(1, 2, 1, 5)
     assert flow.warp(image, half).flatten().tolist() == [0.5, 1.5, 2.5, 3.5, 4.0]
+
+
+def test_cubic_warping_keeps_the_detail_that_bilinear_blurs_away_frame_after_frame():
+    """A painted frame goes down a video's chain warped once per frame: after 6 sub-pixel
+    moves there and back, bilinear has smeared the texture, cubic much less."""
+    image = torch.tensor(np.asarray(sample("astronaut.png", 64))).permute(2, 0, 1)[None].float() / 255
+    there, back = torch.full((1, 2, 64, 64), 0.3), torch.full((1, 2, 64, 64), -0.3)
+    lost = {}
+    for cubic in (False, True):
+        moved = image
+        for _ in range(6):
+            moved = flow.warp(flow.warp(moved, there, cubic=cubic), back, cubic=cubic)
+        lost[cubic] = float((moved - image)[..., 4:-4, 4:-4].abs().mean())
+    assert lost[True] < 0.6 * lost[False]  # 0.049 against 0.090
+    assert 0 <= float(moved.min()) and float(moved.max()) <= 1  # cubic's overshoot is clamped
 
 
 def test_reliability_marks_the_disoccluded_band_and_trusts_the_rest():
