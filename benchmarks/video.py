@@ -47,7 +47,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from brushwork import api, cli
-from brushwork.compare import score_engine
+from brushwork.batch.engines import score_engine
 from brushwork.fast import video as fast_video
 from brushwork.fast.apply import resolve_model
 from brushwork.fast.backend import Settings, Stylizer
