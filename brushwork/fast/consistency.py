@@ -14,7 +14,11 @@ frame is therefore blended with the previous output where that output can stand 
   not show (its warped picture does not match there), so the forward flow and its
   consistency test (flow.reliability) are not computed: on the benchmark's clips they changed
   the warping error by under 1% and cost a second DIS call. Strokes then travel with what
-  moves instead of being repainted at every frame.
+  moves instead of being repainted at every frame. Two stroke patterns that do not quite
+  line up average to a paler picture, and each bilinear warp softens the held one a little
+  more, so the blend's local contrast is brought back up to the network's
+  (`with_contrast_of`); without that, D = 0.9 blurred the strokes of a pan (per-frame J 1.50×
+  `blend`'s, against 1.17× with it; docs/benchmarks/video.md).
 - blend (before flow existed, D = 0.5): P is the previous output where it was, trusted
   where the input did not change, exp(−|in_t − in_{t−1}| / 0.02): static parts stop
   shimmering, moving parts get no help.
@@ -23,10 +27,11 @@ frame is therefore blended with the previous output where that output can stand 
 Where nothing can be trusted (a disocclusion, a scene cut) k is 0 and the new frame is the
 network's, so no ghost trails.
 
-Every step is plain arithmetic (no exp, no sqrt), so two runs write the same bytes: with
-PyTorch's CPU exp, in about one process in ten the calling thread's share of the trust map
-came out up to 1.5e-4 (relative) off, the other thread's share exact, and the frames written
-differed from other runs'. Sums, products and quotients are rounded alike in every thread.
+The step runs in one PyTorch thread and uses no exp, so two runs write the same bytes: with
+PyTorch's CPU exp on two threads, in about one process in ten the calling thread's share of
+the trust map came out up to 1.5e-4 (relative) off, the other thread's share exact, and the
+frames written differed from other runs'. Sums, products, quotients and square roots are
+rounded exactly (IEEE 754) whichever code path computes them.
 
 The command reports flicker as mean |out_t − out_{t−1}| ÷ mean |in_t − in_{t−1}|: 1 means
 the output changes as much as the video itself does.
@@ -48,6 +53,8 @@ from .backend import CONSISTENCY, Settings
 MOTION_SCALE = 0.02  # input change (in [0, 1] units) at which trust has faded to about 0.4
 FLOW_SIDE = 160  # long side of the frames the flow is computed on
 FLOW_MOTION_SCALE = 0.1  # the same for the flow's check: warped frames differ by interpolation too
+GAIN = 2.0  # most contrast a blend gets back
+BOX = 5  # side of the window local contrast is measured over, in pixels
 
 
 @dataclass
@@ -86,7 +93,8 @@ class Consistency:
             return stylized
         held, trust = self.held(frame_in)
         keep = self.strength * trust
-        return keep * held + (1 - keep) * stylized
+        out = keep * held + (1 - keep) * stylized
+        return with_contrast_of(out, stylized) if self.method == "flow" else out
 
     def held(self, frame_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The previous output lined up with this frame, and how far it can be trusted (N×1×H×W)."""
@@ -147,6 +155,21 @@ def warp(image: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:
     xs = torch.arange(w, dtype=backward.dtype, device=backward.device).view(1, 1, w)
     grid = torch.stack([(xs + backward[:, 0]) * (2 / max(w - 1, 1)) - 1, (ys + backward[:, 1]) * (2 / max(h - 1, 1)) - 1], -1)
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def with_contrast_of(blend: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
+    """`blend`'s detail (what differs from its local mean) scaled to the local contrast of
+    `stylized`: a mix of two stroke patterns that do not line up is paler than either."""
+    mean_blend, mean_stylized = local_mean(blend), local_mean(stylized)
+    detail = blend - mean_blend
+    spread_blend = local_mean(detail.square()).sqrt()
+    spread_stylized = local_mean((stylized - mean_stylized).square()).sqrt()
+    gain = (spread_stylized / (spread_blend + 1e-4)).clamp(1.0, GAIN)
+    return (mean_blend + detail * gain).clamp(0, 1)
+
+
+def local_mean(image: torch.Tensor) -> torch.Tensor:
+    return F.avg_pool2d(image, BOX, stride=1, padding=BOX // 2, count_include_pad=False)
 
 
 def matching(frame: torch.Tensor, previous: torch.Tensor, scale: float) -> torch.Tensor:
