@@ -6,7 +6,7 @@ frame is therefore blended with the previous output where that output can stand 
 
     out_t = k·P + (1 − k)·stylized_t,   k = D · trust per pixel (D: --deflicker)
 
-- flow (the default, D = 0.9): P is the previous output warped along the optical flow from
+- flow (D = 0.9): P is the previous output warped along the optical flow from
   this input frame back to the previous one (flow.py: OpenCV's DIS, one call per frame on
   frames shrunk to FLOW_SIDE), trusted where the flow is smooth (no motion boundary), points
   inside the previous frame, and the previous input, warped the same way, matches this one
@@ -19,7 +19,7 @@ frame is therefore blended with the previous output where that output can stand 
   more, so the blend's local contrast is brought back up to the network's
   (`with_contrast_of`); without that, D = 0.9 blurred the strokes of a pan (per-frame J 1.50×
   `blend`'s, against 1.17× with it; docs/benchmarks/video.md).
-- blend (before flow existed, D = 0.5): P is the previous output where it was, trusted
+- blend (the default, D = 0.5): P is the previous output where it was, trusted
   where the input did not change, exp(−|in_t − in_{t−1}| / 0.02): static parts stop
   shimmering, moving parts get no help.
 - off: every frame as the network paints it.
