@@ -12,8 +12,8 @@ Rows (all in The Starry Night):
   video        `brushwork stylize FOLDER --video` (warm start and temporal term along DIS flow;
                a shot's first frame gets the still's --opt-steps, later ones --frame-steps)
   fast-off     `brushwork apply --model starry-night --consistency off`
-  fast-blend   the same with --consistency blend (the deflicker blend fast mode had before)
-  fast-flow    the same with --consistency flow (the default)
+  fast-blend   the same with --consistency blend (the default)
+  fast-flow    the same with --consistency flow
 
 The optimization rows run at --opt-size on --opt-clips (minutes per frame on a busy 2-core
 CPU), the fast rows at --size on every clip. Fast rows run in-process on the frames (so no

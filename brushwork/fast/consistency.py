@@ -6,16 +6,20 @@ frame is therefore blended with the previous output where that output can stand 
 
     out_t = k·P + (1 − k)·stylized_t,   k = D · trust per pixel (D: --deflicker)
 
-- flow (the default, D = 0.8): P is the previous output warped along the optical flow from
-  this input frame back to the previous one (flow.py: OpenCV's DIS, computed on frames
-  shrunk to FLOW_SIDE), trusted where the flow is reliable (forward and backward flows agree,
-  no motion boundary) and the previous input, warped the same way, matches this one:
-  exp(−|in_t − warp(in_{t−1})| / 0.05). Strokes then travel with what moves instead of being
-  repainted at every frame. Two stroke patterns that do not quite line up average to a paler
-  picture, so the blend's local contrast is brought back up to the network's
-  (`with_contrast_of`); without that, D = 0.8 washed the strokes out (measured:
-  docs/benchmarks/video.md).
-- blend (before flow existed, D = 0.5): P is the previous output where it was, trusted
+- flow (D = 0.9): P is the previous output warped along the optical flow from
+  this input frame back to the previous one (flow.py: OpenCV's DIS, one call per frame on
+  frames shrunk to FLOW_SIDE), trusted where the flow is smooth (no motion boundary), points
+  inside the previous frame, and the previous input, warped the same way, matches this one
+  (`matching` at FLOW_MOTION_SCALE). That last check also catches what the previous frame did
+  not show (its warped picture does not match there), so the forward flow and its
+  consistency test (flow.reliability) are not computed: on the benchmark's clips they changed
+  the warping error by under 1% and cost a second DIS call. Strokes then travel with what
+  moves instead of being repainted at every frame. Two stroke patterns that do not quite
+  line up average to a paler picture, and each bilinear warp softens the held one a little
+  more, so the blend's local contrast is brought back up to the network's
+  (`with_contrast_of`); without that, D = 0.9 blurred the strokes of a pan (per-frame J 1.50×
+  `blend`'s, against 1.17× with it; docs/benchmarks/video.md).
+- blend (the default, D = 0.5): P is the previous output where it was, trusted
   where the input did not change, exp(−|in_t − in_{t−1}| / 0.02): static parts stop
   shimmering, moving parts get no help.
 - off: every frame as the network paints it.
@@ -23,13 +27,21 @@ frame is therefore blended with the previous output where that output can stand 
 Where nothing can be trusted (a disocclusion, a scene cut) k is 0 and the new frame is the
 network's, so no ghost trails.
 
+The step runs in one PyTorch thread and uses no exp, so two runs write the same bytes: with
+PyTorch's CPU exp on two threads, in about one process in ten the calling thread's share of
+the trust map came out up to 1.5e-4 (relative) off, the other thread's share exact, and the
+frames written differed from other runs'. Sums, products, quotients and square roots are
+rounded exactly (IEEE 754) whichever code path computes them.
+
 The command reports flicker as mean |out_t − out_{t−1}| ÷ mean |in_t − in_{t−1}|: 1 means
 the output changes as much as the video itself does.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -38,9 +50,9 @@ import torch.nn.functional as F
 from .. import flow, images
 from .backend import CONSISTENCY, Settings
 
-MOTION_SCALE = 0.02  # input change (in [0, 1] units) at which trust has faded to 1/e
+MOTION_SCALE = 0.02  # input change (in [0, 1] units) at which trust has faded to about 0.4
 FLOW_SIDE = 160  # long side of the frames the flow is computed on
-FLOW_MOTION_SCALE = 0.05  # the same for the flow's check: warped frames differ by interpolation too
+FLOW_MOTION_SCALE = 0.1  # the same for the flow's check: warped frames differ by interpolation too
 GAIN = 2.0  # most contrast a blend gets back
 BOX = 5  # side of the window local contrast is measured over, in pixels
 
@@ -67,17 +79,22 @@ class Consistency:
         """One frame (1×3×H×W in [0, 1]) and the network's picture of it -> the frame to write."""
         out = stylized
         if self.previous_in is not None:
-            if self.strength > 0 and self.method != "off":
-                held, trust = self.held(frame_in)
-                keep = self.strength * trust
-                out = keep * held + (1 - keep) * stylized
-                if self.method == "flow":
-                    out = with_contrast_of(out, stylized)
-            # Measured on what gets written: 8-bit frames.
-            self.change_in.append((quantize(frame_in) - quantize(self.previous_in)).abs().mean())
-            self.change_out.append((quantize(out) - quantize(self.previous_out)).abs().mean())
+            with one_thread(frame_in.device):
+                out = self.blended(frame_in, stylized)
+                # Measured on what gets written: 8-bit frames.
+                self.change_in.append((quantize(frame_in) - quantize(self.previous_in)).abs().mean())
+                self.change_out.append((quantize(out) - quantize(self.previous_out)).abs().mean())
         self.previous_in, self.previous_out = frame_in, out
         return out
+
+    def blended(self, frame_in: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
+        """k·P + (1 − k)·stylized, as the module's docstring says."""
+        if self.strength == 0 or self.method == "off":
+            return stylized
+        held, trust = self.held(frame_in)
+        keep = self.strength * trust
+        out = keep * held + (1 - keep) * stylized
+        return with_contrast_of(out, stylized) if self.method == "flow" else out
 
     def held(self, frame_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The previous output lined up with this frame, and how far it can be trusted (N×1×H×W)."""
@@ -95,15 +112,33 @@ class Consistency:
         return float(np.mean([float(c) for c in self.change_in])), float(np.mean([float(c) for c in self.change_out]))
 
 
+@contextlib.contextmanager
+def one_thread(device: torch.device) -> Iterator[None]:
+    """One PyTorch thread for the step on a CPU: its pictures are small, and on a busy 2-core
+    CPU two threads made the flow step's element-wise work 20-100 times slower (3 ms against
+    270 ms at 256 px, measured), the threads waiting for each other. Restored afterwards, as
+    the setting is process-wide and the network wants every thread."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def flow_between(previous: torch.Tensor, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The backward flow from `current` to `previous` and its reliability (flow.py), at the
-    frames' size. Computed on frames shrunk to FLOW_SIDE and scaled up: fast mode's strokes
-    are coarser than that, and the full-size flow would cost more than the network."""
+    """The backward flow from `current` to `previous` and where it can be trusted (1: smooth and
+    pointing inside the previous frame), at the frames' size. Computed on frames shrunk to
+    FLOW_SIDE and scaled up: fast mode's strokes are coarser than that, and the full-size
+    flow would cost more than the network."""
     h, w = current.shape[-2:]
     scale = min(1.0, FLOW_SIDE / max(h, w))
     small = (max(1, round(w * scale)), max(1, round(h * scale)))
-    forward, backward = flow.flows(to_uint8(images.resize(previous, small)), to_uint8(images.resize(current, small)))
-    reliable = flow.reliability(forward, backward)
+    backward = flow.optical_flow(to_uint8(images.resize(current, small)), to_uint8(images.resize(previous, small)))
+    reliable = 1 - torch.maximum(flow.motion_boundaries(backward), flow.outside(backward))
     if small != (w, h):
         backward = F.interpolate(backward, size=(h, w), mode="bilinear", align_corners=False)
         backward = backward * torch.tensor([w / small[0], h / small[1]]).view(1, 2, 1, 1)
@@ -138,8 +173,12 @@ def local_mean(image: torch.Tensor) -> torch.Tensor:
 
 
 def matching(frame: torch.Tensor, previous: torch.Tensor, scale: float) -> torch.Tensor:
-    """1 where two frames agree, fading to 1/e as they differ by `scale` (N×1×H×W)."""
-    return torch.exp(-(frame - previous).abs().mean(1, keepdim=True) / scale)
+    """1 where two frames agree, fading as their mean difference u grows: (1 + u / 4·scale)⁻⁴,
+    close to exp(−u / scale) (0.41 against 0.37 at u = scale, 0.06 against 0.02 at 4·scale)
+    but made of products and a quotient only, which every thread rounds alike (N×1×H×W)."""
+    near = (4 * scale) / (4 * scale + (frame - previous).abs().mean(1, keepdim=True))
+    near = near * near
+    return near * near
 
 
 def quantize(frame: torch.Tensor) -> torch.Tensor:
