@@ -134,6 +134,19 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def save(made: list[dict]) -> list[dict]:
+    """This call's rows merged into the results file as it is now (another call may have
+    added rows since this one started), written whole or not at all."""
+    keys = {key(r) for r in made}
+    rows = json.loads(RESULT.read_text())["rows"] if RESULT.exists() else []
+    rows = sorted([r for r in rows if key(r) not in keys] + made, key=key)
+    RESULT.parent.mkdir(exist_ok=True)
+    temporary = RESULT.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps({"rows": rows}, indent=1))
+    temporary.replace(RESULT)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096, 7680])
@@ -150,6 +163,7 @@ def main() -> None:
         return
     baseline = baseline_gib()
     print(f"network loaded: {baseline:.2f} GiB peak RSS", flush=True)
+    made: list[dict] = []
     for size in args.sizes:
         for aspect in args.aspects:
             for precision in args.precisions:
@@ -157,13 +171,9 @@ def main() -> None:
                     wanted = (size, aspect, precision, loss, args.ladder)
                     if not args.rerun and any(key(r) == wanted for r in kept):
                         continue
-                    row = with_baseline(measure(size, aspect, precision, loss, args.ladder), baseline)
-                    kept = [r for r in kept if key(r) != wanted] + [row]
-                    RESULT.parent.mkdir(exist_ok=True)
-                    temporary = RESULT.with_suffix(".tmp")
-                    temporary.write_text(json.dumps({"rows": sorted(kept, key=key)}, indent=1))
-                    temporary.replace(RESULT)
-                    print(table([row]).splitlines()[-1], flush=True)
+                    made.append(with_baseline(measure(size, aspect, precision, loss, args.ladder), baseline))
+                    kept = save(made)
+                    print(table(made[-1:]).splitlines()[-1], flush=True)
     print(table(kept))
 
 
