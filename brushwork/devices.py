@@ -8,6 +8,13 @@ import torch
 
 from .errors import BrushworkError
 
+# Without --max-memory, a CPU run keeps under this many GiB beyond the network (the loaded
+# network and Python take about 0.4 GiB more, so the whole process stays under 8 GiB): RAM is
+# the whole machine's, and the tiled evaluation is only about 1.5-2x slower per step than a
+# whole-image one that would take most of it. The one place this default is set: --max-memory's
+# help and the plan read it.
+CPU_BUDGET_GIB = 7
+
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":

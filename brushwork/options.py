@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import images, masks
+from .devices import CPU_BUDGET_GIB
 from .errors import BrushworkError
 from .losses import STYLE_LOSSES
 from .presets import DEFAULT_PRESET, PRESETS, get_preset
@@ -342,7 +343,8 @@ SETTINGS: tuple[Setting, ...] = (
     _choice_setting("--precision", PRECISIONS, "auto (bf16 where fast), fp32 or bf16"),
     Setting("--max-pixels", "max_pixels", _number(int), "refuse outputs with more pixels than this"),
     Setting("--max-memory", "max_memory", _number(float),
-            "GiB a run may use; larger outputs are evaluated in tiles (default: 8 or what is free on a CPU)"),
+            f"GiB a run may use beyond the network; larger outputs are evaluated in tiles (default on a CPU: "
+            f"{CPU_BUDGET_GIB}, or what is free if less; elsewhere what is free)"),
     Setting("--tile", "tile", _number(int), "force the tiled evaluation with tiles of about this many px (core)"),
     Setting("--seamless", "seamless", _switch, "the output wraps around: tile it like a wallpaper without a join"),
     Setting("--mask", "mask", str, "where the style goes, a picture: white = style, black = the photo kept, "

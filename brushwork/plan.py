@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from . import images, lbfgs, sliced, tiles
-from .devices import available_bytes, pick_dtype
+from .devices import CPU_BUDGET_GIB, available_bytes, pick_dtype
 from .errors import BrushworkError
 from .losses import STYLE_LOSSES
 from .options import Options
@@ -24,19 +24,20 @@ COARSEST = 256  # big outputs get more scales, each double the last, from about 
 # scales, where steps only refine brush strokes, get a few (benchmarks/bigsize.py).
 SCALE_SPLIT = {1: [1.0], 2: [0.7, 0.3], 3: [0.6, 0.27, 0.13]}
 FINER_SHARE = 0.25
-# Without --max-memory, a CPU run keeps under this much beyond the network (the whole process
-# then stays near 8 GiB): RAM is the whole machine's, and the tiled evaluation is only about
-# 1.5-2x slower per step than a whole-image one that would take most of it.
-CPU_BUDGET = 7 * 2**30
+CPU_BUDGET = CPU_BUDGET_GIB * 2**30  # without --max-memory, on a CPU (devices.py says why)
 TILE_SIDES = (2048, 1536, 1024, 512, 256)  # tile cores tried, largest first (less margin overhead)
 MIN_TILE = 64
 MIN_HISTORY = 2  # L-BFGS pairs below which a run is refused rather than degraded further
 FIXED_COPIES = 8  # image-sized fp32 vectors an L-BFGS step holds besides its history
 CHANNELS = {"1": 64, "2": 128, "3": 256, "4": 512, "5": 512}  # VGG19's channels by block
 # Peak memory of one forward + input-gradient backward, in bytes per activation element up to
-# the deepest layer, measured on this project's CPU machine (RSS growth at 256-768 px): autograd
-# keeps about one copy of every activation plus the gradient being propagated.
-BYTES_PER_ACTIVATION = {torch.float32: 4.8, torch.bfloat16: 3.6}
+# the deepest layer, measured as RSS growth at 512 and 1024 px on a CPU with native bf16
+# (benchmarks/memory.py): autograd keeps about one copy of every activation plus the gradient
+# being propagated. bf16 is not half of fp32: the losses and the input's gradient are fp32.
+BYTES_PER_ACTIVATION = {torch.float32: 4.7, torch.bfloat16: 3.7}
+# What a run holds beyond the network whatever its size: the pictures, oneDNN's kernels and
+# scratch, the allocator's slack (measured: peak RSS less the estimate's terms, 1024-2048 px).
+RUN_OVERHEAD = int(0.15 * 2**30)
 
 
 @dataclass
@@ -163,8 +164,18 @@ def estimate_peak_bytes(
 ) -> int:
     """Memory a whole-image evaluation needs on top of the loaded network: activations, plus
     `image_copies` fp32 image-sized vectors the optimizer keeps (L-BFGS: two per history entry)."""
-    activations = activation_elements(width, height, layers) * BYTES_PER_ACTIVATION.get(dtype, 4.8)
+    activations = activation_elements(width, height, layers) * BYTES_PER_ACTIVATION.get(dtype, 4.7)
     return int(activations + image_copies * 3 * width * height * 4)
+
+
+def whole_peak_bytes(
+    width: int, height: int, layers: tuple[str, ...], dtype: torch.dtype, image_copies: int,
+    content_layers: tuple[str, ...] = (),
+) -> int:
+    """A whole-image run's peak beyond the network: the evaluation, the optimizer's vectors,
+    the content targets and what every run holds (RUN_OVERHEAD)."""
+    targets = feature_map_bytes(width, height, content_layers, dtype)
+    return estimate_peak_bytes(width, height, layers, dtype, image_copies) + targets + RUN_OVERHEAD
 
 
 def feature_map_bytes(width: int, height: int, layers: tuple[str, ...], dtype: torch.dtype) -> int:
@@ -180,22 +191,38 @@ def tiled_peak_bytes(
     width: int, height: int, layers: tuple[str, ...], dtype: torch.dtype, tile: int, image_copies: int,
     content_layers: tuple[str, ...] = (),
 ) -> int:
-    """The same for the tiled evaluation: one tile's activations, the image-sized vectors, and
-    the whole-image content targets."""
-    side = tiles.tile_input_side(tile, tiles.margin_for(layers))
-    one_tile = estimate_peak_bytes(min(side, width), min(side, height), layers, dtype)
+    """The same for the tiled evaluation: the largest tile's activations, the image-sized
+    vectors, the whole-image content targets and RUN_OVERHEAD."""
+    one_tile = estimate_peak_bytes(*largest_tile(width, height, tile, tiles.margin_for(layers)), layers, dtype)
     targets = feature_map_bytes(width, height, content_layers, dtype)
-    return int(one_tile + image_copies * 3 * width * height * 4 + targets)
+    return int(one_tile + image_copies * 3 * width * height * 4 + targets + RUN_OVERHEAD)
 
 
-def ranked_bytes(width: int, height: int, options: Options) -> int:
-    """What the style term holds of the whole image, tiles or not: the sliced loss ranks every
-    position's projections at once (sliced.ranked_bytes); the others keep C×C matrices."""
-    if options.style_loss != "sliced":
-        return 0
-    style_layers, _ = options.layers
+def largest_tile(width: int, height: int, tile: int, margin: int) -> tuple[int, int]:
+    """Width and height of the largest input of the tiles a width×height image is cut into."""
+    grid = tiles.tiles(width, height, tile, margin)
+    sizes = [(t.cols.stop - t.cols.start, t.rows.stop - t.rows.start) for t in grid]
+    return max(sizes, key=lambda size: size[0] * size[1])
+
+
+def style_values(width: int, height: int, style_layers: tuple[str, ...]) -> list[int]:
+    """Feature values of each style layer for one width×height image."""
     factors = [tiles.downsampling(name) for name in style_layers]
-    return sliced.ranked_bytes([CHANNELS[name[4]] * (width // f) * (height // f) for name, f in zip(style_layers, factors)])
+    return [CHANNELS[name[4]] * (width // f) * (height // f) for name, f in zip(style_layers, factors)]
+
+
+def style_term_bytes(width: int, height: int, options: Options, dtype: torch.dtype, tile: int | None) -> int:
+    """What the style term holds beyond the network's activations. The sliced loss ranks every
+    position's projections at once, tiles or not (sliced.ranked_bytes); meancov's statistics
+    keep a copy of the features they read (with a row of ones), of one tile when tiled; the
+    Gram loss keeps C×C matrices only."""
+    style_layers, _ = options.layers
+    if options.style_loss == "sliced":
+        return sliced.ranked_bytes(style_values(width, height, style_layers), tiled=tile is not None)
+    if options.style_loss == "meancov":
+        evaluated = largest_tile(width, height, tile, tiles.margin_for(options.layers[0] + options.layers[1])) if tile else (width, height)
+        return dtype.itemsize * sum(style_values(*evaluated, style_layers))
+    return 0
 
 
 def largest_fitting_size(size: int, needed: int, free: int) -> int:
@@ -223,14 +250,15 @@ def fit_scale(size: tuple[int, int], steps: int, options: Options, layers: tuple
     wanted = min(lbfgs.HISTORY, steps) if options.optimizer == "lbfgs" else 0
     fixed = FIXED_COPIES if options.optimizer == "lbfgs" else 2
     forced = options.tile is not None and max(w, h) > options.tile
-    ranked = ranked_bytes(w, h, options)
     candidates: list[int | None] = [] if forced else [None]
     candidates += [options.tile] if options.tile else [t for t in TILE_SIDES if t < max(w, h)]
     for tile in candidates:
+        style = style_term_bytes(w, h, options, dtype, tile)
+
         def need(pairs: int) -> int:
             if tile is None:
-                return estimate_peak_bytes(w, h, layers, dtype, 2 * pairs + fixed) + ranked
-            return tiled_peak_bytes(w, h, layers, dtype, tile, 2 * pairs + fixed, options.layers[1]) + ranked
+                return whole_peak_bytes(w, h, layers, dtype, 2 * pairs + fixed, options.layers[1]) + style
+            return tiled_peak_bytes(w, h, layers, dtype, tile, 2 * pairs + fixed, options.layers[1]) + style
 
         floor = min(wanted, 10 if tile is None else MIN_HISTORY)
         pairs = next((m for m in range(wanted, floor - 1, -1) if budget is None or need(m) <= budget), None)
@@ -279,7 +307,7 @@ def _refuse_memory(width: int, height: int, options: Options, layers: tuple[str,
         mid = (low + high + 1) // 2
         low, high = (mid, high) if fits(mid) else (low, mid - 1)
     least = tiled_peak_bytes(width, height, layers, dtype, min(TILE_SIDES), 2 * MIN_HISTORY + FIXED_COPIES,
-                             options.layers[1]) + ranked_bytes(width, height, options)
+                             options.layers[1]) + style_term_bytes(width, height, options, dtype, min(TILE_SIDES))
     raise BrushworkError(
         f"a {width}x{height} run needs at least {least / 2**30:.1f} GiB but {budget / 2**30:.1f} GiB is allowed on "
         f"{device} (--max-memory, or what is free); the largest --size that fits is about {low}"

@@ -41,33 +41,44 @@ def test_activation_count_matches_the_network(engine):
     assert activation_elements(48, 64, ("relu5_1",)) == sum(t.numel() for t in out.values())
 
 
+MEASURE_RUN = textwrap.dedent(
+    """
+    import json, re, sys
+    from pathlib import Path
+    from PIL import Image
+    from brushwork.engine import Engine
+    from brushwork.options import Options
+    def status(key):
+        return int(re.search(key + r":\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1)) * 1024
+    precision, budget = sys.argv[1], float(sys.argv[2])
+    e = Engine(device="cpu")
+    c = Image.effect_noise((512, 384), 40).convert("RGB")
+    Path("/proc/self/clear_refs").write_text("5")  # the high-water mark from here on: the network is loaded
+    base = status("VmRSS")
+    options = Options(size=512, steps=2, scales=1, precision=precision, max_memory=budget)
+    plan = e.plan(c.size, options)
+    e.run(c, [c], options)
+    print(json.dumps({"estimate": plan.memory_needed, "measured": status("VmHWM") - base,
+                      "tiled": plan.scales[-1].tile is not None}))
+    """
+)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's resettable peak RSS")
-def test_memory_estimate_within_2x_of_measured_peak():
-    """Measure the peak RSS growth of a real 320 px run in a fresh process: the kernel's
-    high-water mark is reset just before it, so loading the network does not hide it."""
-    code = textwrap.dedent(
-        """
-        import json, re
-        from pathlib import Path
-        from PIL import Image
-        from brushwork.engine import Engine
-        from brushwork.options import Options
-        def status(key):
-            return int(re.search(key + r":\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1)) * 1024
-        e = Engine(device="cpu")
-        c = Image.effect_noise((320, 320), 40).convert("RGB")
-        e.run(c.resize((64, 64)), [c], Options(size=64, steps=2, scales=1, precision="fp32"))
-        Path("/proc/self/clear_refs").write_text("5")
-        base = status("VmRSS")
-        plan = e.plan(c.size, Options(size=320, steps=2, scales=1, precision="fp32"))
-        e.run(c, [c], Options(size=320, steps=2, scales=1, precision="fp32"))
-        print(json.dumps({"estimate": plan.memory_needed, "measured": status("VmHWM") - base}))
-        """
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_run_under_a_small_budget_keeps_to_it_and_to_the_estimate(precision):
+    """A 512x384 run in a fresh process under --max-memory 0.5, too little for the whole image
+    at once: it is tiled, its peak RSS growth beyond the loaded network stays under the budget,
+    and the plan's estimate is that peak from -20% to +30%: at this size the terms that do not
+    grow with the picture weigh most (benchmarks/memory.py finds it within 10% at 2048-7680 px)."""
+    budget = 0.5
+    out = subprocess.run([sys.executable, "-c", MEASURE_RUN, precision, str(budget)],
+                         capture_output=True, text=True, check=True)
     numbers = json.loads(out.stdout.strip().splitlines()[-1])
-    assert numbers["measured"] / 2 <= numbers["estimate"] <= numbers["measured"] * 2, numbers
+    assert numbers["tiled"], numbers
+    assert numbers["measured"] <= budget * 2**30, numbers
+    assert numbers["measured"] * 0.8 <= numbers["estimate"] <= numbers["measured"] * 1.3, numbers
 
 
 def test_estimate_grows_with_area_and_shrinks_with_bf16():
@@ -123,8 +134,8 @@ def test_the_sliced_loss_plans_tiles_and_counts_its_projections(engine):
     """Its sort ranks every position's projections at once, tiles or not: the plan tiles it
     like Gram, counts those projections, and refuses where they alone exceed the budget."""
     gram = engine.plan((1200, 900), Options(size=1200, steps=10, max_memory=2.0))
-    sliced = engine.plan((1200, 900), Options(size=1200, steps=10, max_memory=4.0, style_loss="sliced"))
+    sliced = engine.plan((1200, 900), Options(size=1200, steps=10, max_memory=3.0, style_loss="sliced"))
     assert sliced.scales[-1].tile and gram.scales[-1].tile
     assert sliced.memory_needed > gram.memory_needed
-    with pytest.raises(BrushworkError, match="a 1600x1200 run needs at least [4-9].* GiB but 1.0 GiB is allowed"):
+    with pytest.raises(BrushworkError, match="a 1600x1200 run needs at least [3-9].* GiB but 1.0 GiB is allowed"):
         engine.plan((1600, 1200), Options(size=1600, steps=10, max_memory=1.0, style_loss="sliced"))
