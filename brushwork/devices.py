@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -71,3 +73,19 @@ def is_out_of_memory(error: BaseException) -> bool:
     """CUDA raises OutOfMemoryError; the CPU and MPS allocators plain RuntimeErrors."""
     message = str(error).lower()
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in message or "can't allocate" in message
+
+
+@contextlib.contextmanager
+def one_torch_thread(active: bool = True) -> Iterator[None]:
+    """PyTorch on one thread within the block (where `active`), restored after it, as the
+    setting is process-wide: for small element-wise work beside a network, which a second
+    OpenMP thread barely speeds up and, on a busy 2-core CPU, slows down many times over."""
+    if not active:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -25,13 +25,13 @@ import importlib.util
 import io
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from .. import faces, images, masks
-from ..devices import pick_device, pick_dtype
+from ..devices import one_torch_thread, pick_device, pick_dtype
 from ..errors import BrushworkError
 from .arbitrary import ArbitraryModel
 from .net import FastModel, TransformNet
@@ -176,21 +176,12 @@ class Stylizer:
             self.session = model.network(per_call) if arbitrary else OnnxNet(onnx_session(self.net, per_call))
         self.masks: dict[tuple[int, int], torch.Tensor] = {}  # --mask at each picture size met so far
 
-    @contextlib.contextmanager
-    def host_threads(self) -> Iterator[None]:
+    def host_threads(self) -> contextlib.AbstractContextManager[None]:
         """One PyTorch thread while onnxruntime runs the network: PyTorch then only converts and
         blends frames, element-wise work that a second OpenMP thread speeds up by milliseconds
         at best and slows down 4-100× on a busy 2-core CPU (measured), where the threads end up
-        waiting for each other. Set per call and restored, as the setting is process-wide."""
-        if self.session is None:
-            yield
-            return
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
+        waiting for each other."""
+        return one_torch_thread(self.session is not None)
 
     def upload(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         """Frames of one size -> N×3×H×W floats in [0, 1] on the device, resized per --size.

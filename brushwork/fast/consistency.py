@@ -39,15 +39,14 @@ the output changes as much as the video itself does.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .. import flow, images
+from ..devices import one_torch_thread
 from .backend import CONSISTENCY, Settings
 
 MOTION_SCALE = 0.02  # input change (in [0, 1] units) at which trust has faded to about 0.4
@@ -79,7 +78,9 @@ class Consistency:
         """One frame (1×3×H×W in [0, 1]) and the network's picture of it -> the frame to write."""
         out = stylized
         if self.previous_in is not None:
-            with one_thread(frame_in.device):
+            # One thread: on a busy 2-core CPU two made this step's small element-wise work
+            # 20-100 times slower (3 ms against 270 ms at 256 px, measured).
+            with one_torch_thread(frame_in.device.type == "cpu"):
                 out = self.blended(frame_in, stylized)
                 # Measured on what gets written: 8-bit frames.
                 self.change_in.append((quantize(frame_in) - quantize(self.previous_in)).abs().mean())
@@ -110,23 +111,6 @@ class Consistency:
         if not self.change_in:
             return 0.0, 0.0
         return float(np.mean([float(c) for c in self.change_in])), float(np.mean([float(c) for c in self.change_out]))
-
-
-@contextlib.contextmanager
-def one_thread(device: torch.device) -> Iterator[None]:
-    """One PyTorch thread for the step on a CPU: its pictures are small, and on a busy 2-core
-    CPU two threads made the flow step's element-wise work 20-100 times slower (3 ms against
-    270 ms at 256 px, measured), the threads waiting for each other. Restored afterwards, as
-    the setting is process-wide and the network wants every thread."""
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def flow_between(previous: torch.Tensor, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,9 +5,11 @@ video is refused with a message that says so."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import time
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -129,48 +131,9 @@ def test_a_video_over_the_frame_limit_is_refused(tmp_path, clip, style):
     assert client.get("/api/config").json()["limits"]["max_video_frames"] == 4
 
 
-@pytest.mark.browser
-@pytest.mark.slow
-def test_the_fast_tab_plays_a_painted_video_in_the_page(tmp_path, clip):
-    """Picked, painted with the Paint button, followed by frame, played by <video>, axe-clean."""
-    from test_web_access import CHROMIUM, CHROMIUM_ARGS, axe_script, open_page, run_axe
-
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
-    from conftest import serving
-
-    video = tmp_path / "clip.mp4"
-    video.write_bytes(clip)
-    errors: list[str] = []
-    with sync_api.sync_playwright() as playwright, serving(create_app(tmp_path / "data")) as url:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = open_page(browser, url, errors)
-            page.click("#mode-fast")
-            page.fill("#fast-size", "64")
-            page.set_input_files("#content-input", video)
-            sync_api.expect(page.locator("#content-thumbs video")).to_have_count(1)
-            sync_api.expect(page.locator("#start")).to_be_enabled()
-            page.click("#start")
-            sync_api.expect(page.locator("#result-video")).to_be_visible(timeout=120_000)
-            assert page.inner_text("#status").startswith(f"Done: {FRAMES} frames")
-            assert page.get_attribute("#bar", "aria-label") == "Frames done"
-            assert page.get_attribute("#download-mp4", "href").endswith("/result.mp4")
-            page.wait_for_function("document.querySelector('#result-video').readyState >= 1", timeout=30_000)
-            assert page.evaluate("document.querySelector('#result-video').duration") > 0  # the browser plays it
-            assert page.locator("#history li.done").count() == 1
-            axe = axe_script()
-            if axe is not None:
-                assert run_axe(page, axe) == []
-        finally:
-            browser.close()
-    assert not errors
-
-
-@pytest.mark.browser
-def test_a_picked_video_s_thumbnail_loads_under_the_page_s_own_security_policy(tmp_path, clip):
-    """The other browser tests lift the policy (for axe-core); this one keeps it, as users have it."""
+@contextlib.contextmanager
+def studio(tmp_path, errors: list[str], bypass_csp: bool = True) -> Iterator[tuple[object, object]]:
+    """(Playwright's sync API, the studio's page in Debian's Chromium) for the browser tests."""
     from test_web_access import CHROMIUM, CHROMIUM_ARGS, open_page
 
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -178,19 +141,54 @@ def test_a_picked_video_s_thumbnail_loads_under_the_page_s_own_security_policy(t
         pytest.skip("needs Debian's chromium at /usr/bin/chromium")
     from conftest import serving
 
-    video = tmp_path / "clip.mp4"
-    video.write_bytes(clip)
-    errors: list[str] = []
     with sync_api.sync_playwright() as playwright, serving(create_app(tmp_path / "data")) as url:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = open_page(browser, url, errors, bypass_csp=False)
-            page.set_input_files("#content-input", video)
-            thumbnail = page.locator("#content-thumbs video")
-            deadline = time.monotonic() + 30
-            while thumbnail.evaluate("video => video.readyState") < 1:  # HAVE_METADATA: it loaded
-                assert time.monotonic() < deadline, errors
-                page.wait_for_timeout(100)
+            yield sync_api, open_page(browser, url, errors, bypass_csp=bypass_csp)
         finally:
             browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_fast_tab_plays_a_painted_video_in_the_page(tmp_path, clip):
+    """Picked, painted with the Paint button, followed by frame, played by <video>, axe-clean."""
+    from test_web_access import axe_script, run_axe
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(clip)
+    errors: list[str] = []
+    with studio(tmp_path, errors) as (sync_api, page):
+        page.click("#mode-fast")
+        page.fill("#fast-size", "64")
+        page.set_input_files("#content-input", video)
+        sync_api.expect(page.locator("#content-thumbs video")).to_have_count(1)
+        sync_api.expect(page.locator("#start")).to_be_enabled()
+        page.click("#start")
+        sync_api.expect(page.locator("#result-video")).to_be_visible(timeout=120_000)
+        assert page.inner_text("#status").startswith(f"Done: {FRAMES} frames")
+        assert page.get_attribute("#bar", "aria-label") == "Frames done"
+        assert page.get_attribute("#download-mp4", "href").endswith("/result.mp4")
+        page.wait_for_function("document.querySelector('#result-video').readyState >= 1", timeout=30_000)
+        assert page.evaluate("document.querySelector('#result-video').duration") > 0  # the browser plays it
+        assert page.locator("#history li.done").count() == 1
+        axe = axe_script()
+        if axe is not None:
+            assert run_axe(page, axe) == []
+    assert not errors
+
+
+@pytest.mark.browser
+def test_a_picked_video_s_thumbnail_loads_under_the_page_s_own_security_policy(tmp_path, clip):
+    """The other browser tests lift the policy (for axe-core); this one keeps it, as users have it."""
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(clip)
+    errors: list[str] = []
+    with studio(tmp_path, errors, bypass_csp=False) as (_, page):
+        page.set_input_files("#content-input", video)
+        thumbnail = page.locator("#content-thumbs video")
+        deadline = time.monotonic() + 30
+        while thumbnail.evaluate("video => video.readyState") < 1:  # HAVE_METADATA: it loaded
+            assert time.monotonic() < deadline, errors
+            page.wait_for_timeout(100)
     assert not errors
