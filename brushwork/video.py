@@ -90,7 +90,7 @@ class Chain:
                 break
             previous, output = self.history[j - 1]
             forward, backward = flow.flows(previous, pixels)
-            reliable = flow.reliability(forward, backward)
+            reliable = flow.reliability(forward, backward, (previous, pixels))
             if float(reliable.mean()) < self.settings.cut_below:
                 if j == 1:
                     return None
@@ -112,7 +112,7 @@ def shot_starts(frames: Iterable[Frame], cut_below: float = CUT_BELOW) -> list[i
     starts, previous = [], None
     for frame in frames:
         pixels = np.asarray(frame.picture)
-        if previous is None or float(flow.reliability(*flow.flows(previous, pixels)).mean()) < cut_below:
+        if previous is None or float(flow.reliability(*flow.flows(previous, pixels), (previous, pixels)).mean()) < cut_below:
             starts.append(frame.index)
         previous = pixels
     return starts

@@ -72,6 +72,20 @@ def test_reliability_marks_the_disoccluded_band_and_trusts_the_rest():
     assert flow.reliability(*flow.flows(previous, previous)).mean() == 1
 
 
+def test_agreement_overrules_a_noisy_flows_false_alarms_but_not_new_content():
+    previous, current = shifted_pair(4, 0)
+    forward, backward = flow.flows(previous, current)
+    noisy = backward.clone()
+    noisy[:, 0, 16:40, 24:56] += torch.tensor([0.3, -0.3]).repeat(12)[:, None]  # rows alternate ±0.3 px
+    alone = flow.reliability(forward, noisy)[0, 0]
+    assert alone[18:38, 26:54].mean() < 0.1  # the flow's gradient reads as motion boundaries
+    checked = flow.reliability(forward, noisy, (previous, current))[0, 0]
+    assert checked[18:38, 26:54].mean() > 0.7  # yet the warp brings what is there
+    assert checked[:, :4].mean() < 0.1  # the band the pan brought into view stays untrusted
+    other = np.ascontiguousarray(np.asarray(sample("coffee.png", 96))[:48, :64])
+    assert flow.reliability(*flow.flows(previous, other), (previous, other)).mean() < 0.5
+
+
 def test_motion_boundaries_are_where_the_flow_jumps():
     backward = torch.zeros(1, 2, 10, 10)
     backward[:, 0, :, 5:] = 3.0
