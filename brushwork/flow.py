@@ -144,7 +144,7 @@ def agreement(previous: np.ndarray, current: np.ndarray, backward: torch.Tensor)
     """Pixels of the current frame that the previous frame, warped along `backward`, shows
     within AGREEMENT (1 = they agree): what the flow brought is what is there."""
     def tensor(frame: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float() / 255
+        return torch.tensor(frame).permute(2, 0, 1)[None].float() / 255
 
     difference = (warp(tensor(previous), backward) - tensor(current)).abs().mean(1, keepdim=True)
     return (difference < AGREEMENT).float()
