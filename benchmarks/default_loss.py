@@ -14,8 +14,8 @@ Every run's picture and numbers are kept under --outputs, keyed by size, pair, l
 schedule; a later call reuses them, so rows can be run again alone:
 
     python benchmarks/default_loss.py                          # all 40 runs: ~1 h on 2 busy cores
-    python benchmarks/default_loss.py --only sliced --rerun    # the sliced rows again, after a change to the loss
-    python benchmarks/default_loss.py --size 384 --pairs 4 --only "gram,gram 120/81/39" \\
+    python benchmarks/default_loss.py --only "sliced,sliced 120/81/39" --rerun   # after a change to the sliced loss
+    python benchmarks/default_loss.py --size 384 --pairs 0,1,2,3 --only "gram,gram 120/81/39" \\
         --json benchmarks/results/default_loss-384.json --sheet ""
 
 Prints a table (means over the pairs, then per pair), writes --json and the contact sheet. Not a test.
@@ -82,8 +82,9 @@ MEASURES = ("seconds", "cpu_seconds", "final_j", "content", "gram", "colour", "f
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, default=512)
-    p.add_argument("--pairs", type=int, default=len(PAIRS), help="the first N pairs only")
-    p.add_argument("--only", default="", help="configurations to run, by label or loss, comma-separated (default: all)")
+    p.add_argument("--pairs", default=",".join(map(str, range(len(PAIRS)))),
+                   help="which pairs, by index into PAIRS, comma-separated (default: all; two calls can share the work)")
+    p.add_argument("--only", default="", help="configurations to run, by label, comma-separated (default: all)")
     p.add_argument("--rerun", action="store_true", help="run the chosen configurations again even when kept")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1, as losses.py: on a shared 2-core CPU two threads wait on each other)")
@@ -95,7 +96,10 @@ def parse_args() -> argparse.Namespace:
 
 def chosen(only: str) -> list[Config]:
     names = {n.strip() for n in only.split(",") if n.strip()}
-    return [c for c in CONFIGS if not names or c.label in names or c.loss in names]
+    unknown = names - {c.label for c in CONFIGS}
+    if unknown:
+        raise SystemExit(f"--only: no configuration {', '.join(sorted(unknown))}; they are {', '.join(c.label for c in CONFIGS)}")
+    return [c for c in CONFIGS if not names or c.label in names]
 
 
 def slug(text: str) -> str:
@@ -176,7 +180,7 @@ def collect(engine: Engine, pairs: list, args: argparse.Namespace) -> dict:
 
 def summary(results: dict) -> dict:
     """Per configuration (over the pairs that have it): the mean of every measure, and the mean
-    of its per-pair time ratio to today's default (gram, default split)."""
+    of its per-pair wall and CPU time ratios to today's default (gram, default split)."""
     table = {}
     for label in dict.fromkeys(k for rows in results.values() for k in rows):
         rows = {pair: by[label] for pair, by in results.items() if label in by}
@@ -184,25 +188,28 @@ def summary(results: dict) -> dict:
         for m in MEASURES:
             if all(m in r for r in rows.values()):
                 table[label][m] = statistics.mean(r[m] for r in rows.values())
-        timed = [r["seconds"] / results[p]["gram"]["seconds"] for p, r in rows.items() if "seconds" in r and "gram" in results[p]]
-        if timed:
-            table[label]["time_vs_gram"] = statistics.mean(timed)
+        for m, key in (("seconds", "time_vs_gram"), ("cpu_seconds", "cpu_vs_gram")):
+            ratios = [r[m] / results[p]["gram"][m] for p, r in rows.items() if m in r and "gram" in results[p]]
+            if ratios:
+                table[label][key] = statistics.mean(ratios)
     return table
 
 
 def print_tables(table: dict, results: dict) -> None:
     cell = lambda row, m, f: format(row[m], f) if m in row else "–"  # noqa: E731
-    print("\n| configuration | pairs | s/run (cpu) | × gram's time | content | Gram style | colour (Lab) | feature | MobileNet |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("\n| configuration | pairs | s/run (cpu) | × gram's time (cpu) | final J | content | Gram style | colour (Lab) | feature | MobileNet |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for label, t in table.items():
         timing = f"{t['seconds']:.0f} ({t['cpu_seconds']:.0f})" if "seconds" in t else "–"
-        print(f"| {label} | {t['pairs']} | {timing} | {cell(t, 'time_vs_gram', '.2f')} | {t['content']:.3f} | "
+        ratio = f"{t['time_vs_gram']:.2f} ({t['cpu_vs_gram']:.2f})" if "time_vs_gram" in t else "–"
+        print(f"| {label} | {t['pairs']} | {timing} | {ratio} | {cell(t, 'final_j', '.3f')} | {t['content']:.3f} | "
               f"{t['gram']:.4f} | {t['colour']:.2f} | {t['feature']:.4f} | {t['mobilenet']:.3f} |")
-    print("\n| pair | configuration | s | content | Gram style | colour | feature | MobileNet |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("\n| pair | configuration | s (cpu) | final J | content | Gram style | colour | feature | MobileNet |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for pair, rows in results.items():
         for label, r in rows.items():
-            print(f"| {pair} | {label} | {cell(r, 'seconds', '.0f')} | {r['content']:.3f} | {r['gram']:.4f} | "
+            timing = f"{r['seconds']:.0f} ({r['cpu_seconds']:.0f})" if "seconds" in r else "–"
+            print(f"| {pair} | {label} | {timing} | {cell(r, 'final_j', '.3f')} | {r['content']:.3f} | {r['gram']:.4f} | "
                   f"{r['colour']:.2f} | {r['feature']:.4f} | {r['mobilenet']:.3f} |")
 
 
@@ -241,9 +248,10 @@ def draw_sheet(pairs: list, results: dict, args: argparse.Namespace, box: int = 
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    available = [(n, c, s) for n, c, s in PAIRS[: args.pairs] if c.is_file() and s.is_file()]
-    if len(available) < min(args.pairs, len(PAIRS)):
-        print(f"note: {min(args.pairs, len(PAIRS)) - len(available)} pairs skipped: ../shared/images is missing", flush=True)
+    wanted = [PAIRS[int(i)] for i in args.pairs.split(",")]
+    available = [(n, c, s) for n, c, s in wanted if c.is_file() and s.is_file()]
+    if len(available) < len(wanted):
+        print(f"note: {len(wanted) - len(available)} pairs skipped: ../shared/images is missing", flush=True)
     pairs = [(name, images.load_image(c), images.load_image(s)) for name, c, s in available]
     started, load_before = time.perf_counter(), os.getloadavg()
     engine = api.engine_for(Options(device="cpu"))
