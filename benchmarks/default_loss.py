@@ -15,6 +15,7 @@ schedule; a later call reuses them, so rows can be run again alone:
 
     python benchmarks/default_loss.py                          # all 40 runs: ~1 h on 2 busy cores
     python benchmarks/default_loss.py --only "sliced,sliced 120/81/39" --rerun   # after a change to the sliced loss
+    python benchmarks/default_loss.py --report                 # only the tables, JSON and sheet from the kept runs
     python benchmarks/default_loss.py --size 384 --pairs 0,1,2,3 --only "gram,gram 120/81/39" \\
         --json benchmarks/results/default_loss-384.json --sheet ""
 
@@ -86,6 +87,7 @@ def parse_args() -> argparse.Namespace:
                    help="which pairs, by index into PAIRS, comma-separated (default: all; two calls can share the work)")
     p.add_argument("--only", default="", help="configurations to run, by label, comma-separated (default: all)")
     p.add_argument("--rerun", action="store_true", help="run the chosen configurations again even when kept")
+    p.add_argument("--report", action="store_true", help="run nothing: tables, JSON and sheet from the kept runs")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1, as losses.py: on a shared 2-core CPU two threads wait on each other)")
     p.add_argument("--json", default=str(HERE / "results" / "default_loss.json"))
@@ -164,7 +166,7 @@ def photo_row(engine: Engine, pair: tuple, size: int) -> dict:
 def collect(engine: Engine, pairs: list, args: argparse.Namespace) -> dict:
     """{pair: {label: row}}: the chosen configurations run (or reused) pair by pair, so an
     interrupted benchmark leaves whole pairs; every other kept row is read back."""
-    todo = chosen(args.only)
+    todo = [] if args.report else chosen(args.only)
     results = {}
     for pair in pairs:
         name = pair[0]
