@@ -269,10 +269,10 @@ def draw_sheet(pairs: list, results: dict, args: argparse.Namespace, box: int = 
         for c, image in enumerate(cells):
             x = pad + c * (box + pad)
             sheet.paste(image, (x, top))
-            if c >= 2 and labels[c - 2] in results[name]:
-                m = results[name][labels[c - 2]]
-                text = (f"content {m['content']:.2f}  {m['seconds']:.0f} s\ncolour {m['colour']:.1f}  feat {m['feature']:.3f}\n"
-                        f"mobilenet {m['mobilenet']:.3f}")
+            if c >= 2:
+                m = results[name].get(labels[c - 2])
+                text = (f"content {m['content']:.2f}  cpu {m['cpu_seconds']:.0f} s\ncolour {m['colour']:.1f}  "
+                        f"feat {m['feature']:.3f}\nmobilenet {m['mobilenet']:.3f}") if m else "not run"
                 draw.multiline_text((x, top + height + 1), text, fill="black", font=small, spacing=1)
         draw.multiline_text((pad, top + height + 1), name.replace(" / ", "\n/ "), fill="black", font=small, spacing=1)
         top += height + label_h + pad
