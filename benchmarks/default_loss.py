@@ -13,13 +13,14 @@ photo is scored too ("photo"): the far end of every style measure.
 Every run's picture and numbers are kept under --outputs, keyed by size, pair, loss and
 schedule; a later call reuses them, so rows can be run again alone:
 
-    python benchmarks/default_loss.py                          # all 40 runs: ~1 h on 2 busy cores
+    python benchmarks/default_loss.py                          # all 40 runs: 70-200 CPU s each (bf16, one thread)
     python benchmarks/default_loss.py --only "sliced,sliced 120/81/39" --rerun   # after a change to the sliced loss
     python benchmarks/default_loss.py --report                 # only the tables, JSON and sheet from the kept runs
     python benchmarks/default_loss.py --size 384 --pairs 0,1,2,3 --only "gram,gram 120/81/39" \\
         --json benchmarks/results/default_loss-384.json --sheet ""
 
-Prints a table (means over the pairs, then per pair), writes --json and the contact sheet. Not a test.
+Prints tables (means, each configuration against gram on the pairs both ran, every pair),
+writes --json and the contact sheet. Not a test.
 """
 
 from __future__ import annotations
