@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from measures import colour_distance, feature_distance
 from PIL import Image, ImageDraw, ImageFont
-from skimage.color import rgb2lab
 
 from brushwork import api, images, lbfgs
 from brushwork.engine import Engine
@@ -60,7 +60,6 @@ PAIRS = [  # (name, content, style): portraits, a cat, a landscape, a still life
     ("astronaut / matisse", SKIMAGE / "astronaut.png", SHARED / "styles/matisse_woman_with_a_hat.jpg"),
 ]
 LOSSES = tuple(STYLE_LOSSES)
-FEATURE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 
 
 def parse_args() -> argparse.Namespace:
@@ -80,41 +79,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sheet", default=str(ROOT / "docs" / "images" / "losses-sheet.jpg"))
     p.add_argument("--outputs", default=str(HERE / "out" / "losses"), help="folder for every output picture")
     return p.parse_args()
-
-
-# --- measures no loss optimizes ---------------------------------------------------------------
-
-
-def quantiles(values: np.ndarray, levels: int = 256) -> np.ndarray:
-    """Rows of values -> their quantiles at `levels` evenly spaced levels (any number of samples)."""
-    return np.quantile(values, (np.arange(levels) + 0.5) / levels, axis=-1).T
-
-
-def colour_distance(output: Image.Image, style: Image.Image, seed: int = 1201) -> float:
-    """Sliced W2 between the pixel colours in CIELAB, in Lab units: the RMS over 64 fixed
-    directions and 256 levels of the difference of the two colour distributions' quantiles."""
-    style = style.resize(images.fit_size(*style.size, max(output.size)), Image.BICUBIC)
-    a, b = (rgb2lab(np.asarray(im, np.float64) / 255).reshape(-1, 3) for im in (output, style))
-    directions = np.random.default_rng(seed).standard_normal((64, 3))
-    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    return float(np.sqrt(np.mean((quantiles(directions @ a.T) - quantiles(directions @ b.T)) ** 2)))
-
-
-def feature_distance(engine: Engine, output: Image.Image, style: Image.Image, seed: int = 4077) -> float:
-    """Mean over FEATURE_LAYERS of the relative sliced W2 of the VGG features: C fixed random
-    directions per layer, ‖q(out) − q(style)‖² / ‖q(style)‖² over 256 quantile levels."""
-    style = style.resize(images.fit_size(*style.size, max(output.size)), Image.BICUBIC)
-    generator = np.random.default_rng(seed)
-    with torch.no_grad():
-        out, sty = (engine.features(images.to_tensor(im), FEATURE_LAYERS, torch.float32) for im in (output, style))
-    total = 0.0
-    for name in FEATURE_LAYERS:
-        a, b = (f[0].flatten(1).cpu().double().numpy() for f in (out[name], sty[name]))
-        directions = generator.standard_normal((a.shape[0], a.shape[0]))
-        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-        qa, qb = quantiles(directions @ a), quantiles(directions @ b)
-        total += float(((qa - qb) ** 2).sum() / (qb**2).sum())
-    return total / len(FEATURE_LAYERS)
 
 
 # --- runs -----------------------------------------------------------------------------------
