@@ -48,8 +48,13 @@ def optical_flow(source: np.ndarray, target: np.ndarray) -> torch.Tensor:
     Both frames RGB uint8 of one size."""
     if source.shape != target.shape:
         raise ValueError(f"frames differ in size: {source.shape} and {target.shape}")
-    flow = _dis().calc(_gray(source), _gray(target), None)
+    flow = gray_flow(_gray(source), _gray(target))
     return torch.from_numpy(np.ascontiguousarray(flow.transpose(2, 0, 1)))[None].float()
+
+
+def gray_flow(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """`optical_flow` between two 8-bit gray pictures of one size, as an H×W×2 float32 array."""
+    return _dis().calc(source, target, None)
 
 
 def flows(previous: np.ndarray, current: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

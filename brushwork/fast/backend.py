@@ -37,7 +37,7 @@ from .arbitrary import ArbitraryModel
 from .net import FastModel, TransformNet
 
 BACKENDS = ("auto", "torch", "onnxruntime")
-CONSISTENCY = {"flow": 0.9, "blend": 0.5, "off": 0.0}  # video: each method and its default --deflicker (consistency.py)
+CONSISTENCY = {"flow": 0.97, "blend": 0.5, "off": 0.0}  # video: each method and its default --deflicker (consistency.py)
 OPSET = 17
 
 
