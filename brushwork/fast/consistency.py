@@ -87,7 +87,7 @@ class Consistency:
 
     def along_flow(self, frame_in: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
         """flow_hold.blended on host copies of the frames; the first frame is the network's."""
-        current, painted = to_picture(frame_in), to_picture(stylized)
+        current, painted = flow_hold.brightness(frame_in[0].float().cpu().numpy()), to_picture(stylized)
         small = flow_hold.small_gray(current)
         out = painted
         if self.seen is not None and self.strength > 0:

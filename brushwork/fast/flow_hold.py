@@ -28,6 +28,7 @@ is brought back up to the mix of the two it came from (`with_contrast_of`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -41,41 +42,60 @@ SEAM = 5  # px: the still/flow choice is softened over this window, so no seam s
 MOTION_SCALE = 0.3  # mean input difference (in [0, 1]) at which trust has fallen to 0.4
 GAIN = 2.0  # most contrast a blend gets back
 BOX = 5  # side of the window local contrast is measured over, in pixels
-THIRDS = np.full((1, 3), 1 / 3, np.float32)  # cv2.transform's weights for the mean of three channels
 
 
 @dataclass
 class Seen:
-    """What the step keeps of a frame: its input (H×W×3 float32 in [0, 1]), the small gray
-    picture the flow is computed on, and the output written for it."""
+    """What the step keeps of a frame: its input's brightness (H×W float32 in [0, 1]), the
+    small 8-bit version of it the flow is computed on, and the output written for it (H×W×3)."""
 
     picture: np.ndarray
     small: np.ndarray
     out: np.ndarray
 
 
-def small_gray(picture: np.ndarray) -> np.ndarray:
-    """The frame shrunk to FLOW_SIDE on its long side (never enlarged), 8-bit gray, for DIS."""
-    h, w = picture.shape[:2]
+def brightness(planes: np.ndarray) -> np.ndarray:
+    """A 3×H×W frame (RGB planes, as the network's tensors hold them) -> its H×W luma (BT.601,
+    as cv2.COLOR_RGB2GRAY): the photometric checks and the flow need no colour, and this
+    spares turning the frame into OpenCV's H×W×3 layout."""
+    return cv2.addWeighted(cv2.addWeighted(planes[0], 0.299, planes[1], 0.587, 0), 1, planes[2], 0.114, 0)
+
+
+def small_gray(luma: np.ndarray) -> np.ndarray:
+    """The frame's brightness shrunk to FLOW_SIDE on its long side (never enlarged), 8-bit, for DIS."""
+    h, w = luma.shape
     scale = min(1.0, FLOW_SIDE / max(h, w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     if size != (w, h):
-        picture = cv2.resize(picture, size, interpolation=cv2.INTER_AREA)
-    return cv2.convertScaleAbs(cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY), alpha=255)
+        luma = cv2.resize(luma, size, interpolation=cv2.INTER_AREA)
+    return cv2.convertScaleAbs(luma, alpha=255)
 
 
 def backward_flow(small: np.ndarray, previous_small: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where each pixel of this frame (w × h = size) was in the previous one, as sampling maps
-    (x, y) for cv2.remap, and 1 where that point lies inside the previous frame."""
+    (x, y) for cv2.remap, and how far that point lies inside the previous frame (1: inside;
+    judged on the small flow and scaled up like it)."""
     w, h = size
     backward = flow.gray_flow(small, previous_small)
     sh, sw = small.shape
+    xs, ys = grid(sw, sh)
+    x, y = xs + backward[..., 0], ys + backward[..., 1]
+    inside = ((x >= 0) & (x <= sw - 1) & (y >= 0) & (y <= sh - 1)).astype(np.float32)
     if (sw, sh) != (w, h):
-        backward = cv2.resize(backward, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32([w / sw, h / sh])
-    xs = np.arange(w, dtype=np.float32)[None, :] + backward[..., 0]
-    ys = np.arange(h, dtype=np.float32)[:, None] + backward[..., 1]
-    inside = (xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)
-    return xs, ys, inside.astype(np.float32)
+        backward = cv2.resize(backward, (w, h), interpolation=cv2.INTER_LINEAR)
+        inside = cv2.resize(inside, (w, h), interpolation=cv2.INTER_LINEAR)
+    xs, ys = grid(w, h)
+    x = cv2.scaleAdd(backward[..., 0], w / sw, xs)
+    return x, cv2.scaleAdd(backward[..., 1], h / sh, ys), inside
+
+
+@functools.lru_cache(maxsize=4)
+def grid(w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's own x and y (h × w float32 each); kept, as every frame of a video needs them."""
+    xs = np.broadcast_to(np.arange(w, dtype=np.float32)[None, :], (h, w)).copy()
+    ys = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w)).copy()
+    xs.flags.writeable = ys.flags.writeable = False
+    return xs, ys
 
 
 def warp(picture: np.ndarray, xs: np.ndarray, ys: np.ndarray, cubic: bool = False) -> np.ndarray:
@@ -90,11 +110,6 @@ def box(picture: np.ndarray, side: int) -> np.ndarray:
     return cv2.blur(picture, (side, side), borderType=cv2.BORDER_REFLECT)
 
 
-def difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Mean |a − b| over the colour channels (H×W)."""
-    return cv2.transform(cv2.absdiff(a, b), THIRDS)
-
-
 def mix(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """weight·a + (1 − weight)·b per pixel (weight H×W), in one OpenCV call (it divides by the
     weights' sum plus 1e-5: 1e-5 relative, far below an 8-bit level)."""
@@ -106,7 +121,7 @@ def lined_up(current: np.ndarray, previous: Seen, xs: np.ndarray, ys: np.ndarray
     flow, whichever explains `current` better nearby) and the weight of the flow (H×W)."""
     moved_in = warp(previous.picture, xs, ys)
     window = max(3, round(STILL_WINDOW * max(current.shape[:2])) | 1)
-    along = box(difference(current, moved_in), window) < box(difference(current, previous.picture), window)
+    along = box(cv2.absdiff(current, moved_in), window) < box(cv2.absdiff(current, previous.picture), window)
     moved = box(along.astype(np.float32), SEAM)
     out = mix(warp(previous.out, xs, ys, cubic=True), previous.out, moved)
     return mix(moved_in, previous.picture, moved), out, moved
@@ -115,7 +130,7 @@ def lined_up(current: np.ndarray, previous: Seen, xs: np.ndarray, ys: np.ndarray
 def matching(frame: np.ndarray, previous: np.ndarray, scale: float) -> np.ndarray:
     """1 where two pictures agree, fading as their mean difference u grows: (1 + u / 4·scale)⁻⁴,
     about exp(−u / scale) (consistency.matching, the same on the host; H×W)."""
-    near = difference(frame, previous)
+    near = cv2.absdiff(frame, previous)
     near += 4 * scale
     near = np.divide(4 * scale, near, out=near)
     near *= near
@@ -140,7 +155,9 @@ def with_contrast_of(blend: np.ndarray, stylized: np.ndarray, held: np.ndarray, 
     that mix rather than at the network's own contrast holds still where the held picture is
     already as crisp as the new one (gain 1). Contrast is measured on brightness, a third of
     the work of measuring it per channel."""
-    gain = mix(spread(gray(held)), spread(gray(stylized)), keep) / (spread(gray(blend)) + 1e-4)
+    held_gray, stylized_gray = gray(held), gray(stylized)
+    blend_gray = mix(held_gray, stylized_gray, keep)  # gray(blend), as the blend is linear
+    gain = mix(spread(held_gray), spread(stylized_gray), keep) / (spread(blend_gray) + 1e-4)
     np.clip(gain, 1.0, GAIN, out=gain)
     mean = box(blend, BOX)
     detail = blend - mean
