@@ -20,9 +20,12 @@ sharply (a motion boundary, where the flow is blurred across two motions).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import torch
 
+_per_thread = threading.local()
 DIS_PRESET = "medium"  # "fast" misses fine motion; "ultrafast" more so; medium is a few ms per 512 px frame
 
 
@@ -33,6 +36,8 @@ def _gray(frame: np.ndarray) -> np.ndarray:
 
 
 def _dis():
+    """One DIS object per thread, kept: creating it costs about as much as a 160 px flow, and
+    fast mode computes one per video frame; not shared across threads, as it keeps buffers."""
     import cv2
 
     presets = {
@@ -40,7 +45,10 @@ def _dis():
         "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
         "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
     }
-    return cv2.DISOpticalFlow_create(presets[DIS_PRESET])
+    kept = getattr(_per_thread, "dis", None)
+    if kept is None or kept[0] != DIS_PRESET:
+        kept = _per_thread.dis = (DIS_PRESET, cv2.DISOpticalFlow_create(presets[DIS_PRESET]))
+    return kept[1]
 
 
 def optical_flow(source: np.ndarray, target: np.ndarray) -> torch.Tensor:
