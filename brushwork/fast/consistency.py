@@ -6,12 +6,12 @@ frame is therefore blended with the previous output where that output can stand 
 
     out_t = k·P + (1 − k)·stylized_t,   k = D · trust per pixel (D: --deflicker)
 
-- flow (D = 0.97): P is the previous output carried along the optical flow onto this frame,
+- flow (the default, D = 0.97): P is the previous output carried along the optical flow onto this frame,
   or left where it was wherever that explains this frame better, trusted where the previous
   input, lined up the same way, matches this one (flow_hold.py, on the host in OpenCV). Strokes
   then travel with what moves instead of being repainted at every frame, and its local
   contrast is restored (two stroke patterns that do not line up mix to a paler picture).
-- blend (the default, D = 0.5): P is the previous output where it was, trusted
+- blend (D = 0.5): P is the previous output where it was, trusted
   where the input did not change, exp(−|in_t − in_{t−1}| / 0.02): static parts stop
   shimmering, moving parts get no help.
 - off: every frame as the network paints it.
