@@ -9,7 +9,7 @@ step's cost does not depend on the picture) with OpenCV and PyTorch on one threa
 time.thread_time, which leaves out the time the thread waits for a core; best of --repeats
 rounds, the methods taking turns. On a shared 2-core machine `apply`'s wall-clock frame rate
 varied several-fold from run to run; these costs, added to the frame time of `blend` on an idle
-machine, predicted the old flow step's measured 0.54× `blend`'s frame rate to within 0.02.
+machine, predicted the old flow step's measured 0.54× `blend`'s frame rate as 0.51-0.54×.
 """
 
 from __future__ import annotations
