@@ -4,7 +4,12 @@ ways brushwork paints a clip, on clips of known motion and on real ones (video_c
     python benchmarks/video.py [--size 256] [--frames 8] [--opt-size 128] [--opt-frames 8]
         [--opt-steps 100] [--clips pan,zoom,rotate,vtest,tree,megamind] [--opt-clips (the same)]
         [--rows stills,video,fast-off,fast-blend,fast-flow] [--json benchmarks/results/video.json]
-        [--sheets docs/images]
+        [--sheets docs/images] [--fps-frames 48] [--fps-sizes 256,512] [--repeats 3]
+
+The frame-rate table alone (no clips painted):
+
+    python benchmarks/video.py --clips "" --rows fast-off,fast-blend,fast-flow --fps-sizes 256,512 \
+        --json benchmarks/results/video-fps.json
 
 Rows (all in The Starry Night):
   input        the content frames themselves: the measure's floor (interpolation, noise)
@@ -18,8 +23,8 @@ Rows (all in The Starry Night):
 The optimization rows run at --opt-size on --opt-clips (about 5 s per still at 128 px on an
 idle 2-core CPU), the fast rows at --size on every clip. Fast rows run in-process on the frames (so no
 video codec touches what is measured); their frames/s end to end (`apply` on a video file,
-decoding and encoding included) is measured on --fps-frames of Megamind at --size, the
-methods taking turns over --repeats rounds, best round kept.
+decoding and encoding included) is measured on --fps-frames of Megamind at each of --fps-sizes
+(default: --size), the methods taking turns over --repeats rounds, best round kept.
 
 Per row: warping error (8-bit levels), per-frame J = content + 5·style distance
 (brushwork.score against the content frame and the style), seconds per frame (wall clock;
@@ -223,7 +228,7 @@ def run_clip(name: str, args: argparse.Namespace, style: tuple[Path, Image.Image
     return results
 
 
-def print_table(results: dict, fps: dict[str, float]) -> None:
+def print_table(results: dict, fps: dict[int, dict[str, float]]) -> None:
     print(f"{'clip':9} {'row':11} {'px':>4} {'warp err':>8} {'vs ref':>7} {'J':>6} {'J ratio':>7} {'s/frame 1st':>11} {'later':>7}")
     for clip, rows in results.items():
         for row, r in rows.items():
@@ -233,8 +238,9 @@ def print_table(results: dict, fps: dict[str, float]) -> None:
             j = f"{r['J']:.3f}" if "J" in r else ""
             times = f"{r['first_frame_s']:11.2f} {r['later_frames_s']:7.2f}" if "first_frame_s" in r else ""
             print(f"{clip:9} {row:11} {r['size']:4d} {r['warping_error']:8.2f} {ratio:>7} {j:>6} {j_ratio:>7} {times}")
-    for method, rate in fps.items():
-        print(f"apply end to end, consistency {method}: {rate:.2f} frames/s")
+    for size, rates in fps.items():
+        ratio = f", flow ÷ blend {rates['flow'] / rates['blend']:.2f}" if {"flow", "blend"} <= rates.keys() else ""
+        print(f"apply end to end, {size} px, frames/s: " + ", ".join(f"{m} {r:.2f}" for m, r in rates.items()) + ratio)
 
 
 def main() -> int:
@@ -249,12 +255,14 @@ def main() -> int:
     p.add_argument("--sheet-clips", default="pan,megamind")
     p.add_argument("--rows", default="stills,video,fast-off,fast-blend,fast-flow")
     p.add_argument("--fps-frames", type=int, default=48, help="frames of Megamind for apply's frames/s (0: skip)")
+    p.add_argument("--fps-sizes", default="", help="longest sides for apply's frames/s, comma-separated (default: --size)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", type=Path, default=Path("benchmarks/results/video.json"))
     p.add_argument("--sheets", type=Path, default=Path("docs/images"))
     args = p.parse_args()
     for key in ("clips", "opt_clips", "sheet_clips", "rows"):
-        setattr(args, key, getattr(args, key).split(","))
+        setattr(args, key, [name for name in getattr(args, key).split(",") if name])
+    args.fps_sizes = [int(size) for size in args.fps_sizes.split(",") if size] or [args.size]
     report = {"machine": machine(), "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
     style = style_image()
     stylizer = Stylizer(load_model(resolve_model("starry-night")), Settings(workers=1))
@@ -263,7 +271,7 @@ def main() -> int:
         print(f"{name}...", file=sys.stderr, flush=True)
         results[name] = run_clip(name, args, style, stylizer)
     methods = [FAST[r] for r in args.rows if r in FAST]
-    fps = frames_per_second(args.size, args.fps_frames, args.repeats, methods) if args.fps_frames and methods else {}
+    fps = {size: frames_per_second(size, args.fps_frames, args.repeats, methods) for size in args.fps_sizes} if args.fps_frames and methods else {}
     report.update(results=results, apply_frames_per_second=fps)
     report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -139,10 +139,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"keep detected faces closer to the input: 1 keeps them as they were, 0 off (default; bare: {PROTECT_FACES_BARE})")
     p.add_argument("--size", type=int, help="resize inputs so the longest side is this many px (default: keep)")
     p.add_argument("--batch", type=int, help="images or video frames per network call (default: 1 on a CPU, 8 on a GPU)")
-    p.add_argument("--consistency", default="blend", choices=CONSISTENCY,
-                   help="video: hold each frame to the previous output where the input did not change (blend, default: "
-                   "static parts only), to the previous output warped along the optical flow where the flow is "
-                   "trusted (flow: stiller, moving parts too, a little slower), or not at all (off)")
+    p.add_argument("--consistency", default="flow", choices=CONSISTENCY,
+                   help="video: hold each frame to the previous output carried along the optical flow where it "
+                   "matches (flow, default: moving parts too), to the previous output where the input did not "
+                   "change (blend: static parts only, a little faster), or not at all (off)")
     p.add_argument("--deflicker", type=float, metavar="D",
                    help="video: how much of the previous output a trusted pixel keeps, 0 = none "
                    f"(default {CONSISTENCY['flow']} with flow, {CONSISTENCY['blend']} with blend)")

@@ -37,7 +37,7 @@ from .arbitrary import ArbitraryModel
 from .net import FastModel, TransformNet
 
 BACKENDS = ("auto", "torch", "onnxruntime")
-CONSISTENCY = {"flow": 0.9, "blend": 0.5, "off": 0.0}  # video: each method and its default --deflicker (consistency.py)
+CONSISTENCY = {"flow": 0.97, "blend": 0.5, "off": 0.0}  # video: each method and its default --deflicker (consistency.py)
 OPSET = 17
 
 
@@ -47,7 +47,7 @@ class Settings:
     preserve_color: bool = False  # keep the input's chroma (YIQ), take the stylized luminance
     size: int | None = None  # longest side to resize inputs to; None keeps their size
     batch: int | None = None  # None: 1 on a CPU (no gain from more, and a shorter tail), 8 elsewhere
-    consistency: str = "blend"  # video: how frames are held to each other (consistency.py); flow: opt-in until its frame rate is measured on an idle machine
+    consistency: str = "flow"  # video: how frames are held to each other (consistency.py)
     deflicker: float | None = None  # video: how much of the previous output a trusted pixel keeps; None: the method's default
     device: str = "auto"
     precision: str = "auto"

@@ -100,7 +100,7 @@ def encoded(monkeypatch) -> list[np.ndarray]:
     return frames
 
 
-def test_blend_is_the_default_and_a_named_method_changes_the_output(tiny_model, tmp_path, encoded):
+def test_flow_is_the_default_and_a_named_method_changes_the_output(tiny_model, tmp_path, encoded):
     source = tmp_path / "in.mp4"
     write_clip(shifted_frames(6), source)
     frames = {}
@@ -109,7 +109,7 @@ def test_blend_is_the_default_and_a_named_method_changes_the_output(tiny_model, 
         assert cli.main(["apply", "-m", str(tiny_model), str(source), "-o", str(target), "-q", "--precision", "fp32"] + extra) == 0
         frames[name] = np.stack(encoded)
         encoded.clear()
-    assert np.array_equal(frames["default"], frames["blend"])
+    assert np.array_equal(frames["default"], frames["flow"])
     assert not np.array_equal(frames["blend"][1:], frames["flow"][1:])
 
 
