@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .devices import one_torch_thread
 from .style_terms import SCALE_ERROR, normalized
 from .tiles import Tile
 
@@ -210,17 +211,35 @@ def histogram_residuals(rows: torch.Tensor, quantiles: torch.Tensor, weights: to
     value's rank is taken as linear in the value. So each bin maps values to targets by a
     line between the style's quantiles at its edges' ranks: a few passes over the values.
     Values that are exactly equal (a flat patch of the picture) share their mean rank, where
-    a sort would spread them by their order in the image. The directions are ranked a few at
-    a time (CHUNK values), in a work space reused from one to the next: fresh memory for
-    every pass cost as much as the passes."""
+    a sort would spread them by their order in the image.
+
+    On a CPU the directions are ranked a few at a time (CHUNK values), in a work space reused
+    from one to the next (fresh memory for every pass cost as much as the passes), the
+    chunks shared among torch's threads like the sort's rows, each running torch on one
+    thread: on a busy CPU, OpenMP's two threads waiting on each other at every one of the
+    many small operations made the ranking several times slower."""
     residuals = torch.empty_like(rows)
+    if rows.device.type != "cpu":  # one go: the memory is there, and no host threads under a CUDA graph
+        _rank(rows, quantiles, weights, residuals, _work_space(rows, len(rows)))
+        return residuals
     step = min(len(rows), max(1, CHUNK // rows.shape[-1]))
-    space = rows.new_empty(step, rows.shape[-1]), rows.new_empty(step, rows.shape[-1]), \
-        rows.new_empty(step, rows.shape[-1], dtype=torch.long)
-    for start in range(0, len(rows), step):
-        part = slice(start, start + step)
-        _rank(rows[part], quantiles[part], weights, residuals[part], space)
+    parts = [slice(start, start + step) for start in range(0, len(rows), step)]
+    threads = min(torch.get_num_threads(), len(parts))
+
+    def rank(share: list[slice]) -> None:
+        space = _work_space(rows, step)
+        for part in share:
+            _rank(rows[part], quantiles[part], weights, residuals[part], space)
+
+    with one_torch_thread():
+        list(_pool(threads).map(rank, [parts[i::threads] for i in range(threads)]))
     return residuals
+
+
+def _work_space(rows: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Scratch memory for _rank of `count` rows like `rows`: two of values, one of bin indices."""
+    p = rows.shape[-1]
+    return rows.new_empty(count, p), rows.new_empty(count, p), rows.new_empty(count, p, dtype=torch.long)
 
 
 def _rank(rows: torch.Tensor, quantiles: torch.Tensor, weights: torch.Tensor | None, out: torch.Tensor,
@@ -321,15 +340,15 @@ def sorting_order(values: torch.Tensor) -> torch.Tensor:
         order[bounds[part]:bounds[part + 1]] = np.argsort(rows[bounds[part]:bounds[part + 1]], -1)
 
     if threads > 1:
-        list(_sorting_pool(threads).map(sort, range(threads)))
+        list(_pool(threads).map(sort, range(threads)))
     else:
         sort(0)
     return torch.from_numpy(order).reshape(values.shape)
 
 
 @functools.cache
-def _sorting_pool(threads: int) -> ThreadPoolExecutor:
-    """One pool per thread count for the process: sorting_order runs at every evaluation."""
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """One pool per thread count for the process: the ranking runs at every evaluation."""
     return ThreadPoolExecutor(threads, thread_name_prefix="brushwork-sort")
 
 
