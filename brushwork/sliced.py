@@ -210,8 +210,8 @@ def histogram_residuals(rows: torch.Tensor, quantiles: torch.Tensor, weights: to
     values' own extremes; the mass below a bin's edges gives exact ranks, and within a bin a
     value's rank is taken as linear in the value. So each bin maps values to targets by a
     line between the style's quantiles at its edges' ranks: a few passes over the values.
-    Values that are exactly equal (a flat patch of the picture) share their mean rank, where
-    a sort would spread them by their order in the image.
+    Values that are exactly equal (a flat patch of the picture) share one target, where a
+    sort would spread them over their block of quantiles by their order in the image.
 
     On a CPU the directions are ranked a few at a time (CHUNK values), in a work space reused
     from one to the next (fresh memory for every pass cost as much as the passes), the
@@ -248,24 +248,24 @@ def _rank(rows: torch.Tensor, quantiles: torch.Tensor, weights: torch.Tensor | N
     count, p = rows.shape
     bins = min(max(p // VALUES_PER_BIN, FEWEST_BINS), MOST_BINS)
     low, high = rows.amin(-1, keepdim=True), rows.amax(-1, keepdim=True)
-    # Widened by a hair, so that the largest value falls inside the last bin and a direction
-    # whose values are all equal still has bins (its values then share the middle rank).
-    margin = (high - low) * 1e-6 + low.abs() * 1e-6 + 1e-30
+    # Widened by a hair, so that the largest value falls inside the last bin, and a direction
+    # whose values are all equal still has bins (all in one: one target, within the style's range).
+    margin = (high - low + low.abs()) * 1e-6 + 1e-30
     low, scale = low - margin, bins / (high - low + 2 * margin)
     position, keep, bin_of = (s[:count] for s in space)
-    bin_of.copy_(torch.addcmul(-low * scale, rows, scale, out=position))  # bin index: truncated position
+    bin_of.copy_(torch.sub(rows, low, out=position).mul_(scale))  # in bins; the index truncates it
     wide = torch.float32 if rows.device.type == "mps" else torch.float64  # MPS has no float64
     mass = rows.new_zeros(count, bins, dtype=wide)
     ones = torch.ones((), dtype=wide, device=rows.device).expand_as(rows)
     mass.scatter_add_(-1, bin_of, ones if weights is None else weights.to(wide).expand_as(rows))
     targets = _edge_targets(mass, quantiles)
-    scale = scale.to(wide)
-    slope = (targets[:, 1:] - targets[:, :-1]) * scale  # per bin, target per unit of value
-    edges = low.to(wide) + torch.arange(bins, dtype=wide, device=rows.device) / scale
-    # target = offset + slope · value, so residual = (1 − slope) · value − offset
-    torch.gather((slope * edges - targets[:, :-1]).to(rows), -1, bin_of, out=position)
-    torch.gather((1 - slope).to(rows), -1, bin_of, out=keep)
-    torch.addcmul(position, rows, keep, out=out)
+    steps = targets.diff(dim=-1).to(rows)  # per bin, how far the target goes across it
+    # target = target at the bin's lower edge + step · (position − bin): in bin units, which
+    # keeps fp32's precision however narrow the bins are next to the values themselves
+    position.sub_(bin_of)
+    torch.gather(targets[:, :-1].to(rows), -1, bin_of, out=keep)
+    keep.addcmul_(torch.gather(steps, -1, bin_of, out=out), position)
+    torch.sub(rows, keep, out=out)
 
 
 def _edge_targets(mass: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
