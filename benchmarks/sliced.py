@@ -145,12 +145,15 @@ def against_sorted(engine: Engine, x: torch.Tensor, dtype: torch.dtype, weights:
             "gradient_cosine": float(nn.functional.cosine_similarity(gradients["sliced"], gradients["sorted"], 0))}
 
 
-def accuracy(engine: Engine, size: int, steps: int) -> list[dict]:
+def accuracy(engine: Engine, size: int, steps: int, saved: Path) -> list[dict]:
     """Histogram ranks against the sort: the style term alone and the whole objective, at the
-    content photo and after `steps` steps, on both precisions."""
+    content photo and after `steps` steps (kept in `saved`, torch.save, for the next time), on
+    both precisions."""
     width, height = size, size * 3 // 4
-    images = {"content photo": start(width, height).detach(), f"after {steps} L-BFGS steps": stepped(
-        engine, width, height, steps)}
+    if not saved.exists():
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(stepped(engine, width, height, steps), saved)
+    images = {"content photo": start(width, height).detach(), f"after {steps} L-BFGS steps": torch.load(saved)}
     rows = []
     for where, x in images.items():
         for precision, dtype in DTYPES.items():
@@ -176,14 +179,14 @@ def tiled_accuracy(engine: Engine, core: int) -> dict:
 RUN_PAIRS = (("astronaut", "starry_night.jpg"), ("chelsea", "kandinsky_composition_vii.jpg"))
 
 
-def runs(engine: Engine, size: int, out: Path) -> list[dict]:
+def runs(engine: Engine, size: int, pairs: tuple, out: Path) -> list[dict]:
     """End to end at `size` px, the default schedule, sliced against sorted: benchmarks/losses.py's
     measures of each output; the pictures saved to `out`."""
     from losses import SKIMAGE, run_one  # the benchmark beside this one
 
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for content_name, style_name in RUN_PAIRS:
+    for content_name, style_name in pairs:
         content = Image.open(SKIMAGE / f"{content_name}.png").convert("RGB")
         style = Image.open(SHARED / "styles" / style_name).convert("RGB")
         for kind in ("sorted", "sliced"):
@@ -194,7 +197,7 @@ def runs(engine: Engine, size: int, out: Path) -> list[dict]:
                 STYLE_LOSSES["sliced"] = KINDS["sliced"]
             name = f"{content_name}-{Path(style_name).stem}-{kind}.png"
             measured.pop("image").save(out / name)
-            rows.append({"pair": f"{content_name} / {Path(style_name).stem}", "kind": kind, "image": name,
+            rows.append({"pair": f"{content_name} / {Path(style_name).stem}", "size": size, "kind": kind, "image": name,
                          **measured, "load": os.getloadavg()[0]})
             print(rows[-1], flush=True)
     return rows
@@ -226,6 +229,8 @@ def main() -> None:
     parser.add_argument("--skip-accuracy", action="store_true", help="no accuracy against the sort")
     parser.add_argument("--skip-cost", action="store_true", help="no cost per evaluation")
     parser.add_argument("--runs", action="store_true", help="also the end-to-end runs (minutes each)")
+    parser.add_argument("--runs-size", type=int, default=512, help="px of the end-to-end runs")
+    parser.add_argument("--runs-pairs", type=int, default=len(RUN_PAIRS), help="how many of the pairs to run")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "sliced.json")
     args = parser.parse_args()
     if args.threads:
@@ -236,9 +241,11 @@ def main() -> None:
     results["cpu"] = f"{os.cpu_count()} cores, torch {torch.__version__}"
     for key, skip, measure in (
         ("tiles", args.skip_tiles, lambda: tiled_accuracy(engine, args.core)),
-        ("accuracy", args.skip_accuracy, lambda: accuracy(engine, args.size, args.steps)),
+        ("accuracy", args.skip_accuracy, lambda: accuracy(
+            engine, args.size, args.steps, HERE / "out" / "sliced" / f"stepped-{args.size}-{args.steps}.pt")),
         ("cost", args.skip_cost, lambda: cost(engine, args.size, args.repeats)),
-        ("runs", not args.runs, lambda: runs(engine, 512, HERE / "out" / "sliced")),
+        ("runs", not args.runs,
+         lambda: runs(engine, args.runs_size, RUN_PAIRS[: args.runs_pairs], HERE / "out" / "sliced")),
     ):
         if not skip:
             results[key] = measure()

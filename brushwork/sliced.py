@@ -1,5 +1,6 @@
 """The sliced Wasserstein style loss (`--style-loss sliced`): its term, its targets (the style's
-quantiles along random directions) and the sort that ranks an output's projected features.
+quantiles along random directions) and the ranking (a sort, or histograms for long
+directions) that gives each of an output's projected features its target.
 
 Its own module because it works unlike the others: it keeps the style's whole distribution
 along each direction, not averages, and in the tiled evaluation its statistics (every
@@ -28,6 +29,9 @@ class SlicedWassersteinLoss(nn.Module):
     the output's P values, sorted, are matched to the style's quantiles at the same P levels
     (k + ½)/P: the squared distance between two 1-D distributions is the squared distance
     between their sorted values. That matches whole distributions, not their second moments.
+    Only the ranks matter, not the sorted order itself: directions of many values (the fine
+    layers, most of the values) are ranked by histograms, at a cost near the Gram loss's and
+    an error against the sort below 1e-3 of J (ranked_residuals).
     Relative like the others: 4 ‖sorted − quantiles‖² / ‖quantiles‖² (the 4: SCALE_ERROR), a
     weighted mean over layers. Reading the style's quantile function at the output's own P
     levels makes it size-invariant: output and style need not have the same number of positions.

@@ -30,7 +30,8 @@ def agreement(approximate: torch.Tensor, exact: torch.Tensor, weights: torch.Ten
 DRAWS = {
     "normal": lambda g, shape: torch.randn(shape, generator=g),
     "skewed": lambda g, shape: torch.randn(shape, generator=g).mul(0.5).exp(),
-    "long tails": lambda g, shape: torch.empty(shape).exponential_(generator=g) * torch.randn(shape, generator=g).sign(),
+    "long tails": lambda g, shape: (torch.empty(shape).exponential_(generator=g)
+                                    * torch.randn(shape, generator=g).sign()),  # Laplace
     "two peaks": lambda g, shape: torch.randn(shape, generator=g) * 0.2 + 3 * (torch.rand(shape, generator=g) > 0.7),
 }
 
