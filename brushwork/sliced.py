@@ -169,8 +169,8 @@ def ranked_bytes(values: list[int], tiled: bool = False) -> int:
 
 
 # Directions of up to SORTED_UP_TO values are ranked by a sort, longer ones by a histogram of
-# P / VALUES_PER_BIN bins (within FEWEST_BINS and MOST_BINS), CHUNK values at a time.
-SORTED_UP_TO, VALUES_PER_BIN, FEWEST_BINS, MOST_BINS, CHUNK = 16384, 16, 64, 1 << 16, 1 << 20
+# P / VALUES_PER_BIN bins (at most MOST_BINS), CHUNK values at a time.
+SORTED_UP_TO, VALUES_PER_BIN, MOST_BINS, CHUNK = 16384, 16, 1 << 16, 1 << 20
 
 
 def ranked_residuals(projected: torch.Tensor, quantiles: torch.Tensor, weights: torch.Tensor | None = None
@@ -250,7 +250,7 @@ def _rank(rows: torch.Tensor, quantiles: torch.Tensor, weights: torch.Tensor | N
           space: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
     """histogram_residuals for a few rows, written to `out`, `space` its scratch memory."""
     count, p = rows.shape
-    bins = min(max(p // VALUES_PER_BIN, FEWEST_BINS), MOST_BINS)
+    bins = min(p // VALUES_PER_BIN, MOST_BINS)  # over a thousand: p > SORTED_UP_TO
     low, high = rows.amin(-1, keepdim=True), rows.amax(-1, keepdim=True)
     # Widened by a hair, so that the largest value falls inside the last bin, and a direction
     # whose values are all equal still has bins (all in one: one target, within the style's range).
