@@ -1,5 +1,6 @@
 """The sliced Wasserstein style loss (`--style-loss sliced`): its term, its targets (the style's
-quantiles along random directions) and the sort that ranks an output's projected features.
+quantiles along random directions) and the ranking (a sort, or histograms for long
+directions) that gives each of an output's projected features its target.
 
 Its own module because it works unlike the others: it keeps the style's whole distribution
 along each direction, not averages, and in the tiled evaluation its statistics (every
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .devices import one_torch_thread
 from .style_terms import SCALE_ERROR, normalized
 from .tiles import Tile
 
@@ -27,6 +29,9 @@ class SlicedWassersteinLoss(nn.Module):
     the output's P values, sorted, are matched to the style's quantiles at the same P levels
     (k + ½)/P: the squared distance between two 1-D distributions is the squared distance
     between their sorted values. That matches whole distributions, not their second moments.
+    Only the ranks matter, not the sorted order itself: directions of many values (the fine
+    layers, most of the values) are ranked by histograms, at a cost near the Gram loss's and
+    an error against the sort below 1e-3 of J (ranked_residuals).
     Relative like the others: 4 ‖sorted − quantiles‖² / ‖quantiles‖² (the 4: SCALE_ERROR), a
     weighted mean over layers. Reading the style's quantile function at the output's own P
     levels makes it size-invariant: output and style need not have the same number of positions.
@@ -113,8 +118,8 @@ class SlicedWassersteinLoss(nn.Module):
     def forward(self, features: dict[str, torch.Tensor], weights: dict[str, torch.Tensor] | None = None
                 ) -> torch.Tensor:
         """The loss of an image's features; `weights` (per layer, masks.py) restrict it to a
-        region: see weighted_error."""
-        return sum(w * SCALE_ERROR * self._error(name, self.project(name, features[name]), weights and weights[name])
+        region: see ranked_residuals."""
+        return sum(w * SCALE_ERROR * self._error(name, features[name], weights and weights[name], projected=False)
                    for name, w in self.layer_weights.items())
 
     def project(self, name: str, features: torch.Tensor) -> torch.Tensor:
@@ -138,17 +143,17 @@ class SlicedWassersteinLoss(nn.Module):
             total = total + w * SCALE_ERROR * self._error(name, projected)
         return total
 
-    def _error(self, name: str, projected: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-        """One layer's relative error of N×M×P projections against the style's quantiles."""
-        # Each value's target: the style's quantile at the value's rank. Scattering the
-        # quantiles to the values' places (rather than gathering the values into sorted
-        # order) leaves autograd one fused squared error, not a gather's scatter back.
-        order = sorting_order(projected.detach())
-        quantiles, energy = self.targets[name].at(projected.shape[-1])
-        if weights is None:
-            target = torch.empty_like(projected).scatter_(-1, order, quantiles.expand_as(projected))
-            return nn.functional.mse_loss(projected, target, reduction="sum") / (energy * len(projected))
-        return weighted_error(projected, order, quantiles, energy, weights)
+    def _error(self, name: str, values: torch.Tensor, weights: torch.Tensor | None = None,
+               projected: bool = True) -> torch.Tensor:
+        """One layer's relative error against the style's quantiles, of its N×M×P projections
+        or (`projected` False) of its features."""
+        positions = values.shape[-1] if projected else values[0, 0].numel()
+        quantiles, energy = self.targets[name].at(positions)
+        w = None if weights is None else weights.flatten().float()
+        share = 1.0 if w is None else w.sum().clamp_min(1e-12) / positions
+        directions = None if projected else self.directions[name]
+        return SquaredResiduals.apply(values, directions, quantiles, w) / (energy * share * len(values))
+
 
 # Bytes per projected value (one direction at one position) that an evaluation holds, as
 # measured (RSS growth over the Gram loss's, 1024×768, bf16 and fp32): for every layer at
@@ -163,26 +168,152 @@ def ranked_bytes(values: list[int], tiled: bool = False) -> int:
     return (HELD_TILED if tiled else HELD) * sum(values) + PASSING * max(values, default=0)
 
 
-def weighted_error(
-    projected: torch.Tensor, order: torch.Tensor, quantiles: torch.Tensor, energy: torch.Tensor, weights: torch.Tensor
-) -> torch.Tensor:
-    """The sliced error of a region: positions weighted by its mask (masks.py), by weighted
-    quantiles rather than by a sample of the positions it covers, so soft edges and overlaps
-    count in proportion. A value's target is the style's quantile at its weighted mid-rank
-    (Σ w before it + w/2) / Σ w, read off the P-level quantiles by linear interpolation (with
-    equal weights: exactly the unweighted targets); squared errors are weighted alike and
-    divided by the style's mean energy times Σ w, so the region's size does not matter."""
+# Directions of up to SORTED_UP_TO values are ranked by a sort, longer ones by a histogram of
+# P / VALUES_PER_BIN bins (at most MOST_BINS), CHUNK values at a time.
+SORTED_UP_TO, VALUES_PER_BIN, MOST_BINS, CHUNK = 16384, 16, 1 << 16, 1 << 20
+
+
+def ranked_residuals(projected: torch.Tensor, quantiles: torch.Tensor, weights: torch.Tensor | None = None
+                     ) -> torch.Tensor:
+    """Each value minus its target, the style's quantile at the value's rank among its
+    direction's P values: N×M×P (`quantiles`: 1×M×P, the style's at P levels). With `weights`
+    (a region's mask, one per position) the rank is the weighted mid-rank (Σ w below + w/2) / Σ w,
+    so soft edges count in proportion.
+
+    Where a direction has many values (relu1_1 and relu2_1 at 512 px, 80% of all), a sort
+    was most of the time the loss added to the network's (numpy's argsort: the evaluation
+    cost fp32 1.55×, bf16 1.40× the Gram loss's at 512×384), so they are ranked by a
+    histogram (histogram_residuals): O(P), and against the sort J differs by < 1e-3 of itself
+    and the image's gradient keeps a cosine > 0.999 (benchmarks/sliced.py measures both).
+    Shorter directions are sorted: cheaply, and there a histogram's bins would hold too many
+    values each for that accuracy."""
     p = projected.shape[-1]
-    w = weights.flatten().to(projected)
-    total = w.sum().clamp_min(1e-12)
-    ranked = w[order]
-    levels = (ranked.cumsum(-1) - ranked / 2) / total * p - 0.5
-    low = levels.floor().clamp(0, p - 2).long()
-    q = quantiles.expand_as(projected)
-    below = q.gather(-1, low)
-    in_order = torch.lerp(below, q.gather(-1, low + 1), (levels - low).clamp(0, 1))
-    target = torch.empty_like(projected).scatter_(-1, order, in_order)
-    return (w * (projected - target).pow(2)).sum() / (energy * total / p * len(projected))
+    rows = projected.reshape(-1, p)
+    table = quantiles.expand(len(projected), -1, -1).reshape(len(rows), p)
+    ranking = sorted_residuals if p <= SORTED_UP_TO else histogram_residuals
+    return ranking(rows, table, weights).reshape(projected.shape)
+
+
+def sorted_residuals(rows: torch.Tensor, quantiles: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """ranked_residuals by a sort (sorting_order). Without weights each value's target is the
+    quantile at its rank; with them, the quantiles read at its weighted mid-rank by linear
+    interpolation (with equal weights: exactly the unweighted targets)."""
+    order = sorting_order(rows)
+    if weights is not None:
+        p = rows.shape[-1]
+        ranked = weights[order]
+        levels = ((ranked.cumsum(-1) - ranked / 2) / weights.sum().clamp_min(1e-12) * p - 0.5).clamp_(0, p - 1)
+        below = levels.long()
+        ends = quantiles.gather(-1, below), quantiles.gather(-1, (below + 1).clamp_(max=p - 1))
+        quantiles = torch.lerp(*ends, levels - below)
+    return rows - torch.empty_like(rows).scatter_(-1, order, quantiles)
+
+
+def histogram_residuals(rows: torch.Tensor, quantiles: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """ranked_residuals by a histogram, not a sort: per direction, P/16 bins evenly between the
+    values' own extremes; the mass below a bin's edges gives exact ranks, and within a bin a
+    value's rank is taken as linear in the value. So each bin maps values to targets by a
+    line between the style's quantiles at its edges' ranks: a few passes over the values.
+    Values that are exactly equal (a flat patch of the picture) share one target, where a
+    sort would spread them over their block of quantiles by their order in the image.
+
+    On a CPU the directions are ranked a few at a time (CHUNK values), in a work space reused
+    from one to the next (fresh memory for every pass cost as much as the passes), the
+    chunks shared among torch's threads like the sort's rows, each running torch on one
+    thread: on a busy CPU, OpenMP's two threads waiting on each other at every one of the
+    many small operations made the ranking several times slower."""
+    residuals = torch.empty_like(rows)
+    if rows.device.type != "cpu":  # one go: the memory is there, and no host threads under a CUDA graph
+        _rank(rows, quantiles, weights, residuals, _work_space(rows, len(rows)))
+        return residuals
+    step = min(len(rows), max(1, CHUNK // rows.shape[-1]))
+    parts = [slice(start, start + step) for start in range(0, len(rows), step)]
+    threads = min(torch.get_num_threads(), len(parts))
+
+    def rank(share: list[slice]) -> None:
+        space = _work_space(rows, step)
+        for part in share:
+            _rank(rows[part], quantiles[part], weights, residuals[part], space)
+
+    with one_torch_thread():
+        list(_pool(threads).map(rank, [parts[i::threads] for i in range(threads)]))
+    return residuals
+
+
+def _work_space(rows: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Scratch memory for _rank of `count` rows like `rows`: two of values, one of bin indices."""
+    p = rows.shape[-1]
+    return rows.new_empty(count, p), rows.new_empty(count, p), rows.new_empty(count, p, dtype=torch.long)
+
+
+def _rank(rows: torch.Tensor, quantiles: torch.Tensor, weights: torch.Tensor | None, out: torch.Tensor,
+          space: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+    """histogram_residuals for a few rows, written to `out`, `space` its scratch memory."""
+    count, p = rows.shape
+    bins = min(p // VALUES_PER_BIN, MOST_BINS)  # over a thousand: p > SORTED_UP_TO
+    low, high = rows.amin(-1, keepdim=True), rows.amax(-1, keepdim=True)
+    # Widened by a hair, so that the largest value falls inside the last bin, and a direction
+    # whose values are all equal still has bins (all in one: one target, within the style's range).
+    margin = (high - low + low.abs()) * 1e-6 + 1e-30
+    low, scale = low - margin, bins / (high - low + 2 * margin)
+    position, keep, bin_of = (s[:count] for s in space)
+    bin_of.copy_(torch.sub(rows, low, out=position).mul_(scale))  # in bins; the index truncates it
+    wide = torch.float32 if rows.device.type == "mps" else torch.float64  # MPS has no float64
+    mass = rows.new_zeros(count, bins, dtype=wide)
+    ones = torch.ones((), dtype=wide, device=rows.device).expand_as(rows)
+    mass.scatter_add_(-1, bin_of, ones if weights is None else weights.to(wide).expand_as(rows))
+    targets = _edge_targets(mass, quantiles)
+    steps = targets.diff(dim=-1).to(rows)  # per bin, how far the target goes across it
+    # target = target at the bin's lower edge + step · (position − bin): in bin units, which
+    # keeps fp32's precision however narrow the bins are next to the values themselves
+    position.sub_(bin_of)
+    torch.gather(targets[:, :-1].to(rows), -1, bin_of, out=keep)
+    keep.addcmul_(torch.gather(steps, -1, bin_of, out=out), position)
+    torch.sub(rows, keep, out=out)
+
+
+def _edge_targets(mass: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
+    """The style's quantile at the rank of each bin edge (rows × bins+1): an edge's rank is
+    the mass below it, as a mid-rank level (Σ below) / Σ · P − ½, read off the P-level
+    quantiles linearly, flat beyond the ends (the smallest and largest value get the style's
+    extremes, as with a sort)."""
+    p = quantiles.shape[-1]
+    below = torch.nn.functional.pad(mass.cumsum(-1), (1, 0))
+    levels = (below / below[:, -1:].clamp_min(1e-12) * p - 0.5).clamp_(0, p - 1)
+    first = levels.long()
+    below, above = (quantiles.gather(-1, i).to(mass) for i in (first, (first + 1).clamp_(max=p - 1)))
+    return torch.lerp(below, above, levels - first)
+
+
+class SquaredResiduals(torch.autograd.Function):
+    """Σ w·r² of one layer's residuals r = projected − target (ranked_residuals), of its
+    projections, or of its features projected on `directions` here. The gradient in the
+    projections is 2·w·r: the targets count as constants, as a sort's ranks would.
+
+    One function, rather than autograd's product and squared error, for time: its backward
+    is one matrix product, Dᵀ (2·w·r), with the scale folded into D, that hands the features
+    their gradient in their own memory layout (channels-last), so adding it to the network's
+    costs no reordering; and it keeps only the residuals for it."""
+
+    @staticmethod
+    def forward(ctx, values: torch.Tensor, directions: torch.Tensor | None, quantiles: torch.Tensor,
+                weights: torch.Tensor | None) -> torch.Tensor:
+        with torch.autocast(values.device.type, enabled=False):
+            projected = values if directions is None else directions @ values.flatten(2).float()
+        residuals = ranked_residuals(projected.detach(), quantiles, weights)
+        weighted = residuals if weights is None else residuals * weights
+        ctx.save_for_backward(weighted, directions)
+        ctx.shape, ctx.dtype = values.shape, values.dtype
+        return torch.dot(residuals.flatten(), weighted.flatten())
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        weighted, directions = ctx.saved_tensors
+        if directions is None:
+            return weighted * (2 * grad), None, None, None
+        # N×P×C, whose transpose is N×C×P with the strides of channels-last features
+        gradient = (weighted.transpose(1, 2) @ (directions * (2 * grad))).transpose(1, 2)
+        return gradient.to(ctx.dtype).reshape(ctx.shape), None, None, None
 
 
 def random_directions(channels: int, generator: torch.Generator) -> torch.Tensor:
@@ -213,15 +344,15 @@ def sorting_order(values: torch.Tensor) -> torch.Tensor:
         order[bounds[part]:bounds[part + 1]] = np.argsort(rows[bounds[part]:bounds[part + 1]], -1)
 
     if threads > 1:
-        list(_sorting_pool(threads).map(sort, range(threads)))
+        list(_pool(threads).map(sort, range(threads)))
     else:
         sort(0)
     return torch.from_numpy(order).reshape(values.shape)
 
 
 @functools.cache
-def _sorting_pool(threads: int) -> ThreadPoolExecutor:
-    """One pool per thread count for the process: sorting_order runs at every evaluation."""
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """One pool per thread count for the process: the ranking runs at every evaluation."""
     return ThreadPoolExecutor(threads, thread_name_prefix="brushwork-sort")
 
 
