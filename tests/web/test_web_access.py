@@ -206,7 +206,7 @@ def test_every_tab_passes_axe_and_fits_a_phone(browser, tmp_path, content, style
 
         page.click("#mode-stylize")
         page.locator("#history li.done button.open").first.click()
-        assert page.is_visible("#grid-section")
+        sync_api.expect(page.locator("#grid-section")).to_be_visible()  # opening a job fetches its record first
         assert run_axe(page, axe) == [], "paint"
         fits(page)
 
