@@ -5,6 +5,7 @@ way a user's run goes (brushwork.api.run, three scales, --precision auto), with
   gram            today's default: style weight 5, 300 steps split 180/81/39 (plan.SCALE_SPLIT)
   sliced, meancov at their weight from the style-loss sweep (results/losses.json), same steps
   gram 120/81/39, sliced 120/81/39   the coarsest scale cut to 120 steps (240 in all)
+  gram 100/60/40, sliced 100/60/40   200 steps, half at the coarsest scale
 
 and scored on measures no loss optimizes (measures.py: colour, feature and the MobileNet style
 vector distance), besides brushwork.score's content and Gram style distances. The unpainted
@@ -61,7 +62,7 @@ PAIRS = [  # (name, content, style)
     ("brick wall / matisse", SKIMAGE / "brick.png", SHARED / "styles/matisse_woman_with_a_hat.jpg"),
     ("cat / ihc (texture)", SKIMAGE / "chelsea.png", SKIMAGE / "ihc.png"),
 ]
-RESPLIT = (120, 81, 39)
+RESPLIT, SHORTER = (120, 81, 39), (100, 60, 40)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,8 @@ class Config:
 
 
 CONFIGS = [Config("gram", "gram", None), Config("sliced", "sliced", None), Config("meancov", "meancov", None),
-           Config("gram 120/81/39", "gram", RESPLIT), Config("sliced 120/81/39", "sliced", RESPLIT)]
+           Config("gram 120/81/39", "gram", RESPLIT), Config("sliced 120/81/39", "sliced", RESPLIT),
+           Config("gram 100/60/40", "gram", SHORTER), Config("sliced 100/60/40", "sliced", SHORTER)]
 MEASURES = ("seconds", "cpu_seconds", "final_j", "content", "gram", "colour", "feature", "mobilenet")
 
 

@@ -170,7 +170,7 @@ def ranked_bytes(values: list[int], tiled: bool = False) -> int:
 
 # Directions of up to SORTED_UP_TO values are ranked by a sort, longer ones by a histogram of
 # P / VALUES_PER_BIN bins (at most MOST_BINS), CHUNK values at a time.
-SORTED_UP_TO, VALUES_PER_BIN, MOST_BINS, CHUNK = 16384, 16, 1 << 16, 1 << 20
+SORTED_UP_TO, VALUES_PER_BIN, MOST_BINS, CHUNK = 8192, 16, 1 << 16, 1 << 20
 
 
 def ranked_residuals(projected: torch.Tensor, quantiles: torch.Tensor, weights: torch.Tensor | None = None
@@ -226,9 +226,9 @@ def histogram_residuals(rows: torch.Tensor, quantiles: torch.Tensor, weights: to
     if rows.device.type != "cpu":  # one go: the memory is there, and no host threads under a CUDA graph
         _rank(rows, quantiles, weights, residuals, _work_space(rows, len(rows)))
         return residuals
-    step = min(len(rows), max(1, CHUNK // rows.shape[-1]))
+    threads = min(torch.get_num_threads(), len(rows))
+    step = max(1, min(CHUNK // rows.shape[-1], -(-len(rows) // threads)))  # every thread gets rows
     parts = [slice(start, start + step) for start in range(0, len(rows), step)]
-    threads = min(torch.get_num_threads(), len(parts))
 
     def rank(share: list[slice]) -> None:
         space = _work_space(rows, step)
@@ -367,7 +367,7 @@ class Quantiles:
         order = sorting_order(values)
         self.values = values.gather(-1, order).double().numpy()
         count = values.shape[-1]
-        if weights is None:
+        if weights is None or bool((weights == weights[0]).all()):  # one style: equal weights, even levels
             self.levels = np.broadcast_to((np.arange(count) + 0.5) / count, self.values.shape)
         else:
             w = weights.cpu().double()[order].numpy()
