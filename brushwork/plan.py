@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import images, lbfgs, sliced, tiles
+from . import images, lbfgs, sliced, sliced_tiles, tiles
 from .devices import CPU_BUDGET_GIB, available_bytes, pick_dtype
 from .errors import BrushworkError
 from .losses import STYLE_LOSSES
@@ -211,14 +211,23 @@ def style_values(width: int, height: int, style_layers: tuple[str, ...]) -> list
     return [CHANNELS[name[4]] * (width // f) * (height // f) for name, f in zip(style_layers, factors)]
 
 
+def style_shapes(width: int, height: int, style_layers: tuple[str, ...]) -> list[tuple[int, int]]:
+    """(channels, positions) of each style layer for one width×height image."""
+    factors = [tiles.downsampling(name) for name in style_layers]
+    return [(CHANNELS[name[4]], (width // f) * (height // f)) for name, f in zip(style_layers, factors)]
+
+
 def style_term_bytes(width: int, height: int, options: Options, dtype: torch.dtype, tile: int | None) -> int:
     """What the style term holds beyond the network's activations. The sliced loss ranks every
-    position's projections at once, tiles or not (sliced.ranked_bytes); meancov's statistics
-    keep a copy of the features they read (with a row of ones), of one tile when tiled; the
-    Gram loss keeps C×C matrices only."""
+    position's projections at once (sliced.ranked_bytes), in tiles it holds binned moments
+    (sliced_tiles.tiled_bytes); meancov's statistics keep a copy of the features they read
+    (with a row of ones), of one tile when tiled; the Gram loss keeps C×C matrices only."""
     style_layers, _ = options.layers
+    if options.style_loss == "sliced" and tile is not None:
+        evaluated = largest_tile(width, height, tile, tiles.margin_for(options.layers[0] + options.layers[1]))
+        return sliced_tiles.tiled_bytes(style_shapes(width, height, style_layers), style_values(*evaluated, style_layers))
     if options.style_loss == "sliced":
-        return sliced.ranked_bytes(style_values(width, height, style_layers), tiled=tile is not None)
+        return sliced.ranked_bytes(style_values(width, height, style_layers))
     if options.style_loss == "meancov":
         evaluated = largest_tile(width, height, tile, tiles.margin_for(options.layers[0] + options.layers[1])) if tile else (width, height)
         return dtype.itemsize * sum(style_values(*evaluated, style_layers))

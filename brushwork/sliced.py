@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .devices import one_torch_thread
+from .sliced_tiles import BinnedError, BinnedMoments, Grid, residual_terms
 from .style_terms import SCALE_ERROR, normalized
 from .tiles import Tile
 
@@ -55,7 +56,7 @@ class SlicedWassersteinLoss(nn.Module):
 
     name = "sliced"
     summary = "the whole distribution of each layer's features along random directions (sliced Wasserstein)"
-    tileable = True  # every position's projections are gathered over the tiles: tile_statistics
+    tileable = True  # binned moments of the projections add up over tiles: tile_statistics
     tiles_regions = False  # a region's weighted quantiles are not (yet) gathered over tiles
 
     def __init__(self, targets: dict[str, torch.Tensor | tuple[torch.Tensor, torch.Tensor]],
@@ -72,6 +73,8 @@ class SlicedWassersteinLoss(nn.Module):
             directions = random_directions(samples.shape[-2], generator).to(samples.device)
             self.directions[name] = directions
             self.targets[name] = Quantiles(directions @ samples.detach().float(), weights)
+        self.grids: dict[str, Grid] = {}  # in tiles: each layer's bins (sliced_tiles)
+        self._compared = False
 
     @staticmethod
     def statistics(features: torch.Tensor, positions=None, weights: torch.Tensor | None = None):
@@ -119,53 +122,57 @@ class SlicedWassersteinLoss(nn.Module):
                 ) -> torch.Tensor:
         """The loss of an image's features; `weights` (per layer, masks.py) restrict it to a
         region: see ranked_residuals."""
-        return sum(w * SCALE_ERROR * self._error(name, features[name], weights and weights[name], projected=False)
+        return sum(w * SCALE_ERROR * self._error(name, features[name], weights and weights[name])
                    for name, w in self.layer_weights.items())
 
-    def project(self, name: str, features: torch.Tensor) -> torch.Tensor:
-        """One layer's features (or a tile's core of them) along its directions: N×M×P, fp32."""
-        with torch.autocast(features.device.type, enabled=False):
-            return self.directions[name] @ features.float().flatten(2)
-
     def tile_statistics(self, tile: Tile, feats: dict[str, torch.Tensor], positions: dict[str, int]) -> dict:
-        """One tile's projections at every layer, keyed by layer and tile. They do not add up
-        over tiles like a Gram's share, they line up: side by side, the tiles' projections are
-        the whole image's, in another order, which a loss of sorted values does not see. So
-        TiledObjective's pass 1 gathers them all, compare() ranks every position globally, and
-        each tile's pass 2 back-propagates its own positions' gradient, 2(p − target)/…: exact."""
-        return {(name, tile): self.project(name, tile.core(feats[name], name)) for name in self.layer_weights}
+        """One tile's share of every layer's binned moments (sliced_tiles): they add up over
+        tiles, so TiledObjective's pass 1 sums them and compare() ranks the whole image's values
+        from them. A new evaluation's pass 1 (the first call without a gradient after a
+        compare) bins over the range the values took in the last one."""
+        if self._compared and not torch.is_grad_enabled():
+            self.grids = {name: grid.renew(positions[name]) for name, grid in self.grids.items()}
+            self._compared = False
+        for name in self.layer_weights:
+            if name not in self.grids:  # the first evaluation: over the style's range
+                values = self.targets[name].values
+                low, high = (torch.from_numpy(v).float().unsqueeze(1).to(self.directions[name].device)
+                             for v in (values.min(-1), values.max(-1)))
+                self.grids[name] = Grid(low, high, positions[name])
+        return {name: BinnedMoments.apply(tile.core(feats[name], name), self.directions[name], self.grids[name])
+                for name in self.layer_weights}
 
     def compare(self, statistics: dict) -> torch.Tensor:
-        """The loss of every tile's projections (tile_statistics), each layer's put side by side."""
+        """The loss from every layer's binned moments summed over the tiles (tile_statistics)."""
         total = 0.0
         for name, w in self.layer_weights.items():
-            projected = torch.cat([p for key, p in statistics.items() if key[0] == name], -1)
-            total = total + w * SCALE_ERROR * self._error(name, projected)
+            moments, quantiles = statistics[name], self.targets[name]
+            a, c = residual_terms(moments[0].detach(), self.grids[name], quantiles.read)
+            energy = moments[0, 0].detach().double().sum() * quantiles.mean_square
+            total = total + w * SCALE_ERROR * (BinnedError.apply(moments, a, c) / energy.clamp_min(1e-12)).float()
+        self._compared = True
         return total
 
-    def _error(self, name: str, values: torch.Tensor, weights: torch.Tensor | None = None,
-               projected: bool = True) -> torch.Tensor:
-        """One layer's relative error against the style's quantiles, of its N×M×P projections
-        or (`projected` False) of its features."""
-        positions = values.shape[-1] if projected else values[0, 0].numel()
+    def _error(self, name: str, features: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """One layer's relative error against the style's quantiles."""
+        positions = features[0, 0].numel()
         quantiles, energy = self.targets[name].at(positions)
         w = None if weights is None else weights.flatten().float()
         share = 1.0 if w is None else w.sum().clamp_min(1e-12) / positions
-        directions = None if projected else self.directions[name]
-        return SquaredResiduals.apply(values, directions, quantiles, w) / (energy * share * len(values))
+        return SquaredResiduals.apply(features, self.directions[name], quantiles, w) / (energy * share * len(features))
 
 
 # Bytes per projected value (one direction at one position) that an evaluation holds, as
 # measured (RSS growth over the Gram loss's, 1024×768, bf16 and fp32): for every layer at
-# once, the projections and the targets that autograd keeps (HELD), and in tiles the
-# side-by-side copy of pass 1 as well (HELD_TILED); for one layer at a time, what its sort
-# and squared error pass on (PASSING).
-HELD, HELD_TILED, PASSING = 8, 12, 4
+# once, the projections and the targets that autograd keeps (HELD); for one layer at a time,
+# what its ranking and squared error pass on (PASSING).
+HELD, PASSING = 8, 4
 
 
-def ranked_bytes(values: list[int], tiled: bool = False) -> int:
-    """Memory the sliced loss needs beyond the network for layers of `values` projected values each."""
-    return (HELD_TILED if tiled else HELD) * sum(values) + PASSING * max(values, default=0)
+def ranked_bytes(values: list[int]) -> int:
+    """Memory the sliced loss needs beyond the network for layers of `values` projected values
+    each, evaluated whole (in tiles: sliced_tiles.tiled_bytes)."""
+    return HELD * sum(values) + PASSING * max(values, default=0)
 
 
 # Directions of up to SORTED_UP_TO values are ranked by a sort, longer ones by a histogram of
@@ -286,9 +293,9 @@ def _edge_targets(mass: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
 
 
 class SquaredResiduals(torch.autograd.Function):
-    """Σ w·r² of one layer's residuals r = projected − target (ranked_residuals), of its
-    projections, or of its features projected on `directions` here. The gradient in the
-    projections is 2·w·r: the targets count as constants, as a sort's ranks would.
+    """Σ w·r² of one layer's residuals r = projected − target (ranked_residuals), its features
+    projected on `directions`. The gradient in the projections is 2·w·r: the targets count as
+    constants, as a sort's ranks would.
 
     One function, rather than autograd's product and squared error, for time: its backward
     is one matrix product, Dᵀ (2·w·r), with the scale folded into D, that hands the features
@@ -296,21 +303,19 @@ class SquaredResiduals(torch.autograd.Function):
     costs no reordering; and it keeps only the residuals for it."""
 
     @staticmethod
-    def forward(ctx, values: torch.Tensor, directions: torch.Tensor | None, quantiles: torch.Tensor,
+    def forward(ctx, features: torch.Tensor, directions: torch.Tensor, quantiles: torch.Tensor,
                 weights: torch.Tensor | None) -> torch.Tensor:
-        with torch.autocast(values.device.type, enabled=False):
-            projected = values if directions is None else directions @ values.flatten(2).float()
+        with torch.autocast(features.device.type, enabled=False):
+            projected = directions @ features.flatten(2).float()
         residuals = ranked_residuals(projected.detach(), quantiles, weights)
         weighted = residuals if weights is None else residuals * weights
         ctx.save_for_backward(weighted, directions)
-        ctx.shape, ctx.dtype = values.shape, values.dtype
+        ctx.shape, ctx.dtype = features.shape, features.dtype
         return torch.dot(residuals.flatten(), weighted.flatten())
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         weighted, directions = ctx.saved_tensors
-        if directions is None:
-            return weighted * (2 * grad), None, None, None
         # N×P×C, whose transpose is N×C×P with the strides of channels-last features
         gradient = (weighted.transpose(1, 2) @ (directions * (2 * grad))).transpose(1, 2)
         return gradient.to(ctx.dtype).reshape(ctx.shape), None, None, None
@@ -372,6 +377,7 @@ class Quantiles:
         else:
             w = weights.cpu().double()[order].numpy()
             self.levels = np.cumsum(w, -1) - w / 2
+        self.mean_square = self._mean_square()
         self.device = projected.device
         self._at: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -383,3 +389,15 @@ class Quantiles:
             quantiles = torch.from_numpy(rows).float().unsqueeze(0).to(self.device)
             self._at[positions] = quantiles, quantiles.pow(2).sum().clamp_min(1e-12)
         return self._at[positions]
+
+    def _mean_square(self) -> float:
+        """∫₀¹ Q(u)² du summed over the directions, Q linear between the samples' levels and flat
+        beyond: what Σ Q((k + ½)/P)² / P (at's energy) tends to for many positions P."""
+        v0, v1, l0, l1 = self.values[:, :-1], self.values[:, 1:], self.levels[:, :-1], self.levels[:, 1:]
+        inside = ((l1 - l0) * (v0 * v0 + v0 * v1 + v1 * v1) / 3).sum()
+        ends = (self.levels[:, 0] * self.values[:, 0] ** 2 + (1 - self.levels[:, -1]) * self.values[:, -1] ** 2).sum()
+        return float(inside + ends)
+
+    def read(self, fractions: np.ndarray) -> np.ndarray:
+        """The quantiles at any levels: `fractions` M×K in 0..1 (the tiled loss's bin edges)."""
+        return np.stack([np.interp(f, levels, values) for f, levels, values in zip(fractions, self.levels, self.values)])

@@ -110,24 +110,29 @@ def test_tiled_objective_and_gradient_match_the_whole_image(engine, preset, widt
     assert ((tiled_grad - whole_grad).norm() / whole_grad.norm()).item() <= 1e-3
 
 
-@pytest.mark.parametrize(("preset", "width", "height", "core"), [(TUTORIAL, 200, 150, 48), (GATYS, 256, 208, 64)])
-def test_tiled_sliced_loss_matches_the_whole_image(engine, preset, width, height, core):
-    """Pass 1 gathers every tile's projections, the sort ranks them all: value and gradient
-    are the whole image's (benchmarks/sliced.py measures it at 768×512)."""
-    features, content, _, layers = losses_for(engine, preset, width, height)
+def test_tiled_sliced_loss_matches_the_whole_image(engine):
+    """In tiles the sliced loss ranks from binned moments over the range the values took at the
+    last evaluation (sliced_tiles): from the second evaluation on, value and gradient are the
+    whole image's within the approximation (benchmarks/sliced.py measures it at 768×512); the
+    first, binned over the style's range, is already close."""
+    width, height = 200, 150
+    features, content, _, layers = losses_for(engine, GATYS, width, height)
     with torch.no_grad():
         style = features(torch.rand(1, 3, 96, 112, generator=torch.Generator().manual_seed(3)))
-    sliced = SlicedWassersteinLoss({n: SlicedWassersteinLoss.statistics(style[n]) for n in preset.style_layers},
-                                   dict.fromkeys(preset.style_layers, 1.0), seed=4)
+    sliced = SlicedWassersteinLoss({n: SlicedWassersteinLoss.statistics(style[n]) for n in GATYS.style_layers},
+                                   dict.fromkeys(GATYS.style_layers, 1.0), seed=4)
     x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
-    grid = tiles.tiles(width, height, core, tiles.margin_for(layers))
+    grid = tiles.tiles(width, height, 48, tiles.margin_for(layers))
     assert len(grid) > 4
     whole_terms, whole_grad = evaluate(Objective(features, content, sliced, (1.0, 5.0, 0.1)), x)
-    tiled_terms, tiled_grad = evaluate(TiledObjective(features, content, sliced, (1.0, 5.0, 0.1), tiles=grid), x)
-    assert torch.allclose(tiled_terms, whole_terms, rtol=1e-4)
-    assert ((tiled_grad - whole_grad).norm() / whole_grad.norm()).item() <= 1e-3
-    cosine = torch.nn.functional.cosine_similarity(tiled_grad.double().flatten(), whole_grad.double().flatten(), 0)
-    assert cosine.item() >= 0.999
+    tiled = TiledObjective(features, content, sliced, (1.0, 5.0, 0.1), tiles=grid)
+    for tolerance in (1e-2, 2e-3):
+        tiled_terms, tiled_grad = evaluate(tiled, x)
+        assert abs(tiled_terms[1] / whole_terms[1] - 1) <= tolerance
+        assert abs(tiled_terms[3] / whole_terms[3] - 1) <= tolerance / 2
+        cosine = torch.nn.functional.cosine_similarity(tiled_grad.double().flatten(), whole_grad.double().flatten(), 0)
+        assert cosine.item() >= 0.9999
+    assert ((tiled_grad - whole_grad).norm() / whole_grad.norm()).item() <= 5e-3
 
 
 def test_a_style_image_run_in_tiles_gives_the_sliced_loss_all_its_samples(engine):

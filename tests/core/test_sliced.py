@@ -9,6 +9,7 @@ import torch
 
 from brushwork import images, sliced
 from brushwork.sliced import Quantiles, SlicedWassersteinLoss, ranked_residuals, sorting_order
+from brushwork.style_terms import SCALE_ERROR
 
 LONG = 3 * sliced.SORTED_UP_TO  # positions per direction: ranked by a histogram
 
@@ -91,17 +92,23 @@ def test_the_loss_and_its_gradient_agree_with_a_sort_on_a_picture(engine, conten
     assert torch.nn.functional.cosine_similarity(histogram_gradient, exact_gradient, 0) >= 0.999
 
 
-def test_the_squared_error_of_features_is_that_of_their_projections():
-    """The loss's one function, from features (channels-last, like the network's) or from
-    their projections: the same value, and the same gradient in the features."""
+def test_the_loss_of_features_is_the_squared_error_of_their_projections():
+    """The loss's one function takes features (channels-last, like the network's) and hands them
+    their gradient itself: the same value and gradient as autograd's product and squared
+    error of their projections against the ranks' targets."""
     g = torch.Generator().manual_seed(13)
     target = {"x": SlicedWassersteinLoss.statistics(torch.rand(1, 5, 200, 180, generator=g))}
     loss = SlicedWassersteinLoss(target, {"x": 1.0}, seed=2)
     features = torch.rand(1, 5, 180, 200, generator=g).contiguous(memory_format=torch.channels_last)
     direct = features.clone().requires_grad_(True)
-    loss({"x": direct}).backward()
+    value = loss({"x": direct})
+    value.backward()
     via = features.clone().requires_grad_(True)
-    loss.compare({("x", 0): loss.project("x", via)}).backward()
+    projected = loss.directions["x"] @ via.flatten(2)
+    quantiles, energy = loss.targets["x"].at(180 * 200)
     assert sliced.SORTED_UP_TO < 180 * 200  # the histogram's path
+    targets = projected.detach() - ranked_residuals(projected.detach(), quantiles)
+    reference = SCALE_ERROR * (projected - targets).square().sum() / energy
+    reference.backward()
+    assert float(value) == pytest.approx(float(reference), rel=1e-5)
     assert torch.allclose(direct.grad, via.grad, rtol=1e-4, atol=1e-7)
-    assert float(loss({"x": features})) == pytest.approx(float(loss.compare({("x", 0): loss.project("x", features)})))

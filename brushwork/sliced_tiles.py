@@ -1,0 +1,163 @@
+"""The sliced loss in tiles: each direction's values counted into bins, tile by tile, so that
+an output of any size is ranked against the style's quantiles without ever holding all of
+its projections (at 7680×4320 they would be 24 GiB).
+
+TiledObjective's pass 1 adds up every tile's `BinnedMoments`: per direction and bin, how many
+values fell in it and the sum of their offsets v (in bin widths) and of v². The counts give
+every bin edge its rank in the whole image, so its target (the style's quantile there);
+within a bin a value's target is taken as linear in v, as in sliced.histogram_residuals, so
+each bin's residuals are A + C·v and their squares add up from the three sums: J without a
+second look at the values. Pass 2 hands each tile its positions' gradient 2(A + C·v), the
+targets held constant as a sort's ranks would be. The bins span the range the values took at
+the previous evaluation, widened by a margin (at the first one, the style's); values outside
+it fall in one group below and one above, whose target is flat (the style's extreme there).
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Bins per direction: one per VALUES_PER_BIN values, at least FEWEST (so that short
+# directions' values mostly sit alone in a bin, ranked exactly), at most MOST (at 7680×4320
+# 256-2048 values a bin on the first three layers: their moments take 0.9 GiB).
+VALUES_PER_BIN, FEWEST, MOST = 16, 4096, 1 << 14
+WIDEN = 0.05  # of the last range, on each side: the next evaluation's values stay inside
+CHUNK = 1 << 22  # values binned at a time (their indices and offsets are 12 bytes each)
+
+
+def bins_for(positions: int) -> int:
+    return min(max(positions // VALUES_PER_BIN, FEWEST), MOST)
+
+
+def tiled_bytes(layers: list[tuple[int, int]], tile_values: list[int]) -> int:
+    """Memory the tiled sliced loss needs beyond the network, for `layers` of (channels,
+    positions) in the whole image: every layer's moments, held through an evaluation (the
+    sums over the tiles, one tile's share, their gradients, A and C: 11 float32 a bin), and
+    compare's float64 work on one layer (8 a bin); for one tile (`tile_values`: its layers'
+    feature values), a chunk's indices, offsets and projections (40 bytes a value) and the
+    gradient of its largest layer (fp32)."""
+    bins = [channels * (bins_for(positions) + 2) for channels, positions in layers]
+    moments = 11 * 4 * sum(bins) + 8 * 8 * max(bins, default=0)
+    return moments + 40 * min(CHUNK, max(tile_values, default=0)) + 4 * max(tile_values, default=0)
+
+
+class Grid:
+    """One layer's bins: per direction, from `low` over `bins` bins of 1/`scale` each. `seen`
+    gathers the range the values take, for the next evaluation's grid (renew)."""
+
+    def __init__(self, low: torch.Tensor, high: torch.Tensor, positions: int):
+        self.bins = bins_for(positions)
+        span = (high - low).clamp_min(1e-12)
+        self.low = low - WIDEN * span
+        self.scale = self.bins / (span * (1 + 2 * WIDEN))
+        self.seen: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def see(self, low: torch.Tensor, high: torch.Tensor) -> None:
+        """Widen the range seen so far to `low`..`high` (M×1)."""
+        if self.seen is not None:
+            low, high = torch.minimum(low, self.seen[0]), torch.maximum(high, self.seen[1])
+        self.seen = low, high
+
+    def renew(self, positions: int) -> "Grid":
+        """The grid of the next evaluation: the range seen in this one (unchanged if none was)."""
+        if self.seen is None:
+            return self
+        return Grid(*self.seen, positions)
+
+    def place(self, projected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each value's group (0: below the bins, 1..bins, bins+1: above) and offset v in it, in
+        bin widths (from the group's lower edge; below: from the first edge, negative)."""
+        u = (projected - self.low) * self.scale
+        base = u.floor().clamp_(0, self.bins)
+        index = (u.floor().clamp_(-1, self.bins) + 1).long()
+        return index, u - base
+
+
+def project(features: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    with torch.autocast(features.device.type, enabled=False):
+        return directions @ features.float().flatten(2)[0]
+
+
+class BinnedMoments(torch.autograd.Function):
+    """One tile's features (its core, 1×C×h×w) projected on `directions` and counted into the
+    grid: 3×M×(bins+2) float32, the count, Σv and Σv² of each group. Backward takes the
+    gradients of those sums (compare's) to the features: g₁ + 2g₂v per value, back
+    along the directions. Only the features are kept, and the projections recomputed: a
+    tile's projections would be as large as its features are many times over."""
+
+    @staticmethod
+    def forward(ctx, features: torch.Tensor, directions: torch.Tensor, grid: Grid) -> torch.Tensor:
+        moments = torch.zeros(3, len(directions), grid.bins + 2, device=features.device)
+        low, high = (torch.empty(len(directions), 1, device=features.device) for _ in range(2))
+        for rows in _chunks(directions, features):
+            projected = project(features, directions[rows])
+            torch.amin(projected, -1, keepdim=True, out=low[rows])
+            torch.amax(projected, -1, keepdim=True, out=high[rows])
+            index, offset = _rows(grid, rows).place(projected)
+            moments[0, rows].scatter_add_(-1, index, torch.ones_like(offset))
+            moments[1, rows].scatter_add_(-1, index, offset)
+            moments[2, rows].scatter_add_(-1, index, offset.square_())
+        grid.see(low, high)
+        ctx.save_for_backward(features, directions)
+        ctx.grid = grid
+        return moments
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        features, directions = ctx.saved_tensors
+        gradient = torch.zeros(features.shape[1], features[0, 0].numel(), device=features.device)
+        for rows in _chunks(directions, features):
+            grid = _rows(ctx.grid, rows)
+            index, offset = grid.place(project(features, directions[rows]))
+            slope = grad[1, rows].gather(-1, index) + 2 * grad[2, rows].gather(-1, index) * offset
+            gradient += directions[rows].T @ slope.float()
+        return gradient.reshape(features.shape).to(features.dtype), None, None
+
+
+def _chunks(directions: torch.Tensor, features: torch.Tensor) -> list[slice]:
+    step = max(1, CHUNK // max(1, features[0, 0].numel()))
+    return [slice(start, start + step) for start in range(0, len(directions), step)]
+
+
+def _rows(grid: Grid, rows: slice) -> Grid:
+    """The grid of some of its directions."""
+    part = Grid.__new__(Grid)
+    part.bins, part.low, part.scale, part.seen = grid.bins, grid.low[rows], grid.scale[rows], None
+    return part
+
+
+class BinnedError(torch.autograd.Function):
+    """Σ over groups of (A² n + 2AC Σv + C² Σv²), one layer's squared residuals from its
+    moments; its "gradient" in the moments is (0, 2A, C), which BinnedMoments turns into the
+    residual 2(A + C·v) of each value: the targets count as constants."""
+
+    @staticmethod
+    def forward(ctx, moments: torch.Tensor, a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(a, c)
+        n, s1, s2 = moments.double()
+        a, c = a.double(), c.double()
+        return (a.square() * n + 2 * a * c * s1 + c.square() * s2).sum().float()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        a, c = ctx.saved_tensors
+        return torch.stack([torch.zeros_like(a), 2 * a, c]) * grad, None, None
+
+
+def residual_terms(counts: torch.Tensor, grid: Grid, quantile_at) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per direction and group, A and C of the residuals A + C·v of the values in it. The counts
+    rank every group in the whole image; `quantile_at(fractions)` (M×K levels in 0..1 → the
+    style's quantiles there) gives its targets: within a bin of n values they run linearly
+    in v from the first value's mid-rank to the last one's (a value alone in its bin gets
+    exactly the target a sort gives it); below and above the bins they are flat, at the
+    middle of the group's ranks."""
+    counts = counts.double()
+    total = counts.sum(-1, keepdim=True).clamp_min(1)
+    below = torch.nn.functional.pad(counts[:, :-1].cumsum(-1), (1, 0))  # values under each group
+    first, last = below + 0.5, below + counts.clamp_min(1) - 0.5
+    first[:, [0, -1]] = last[:, [0, -1]] = below[:, [0, -1]] + counts[:, [0, -1]] / 2
+    start, end = (torch.from_numpy(quantile_at((ranks / total).cpu().numpy())).to(counts) for ranks in (first, last))
+    width = 1 / grid.scale.double()  # M×1: one bin width, in value units
+    edges = torch.arange(grid.bins + 1, dtype=torch.float64, device=counts.device)
+    lower = grid.low.double() + width * torch.cat([edges[:1], edges])  # each group's v = 0
+    return (lower - start).float(), (width - (end - start)).float()
