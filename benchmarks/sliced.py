@@ -10,7 +10,7 @@ full sort, and the tiled evaluation against the whole image.
             content photo and after --steps L-BFGS steps (of the sorted objective, fp32).
   tiles     at 768x512 (fp32), J and its gradient from objective.TiledObjective (cores of
             --core px; binned moments, sliced_tiles) against objective.Objective, at the
-            first evaluation and the second.
+            first evaluation and the second; and one tiled evaluation's time, gram and sliced.
   runs      (--runs) end to end, two pairs at 512 px, the engine's default 300 steps, sliced
             against sorted: final J, content distance, and benchmarks/losses.py's colour and
             feature measures; the pictures go to benchmarks/out/sliced/.
@@ -179,6 +179,15 @@ def tiled_accuracy(engine: Engine, core: int) -> list[dict]:
                      "whole_J": float(whole), "tiled_J": float(tiled),
                      "J_relative_error": abs(float(tiled - whole)) / abs(float(whole)),
                      "gradient_cosine": float(cosine), "load": os.getloadavg()[0]})
+    gram = objective(engine, "gram", 768, 512, torch.float32, tiled=core)
+    times: dict[str, list[float]] = {"gram": [], "sliced": []}
+    for _ in range(3):  # interleaved, the same load for both
+        for kind, evaluate in (("gram", gram), ("sliced", tiled_objective)):
+            begin = time.perf_counter()
+            evaluate(x)
+            times[kind].append(time.perf_counter() - begin)
+    for row in rows:
+        row.update(gram_tiled_s=statistics.median(times["gram"]), sliced_tiled_s=statistics.median(times["sliced"]))
     return rows
 
 
@@ -212,7 +221,8 @@ def runs(engine: Engine, size: int, pairs: tuple, out: Path) -> list[dict]:
 def print_tables(results: dict) -> None:
     for t in results.get("tiles", []) if isinstance(results.get("tiles"), list) else []:
         print(f"tiles {t['size']} ({t['tiles']} tiles of {t['core']} px), evaluation {t['evaluation']}: "
-              f"J relative error {t['J_relative_error']:.2e}, gradient cosine {t['gradient_cosine']:.7f}")
+              f"J relative error {t['J_relative_error']:.2e}, gradient cosine {t['gradient_cosine']:.7f}; "
+              f"one tiled evaluation: gram {t['gram_tiled_s']:.2f} s, sliced {t['sliced_tiled_s']:.2f} s")
     for r in results.get("accuracy", []):
         print(f"{r['image']:24} {r['precision']:5} {r['term']:10} J rel. error {r['J_relative_error']:.2e} "
               f"gradient cosine {r['gradient_cosine']:.7f} load {r['load']:.1f}")

@@ -139,7 +139,6 @@ class StyleLoss(nn.Module):
     name = "gram"
     summary = "Gram matrices: uncentred second moments of each layer's features (Gatys et al.)"
     tileable = True
-    tiles_regions = True  # a region's guided Grams add up over tiles as well
 
     def __init__(self, target_grams: dict[str, torch.Tensor], layer_weights: dict[str, float]):
         super().__init__()
@@ -170,9 +169,12 @@ class StyleLoss(nn.Module):
         return self.compare({name: self.statistics(features[name], None, weights and weights[name])
                              for name in self.layer_weights})
 
-    def tile_statistics(self, tile, feats: dict[str, torch.Tensor], positions: dict[str, int]) -> dict:
-        """One tile's share of every layer's statistics (objective.TiledObjective adds them up)."""
-        return {name: self.statistics(tile.core(feats[name], name), positions[name]) for name in self.layer_weights}
+    def tile_statistics(self, tile, feats: dict[str, torch.Tensor], positions: dict[str, int],
+                        weights: dict[str, torch.Tensor] | None = None) -> dict:
+        """One tile's share of every layer's statistics (objective.TiledObjective adds them up);
+        with `weights` (a region's mask, cut to the tile), `positions` is each layer's Σ w."""
+        return {name: self.statistics(tile.core(feats[name], name), positions[name], weights and weights[name])
+                for name in self.layer_weights}
 
     def compare(self, grams: dict[str, torch.Tensor]) -> torch.Tensor:
         """The loss of given Gram matrices (the tiled evaluation accumulates them tile by tile)."""

@@ -154,9 +154,6 @@ class Options:
         ):
             if value not in choices:
                 raise BrushworkError(f"unknown {what} {value!r}; use {', '.join(choices)}")
-        if self.tile is not None and self.masked and not STYLE_LOSSES[self.style_loss].tiles_regions:
-            raise BrushworkError(f"--style-loss {self.style_loss} cannot run in tiles (--tile) with masks or "
-                                 "--protect-faces; use gram or meancov")
 
     @property
     def masked(self) -> bool:

@@ -12,7 +12,6 @@ import torch
 from . import images, lbfgs, sliced, sliced_tiles, tiles
 from .devices import CPU_BUDGET_GIB, available_bytes, pick_dtype
 from .errors import BrushworkError
-from .losses import STYLE_LOSSES
 from .options import Options
 from .vgg import LAYER_INDEX, VGG19
 
@@ -225,7 +224,9 @@ def style_term_bytes(width: int, height: int, options: Options, dtype: torch.dty
     style_layers, _ = options.layers
     if options.style_loss == "sliced" and tile is not None:
         evaluated = largest_tile(width, height, tile, tiles.margin_for(options.layers[0] + options.layers[1]))
-        return sliced_tiles.tiled_bytes(style_shapes(width, height, style_layers), style_values(*evaluated, style_layers))
+        regions = len(options.style_masks or ()) or 1  # each region's loss bins its own moments
+        return regions * sliced_tiles.tiled_bytes(style_shapes(width, height, style_layers),
+                                                  style_values(*evaluated, style_layers))
     if options.style_loss == "sliced":
         return sliced.ranked_bytes(style_values(width, height, style_layers))
     if options.style_loss == "meancov":
@@ -294,12 +295,6 @@ def make_plan(
     scales = [fit_scale(size, steps, options, layers, dtype, budget) for size, steps in schedule(options, width, height, layers)]
     if scales[-1] is None or None in scales:
         _refuse_memory(width, height, options, layers, dtype, budget, device)
-    if any(scale.tile for scale in scales) and options.masked and not STYLE_LOSSES[options.style_loss].tiles_regions:
-        raise BrushworkError(
-            f"--style-loss {options.style_loss} cannot run masks or --protect-faces in the tiles a "
-            f"{width}x{height} output needs here; use --style-loss gram or meancov, a smaller --size "
-            "or more --max-memory"
-        )
     needed = max(scale.memory for scale in scales)
     return Plan(width, height, layers, dtype, scales, needed, free, budget, tiles.margin_for(layers))
 

@@ -129,7 +129,7 @@ class RegionStyle(nn.Module):
         self.regions = regions
         first = regions[0].loss
         self.name, self.layer_weights = first.name, first.layer_weights
-        self.tileable = first.tileable and first.tiles_regions
+        self.tileable = first.tileable
         self.totals = [{name: w.float().sum().clamp_min(1e-12) for name, w in r.weights.items()} for r in regions]
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -139,9 +139,10 @@ class RegionStyle(nn.Module):
         """One tile's share of each region's statistics: its positions' weights cut from the
         whole-image maps, divided by the region's whole Σ w (so the shares add up exactly)."""
         return {
-            (i, name): r.loss.statistics(tile.core(feats[name], name), self.totals[i][name],
-                                         tile.region(r.weights[name], name))
-            for i, r in enumerate(self.regions) for name in self.layer_weights
+            (i, name): share
+            for i, r in enumerate(self.regions)
+            for name, share in r.loss.tile_statistics(
+                tile, feats, self.totals[i], {n: tile.region(w, n) for n, w in r.weights.items()}).items()
         }
 
     def compare(self, statistics: dict) -> torch.Tensor:

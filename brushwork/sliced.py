@@ -57,7 +57,6 @@ class SlicedWassersteinLoss(nn.Module):
     name = "sliced"
     summary = "the whole distribution of each layer's features along random directions (sliced Wasserstein)"
     tileable = True  # binned moments of the projections add up over tiles: tile_statistics
-    tiles_regions = False  # a region's weighted quantiles are not (yet) gathered over tiles
 
     def __init__(self, targets: dict[str, torch.Tensor | tuple[torch.Tensor, torch.Tensor]],
                  layer_weights: dict[str, float], seed: int = 0):
@@ -125,21 +124,25 @@ class SlicedWassersteinLoss(nn.Module):
         return sum(w * SCALE_ERROR * self._error(name, features[name], weights and weights[name])
                    for name, w in self.layer_weights.items())
 
-    def tile_statistics(self, tile: Tile, feats: dict[str, torch.Tensor], positions: dict[str, int]) -> dict:
+    def tile_statistics(self, tile: Tile, feats: dict[str, torch.Tensor], positions: dict,
+                        weights: dict[str, torch.Tensor] | None = None) -> dict:
         """One tile's share of every layer's binned moments (sliced_tiles): they add up over
         tiles, so TiledObjective's pass 1 sums them and compare() ranks the whole image's values
-        from them. A new evaluation's pass 1 (the first call without a gradient after a
-        compare) bins over the range the values took in the last one."""
+        from them; with `weights` (a region's mask cut to the tile) each value counts its
+        weight. A new evaluation's pass 1 (the first call without a gradient after a compare)
+        bins over the range the values took in the last one."""
+        counts = {name: int(positions[name]) for name in self.layer_weights}  # with weights: Σ w
         if self._compared and not torch.is_grad_enabled():
-            self.grids = {name: grid.renew(positions[name]) for name, grid in self.grids.items()}
+            self.grids = {name: grid.renew(counts[name]) for name, grid in self.grids.items()}
             self._compared = False
         for name in self.layer_weights:
             if name not in self.grids:  # the first evaluation: over the style's range
                 values = self.targets[name].values
                 low, high = (torch.from_numpy(v).float().unsqueeze(1).to(self.directions[name].device)
                              for v in (values.min(-1), values.max(-1)))
-                self.grids[name] = Grid(low, high, positions[name])
-        return {name: BinnedMoments.apply(tile.core(feats[name], name), self.directions[name], self.grids[name])
+                self.grids[name] = Grid(low, high, counts[name])
+        return {name: BinnedMoments.apply(tile.core(feats[name], name), self.directions[name], self.grids[name],
+                                          None if weights is None else weights[name].flatten().float())
                 for name in self.layer_weights}
 
     def compare(self, statistics: dict) -> torch.Tensor:

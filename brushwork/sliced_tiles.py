@@ -80,13 +80,15 @@ def project(features: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
 
 class BinnedMoments(torch.autograd.Function):
     """One tile's features (its core, 1×C×h×w) projected on `directions` and counted into the
-    grid: 3×M×(bins+2) float32, the count, Σv and Σv² of each group. Backward takes the
+    grid: 3×M×(bins+2) float32, the count, Σv and Σv² of each group (with `weights`, a
+    region's mask at the tile's positions: Σw, Σwv, Σwv²). Backward takes the
     gradients of those sums (compare's) to the features: g₁ + 2g₂v per value, back
     along the directions. Only the features are kept, and the projections recomputed: a
     tile's projections would be as large as its features are many times over."""
 
     @staticmethod
-    def forward(ctx, features: torch.Tensor, directions: torch.Tensor, grid: Grid) -> torch.Tensor:
+    def forward(ctx, features: torch.Tensor, directions: torch.Tensor, grid: Grid,
+                weights: torch.Tensor | None = None) -> torch.Tensor:
         moments = torch.zeros(3, len(directions), grid.bins + 2, device=features.device)
         low, high = (torch.empty(len(directions), 1, device=features.device) for _ in range(2))
         for rows in _chunks(directions, features):
@@ -94,24 +96,25 @@ class BinnedMoments(torch.autograd.Function):
             torch.amin(projected, -1, keepdim=True, out=low[rows])
             torch.amax(projected, -1, keepdim=True, out=high[rows])
             index, offset = _rows(grid, rows).place(projected)
-            moments[0, rows].scatter_add_(-1, index, torch.ones_like(offset))
-            moments[1, rows].scatter_add_(-1, index, offset)
-            moments[2, rows].scatter_add_(-1, index, offset.square_())
+            weight = torch.ones_like(offset) if weights is None else weights.expand_as(offset)
+            moments[0, rows].scatter_add_(-1, index, weight)
+            moments[1, rows].scatter_add_(-1, index, offset * weight)
+            moments[2, rows].scatter_add_(-1, index, offset.square_().mul_(weight))
         grid.see(low, high)
-        ctx.save_for_backward(features, directions)
+        ctx.save_for_backward(features, directions, weights)
         ctx.grid = grid
         return moments
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        features, directions = ctx.saved_tensors
+        features, directions, weights = ctx.saved_tensors
         gradient = torch.zeros(features.shape[1], features[0, 0].numel(), device=features.device)
         for rows in _chunks(directions, features):
             grid = _rows(ctx.grid, rows)
             index, offset = grid.place(project(features, directions[rows]))
             slope = grad[1, rows].gather(-1, index) + 2 * grad[2, rows].gather(-1, index) * offset
-            gradient += directions[rows].T @ slope.float()
-        return gradient.reshape(features.shape).to(features.dtype), None, None
+            gradient += directions[rows].T @ (slope if weights is None else slope * weights).float()
+        return gradient.reshape(features.shape).to(features.dtype), None, None, None
 
 
 def _chunks(directions: torch.Tensor, features: torch.Tensor) -> list[slice]:
@@ -154,7 +157,8 @@ def residual_terms(counts: torch.Tensor, grid: Grid, quantile_at) -> tuple[torch
     counts = counts.double()
     total = counts.sum(-1, keepdim=True).clamp_min(1)
     below = torch.nn.functional.pad(counts[:, :-1].cumsum(-1), (1, 0))  # values under each group
-    first, last = below + 0.5, below + counts.clamp_min(1) - 0.5
+    half = (counts / 2).clamp(max=0.5)  # half a value's weight (a region's soft edge: less)
+    first, last = below + half, below + counts - half
     first[:, [0, -1]] = last[:, [0, -1]] = below[:, [0, -1]] + counts[:, [0, -1]] / 2
     start, end = (torch.from_numpy(quantile_at((ranks / total).cpu().numpy())).to(counts) for ranks in (first, last))
     width = 1 / grid.scale.double()  # M×1: one bin width, in value units

@@ -55,8 +55,6 @@ class StyleTerm(Protocol):
 class GuidedStyleTerm(StyleTerm, Protocol):
     """What STYLE_LOSSES build: a style term that can also be restricted to a region."""
 
-    tiles_regions: bool  # whether regions.RegionStyle of this loss is also tileable
-
     def __call__(self, features: Features, weights: Features | None = None) -> torch.Tensor:
         """With `weights` (per layer, a region's mask: masks.layer_maps), the region's guided loss."""
         ...
@@ -69,8 +67,10 @@ class TileableStyleTerm(StyleTerm, Protocol):
         """As StyleLossKind.statistics: one layer's (or one tile's) share, divided by `positions`."""
         ...
 
-    def tile_statistics(self, tile: Tile, feats: Features, positions: dict[str, int]) -> dict[Any, torch.Tensor]:
-        """One tile's share of the statistics, `positions` being each layer's whole-image count."""
+    def tile_statistics(self, tile: Tile, feats: Features, positions: dict[str, Any],
+                        weights: Features | None = None) -> dict[Any, torch.Tensor]:
+        """One tile's share of the statistics, `positions` being each layer's whole-image count
+        (with `weights`, a region's mask cut to the tile: each layer's whole-image Σ w)."""
         ...
 
     def compare(self, statistics: dict[Any, torch.Tensor]) -> torch.Tensor:

@@ -209,7 +209,6 @@ BAD_INPUTS = [
     (["--optimizer", "sgd"], ["--optimizer: expected one of lbfgs, adam"]),
     (["--preserve-color", "sepia"], ["--preserve-color"]),
     (["--style-loss", "histogram"], ["--style-loss: expected one of gram, meancov, sliced, got 'histogram'"]),
-    (["--style-loss", "sliced", "--tile", "64", "--protect-faces"], ["--style-loss sliced cannot run in tiles (--tile) with masks"]),
     (["--style-scale", "0"], ["--style-scale must be a positive number"]),
     (["--device", "tpu"], ["unknown device 'tpu'"]),
     (["--init", "nowhere.png"], ["--init must be content, noise, fast or an image file"]),

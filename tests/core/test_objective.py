@@ -10,7 +10,6 @@ import torch
 
 from brushwork import tiles
 from brushwork.engine import Engine
-from brushwork.errors import BrushworkError
 from brushwork.losses import STYLE_LOSSES, ContentLoss, MeanCovLoss, StyleLoss, gram_matrix
 from brushwork.objective import (
     Objective,
@@ -23,7 +22,6 @@ from brushwork.objective import (
 from brushwork.options import Options
 from brushwork.presets import PRESETS
 from brushwork.run_description import RunDescription
-from brushwork.regions import Region, RegionStyle
 from brushwork.sliced import SlicedWassersteinLoss
 
 GATYS, TUTORIAL = PRESETS["gatys"], PRESETS["tutorial"]
@@ -61,18 +59,6 @@ def test_only_the_sliced_loss_draws_directions_per_scale_and_seed():
         values = {float(style_loss_for(options.replace(seed=seed), [random_targets(kind, 0)], draw)(features))
                   for seed, draw in ((0, 0), (0, 1), (1, 0))}
         assert len(values) == (3 if name == "sliced" else 1), name
-
-
-def test_sliced_regions_are_refused_by_the_tiled_objective():
-    """The sliced loss tiles, but not (yet) its regions' weighted quantiles: one clear line."""
-    kind = STYLE_LOSSES["sliced"]
-    term = style_loss_for(RunDescription.from_options(Options(style_loss="sliced", style_layers=LAYERS), 1),
-                          [random_targets(kind, 0)])
-    assert term.tileable
-    regional = RegionStyle([Region(term, {n: torch.ones(1, 1, 6, 5) for n in LAYERS}, 1.0)])
-    content = ContentLoss({"relu2_1": torch.rand(1, 4, 6, 5)}, {"relu2_1": 1.0})
-    with pytest.raises(BrushworkError, match="the sliced style loss cannot be evaluated in tiles with masks"):
-        TiledObjective(lambda x: {}, content, regional, (1.0, 5.0, 0.0), tiles=[])
 
 
 def losses_for(engine: Engine, preset, width: int, height: int, wrap: bool = False):

@@ -51,12 +51,12 @@ MEASURE_RUN = textwrap.dedent(
     from brushwork.options import Options
     def status(key):
         return int(re.search(key + r":\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1)) * 1024
-    precision, budget = sys.argv[1], float(sys.argv[2])
+    precision, budget, loss = sys.argv[1], float(sys.argv[2]), sys.argv[3]
     e = Engine(device="cpu")
     c = Image.effect_noise((512, 384), 40).convert("RGB")
     Path("/proc/self/clear_refs").write_text("5")  # the high-water mark from here on: the network is loaded
     base = status("VmRSS")
-    options = Options(size=512, steps=2, scales=1, precision=precision, max_memory=budget)
+    options = Options(size=512, steps=2, scales=1, precision=precision, max_memory=budget, style_loss=loss)
     plan = e.plan(c.size, options)
     e.run(c, [c], options)
     print(json.dumps({"estimate": plan.memory_needed, "measured": status("VmHWM") - base,
@@ -67,14 +67,14 @@ MEASURE_RUN = textwrap.dedent(
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's resettable peak RSS")
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_a_run_under_a_small_budget_keeps_to_it_and_to_the_estimate(precision):
+@pytest.mark.parametrize(("precision", "loss"), [("fp32", "gram"), ("bf16", "gram"), ("bf16", "sliced")])
+def test_a_run_under_a_small_budget_keeps_to_it_and_to_the_estimate(precision, loss):
     """A 512x384 run in a fresh process under --max-memory 0.5, too little for the whole image
     at once: it is tiled, its peak RSS growth beyond the loaded network stays under the budget,
     and the plan's estimate is that peak from -20% to +30%: at this size the terms that do not
     grow with the picture weigh most (benchmarks/memory.py finds it within 10% at 2048-7680 px)."""
     budget = 0.5
-    out = subprocess.run([sys.executable, "-c", MEASURE_RUN, precision, str(budget)],
+    out = subprocess.run([sys.executable, "-c", MEASURE_RUN, precision, str(budget), loss],
                          capture_output=True, text=True, check=True)
     numbers = json.loads(out.stdout.strip().splitlines()[-1])
     assert numbers["tiled"], numbers

@@ -39,8 +39,10 @@ def test_a_full_region_is_the_unmasked_loss(engine, style):
         assert ((grads[0] - grads[1]).norm() / grads[1].norm()).item() < 1e-4, name
 
 
-@pytest.mark.parametrize("loss", ["gram", "meancov"])
+@pytest.mark.parametrize("loss", ["gram", "meancov", "sliced"])
 def test_tiled_equals_whole_with_masks(engine, style, style2, loss):
+    """Gram and meancov exactly; sliced within its bins' interpolation (sliced_tiles), from
+    its second evaluation on (the first bins over the style's range)."""
     width, height = 208, 160
     layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2")
     options = RunDescription.from_options(Options(style_layers=layers[:4], content_layers=layers[4:], style_loss=loss), 2)
@@ -63,11 +65,14 @@ def test_tiled_equals_whole_with_masks(engine, style, style2, loss):
                  else TiledObjective(features, content_loss_for(options, content_targets), term, (1.0, 5.0, 0.1),
                                      tiles=grid))
         objective = regions.KeepContent(inner, run_masks.picture_mask((width, height)), content)
-        y = x.clone().requires_grad_(True)
-        results.append((objective(y), y.grad.clone()))
+        for _ in range(1 if grid is None else 2):
+            y = x.clone().requires_grad_(True)
+            terms = objective(y)
+        results.append((terms, y.grad.clone()))
     (whole, whole_grad), (tiled, tiled_grad) = results
-    assert torch.allclose(tiled, whole, rtol=1e-4)
-    assert ((tiled_grad - whole_grad).norm() / whole_grad.norm()).item() <= 1e-3
+    exact = loss != "sliced"
+    assert torch.allclose(tiled, whole, rtol=1e-4 if exact else 2e-3)
+    assert ((tiled_grad - whole_grad).norm() / whole_grad.norm()).item() <= (1e-3 if exact else 1e-2)
 
 
 def test_weighted_tiled_style_targets_match_the_whole_image(engine, style):
