@@ -142,7 +142,7 @@ class SlicedWassersteinLoss(nn.Module):
                              for v in (values.min(-1), values.max(-1)))
                 self.grids[name] = Grid(low, high, counts[name])
         return {name: BinnedMoments.apply(tile.core(feats[name], name), self.directions[name], self.grids[name],
-                                          None if weights is None else weights[name].flatten().float())
+                                          None if weights is None else weights[name][0, 0].float())
                 for name in self.layer_weights}
 
     def compare(self, statistics: dict) -> torch.Tensor:

@@ -73,33 +73,42 @@ class Grid:
         return index, u - base
 
 
-def project(features: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+def project(features: torch.Tensor, directions: torch.Tensor, band: slice) -> torch.Tensor:
+    """A band of rows of the features (1×C×h×w) along the directions: M × (rows·w), fp32."""
     with torch.autocast(features.device.type, enabled=False):
-        return directions @ features.float().flatten(2)[0]
+        return directions @ features[0, :, band].reshape(features.shape[1], -1).float()
+
+
+def bands(features: torch.Tensor, directions: int) -> list[slice]:
+    """Bands of rows with about CHUNK projected values each: what is binned at a time."""
+    height, width = features.shape[-2:]
+    step = max(1, CHUNK // (directions * width))
+    return [slice(start, start + step) for start in range(0, height, step)]
 
 
 class BinnedMoments(torch.autograd.Function):
     """One tile's features (its core, 1×C×h×w) projected on `directions` and counted into the
-    grid: 3×M×(bins+2) float32, the count, Σv and Σv² of each group (with `weights`, a
-    region's mask at the tile's positions: Σw, Σwv, Σwv²). Backward takes the
-    gradients of those sums (compare's) to the features: g₁ + 2g₂v per value, back
-    along the directions. Only the features are kept, and the projections recomputed: a
+    grid: 3×M×(bins+2) float32, the count, Σv and Σv² of each group (with `weights`, h×w, a
+    region's mask at the tile's positions: Σw, Σwv, Σwv²). Backward takes the gradients of
+    those sums (compare's) to the features: g₁ + 2g₂v per value, back along the directions.
+    A band of rows at a time, and only the features are kept, the projections recomputed: a
     tile's projections would be as large as its features are many times over."""
 
     @staticmethod
     def forward(ctx, features: torch.Tensor, directions: torch.Tensor, grid: Grid,
                 weights: torch.Tensor | None = None) -> torch.Tensor:
         moments = torch.zeros(3, len(directions), grid.bins + 2, device=features.device)
-        low, high = (torch.empty(len(directions), 1, device=features.device) for _ in range(2))
-        for rows in _chunks(directions, features):
-            projected = project(features, directions[rows])
-            torch.amin(projected, -1, keepdim=True, out=low[rows])
-            torch.amax(projected, -1, keepdim=True, out=high[rows])
-            index, offset = _rows(grid, rows).place(projected)
-            weight = torch.ones_like(offset) if weights is None else weights.expand_as(offset)
-            moments[0, rows].scatter_add_(-1, index, weight)
-            moments[1, rows].scatter_add_(-1, index, offset * weight)
-            moments[2, rows].scatter_add_(-1, index, offset.square_().mul_(weight))
+        low = torch.full((len(directions), 1), torch.inf, device=features.device)
+        high = torch.full((len(directions), 1), -torch.inf, device=features.device)
+        for band in bands(features, len(directions)):
+            projected = project(features, directions, band)
+            torch.minimum(low, projected.amin(-1, keepdim=True), out=low)
+            torch.maximum(high, projected.amax(-1, keepdim=True), out=high)
+            index, offset = grid.place(projected)
+            weight = torch.ones_like(offset) if weights is None else weights[band].flatten().expand_as(offset)
+            moments[0].scatter_add_(-1, index, weight)
+            moments[1].scatter_add_(-1, index, offset * weight)
+            moments[2].scatter_add_(-1, index, offset.square_().mul_(weight))
         grid.see(low, high)
         ctx.save_for_backward(features, directions, weights)
         ctx.grid = grid
@@ -108,25 +117,14 @@ class BinnedMoments(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         features, directions, weights = ctx.saved_tensors
-        gradient = torch.zeros(features.shape[1], features[0, 0].numel(), device=features.device)
-        for rows in _chunks(directions, features):
-            grid = _rows(ctx.grid, rows)
-            index, offset = grid.place(project(features, directions[rows]))
-            slope = grad[1, rows].gather(-1, index) + 2 * grad[2, rows].gather(-1, index) * offset
-            gradient += directions[rows].T @ (slope if weights is None else slope * weights).float()
-        return gradient.reshape(features.shape).to(features.dtype), None, None, None
-
-
-def _chunks(directions: torch.Tensor, features: torch.Tensor) -> list[slice]:
-    step = max(1, CHUNK // max(1, features[0, 0].numel()))
-    return [slice(start, start + step) for start in range(0, len(directions), step)]
-
-
-def _rows(grid: Grid, rows: slice) -> Grid:
-    """The grid of some of its directions."""
-    part = Grid.__new__(Grid)
-    part.bins, part.low, part.scale, part.seen = grid.bins, grid.low[rows], grid.scale[rows], None
-    return part
+        gradient = torch.empty_like(features)  # in the features' own layout (channels-last)
+        for band in bands(features, len(directions)):
+            index, offset = ctx.grid.place(project(features, directions, band))
+            slope = grad[1].gather(-1, index) + 2 * grad[2].gather(-1, index) * offset
+            if weights is not None:
+                slope *= weights[band].flatten()
+            gradient[0, :, band] = (directions.T @ slope).reshape(gradient[0, :, band].shape)
+        return gradient, None, None, None
 
 
 class BinnedError(torch.autograd.Function):
