@@ -22,7 +22,7 @@ import torch
 # 256-2048 values a bin on the first three layers: their moments take 0.9 GiB).
 VALUES_PER_BIN, FEWEST, MOST = 16, 4096, 1 << 14
 WIDEN = 0.05  # of the last range, on each side: the next evaluation's values stay inside
-CHUNK = 1 << 22  # values binned at a time (their indices and offsets are 12 bytes each)
+CHUNK = 1 << 20  # values binned at a time (a band of rows: their projections, indices, offsets)
 
 
 def bins_for(positions: int) -> int:
@@ -34,11 +34,12 @@ def tiled_bytes(layers: list[tuple[int, int]], tile_values: list[int]) -> int:
     positions) in the whole image: every layer's moments, held through an evaluation (the
     sums over the tiles, one tile's share, their gradients, A and C: 11 float32 a bin), and
     compare's float64 work on one layer (8 a bin); for one tile (`tile_values`: its layers'
-    feature values), a chunk's indices, offsets and projections (40 bytes a value) and the
-    gradient of its largest layer (fp32)."""
+    feature values), a band's indices, offsets and projections (40 bytes a value) and 8 bytes
+    a value of its largest layer: the gradient handed back, and the sum autograd makes of it
+    and the network's (measured at 2048 and 4096 px, bf16 and fp32: benchmarks/memory.py)."""
     bins = [channels * (bins_for(positions) + 2) for channels, positions in layers]
     moments = 11 * 4 * sum(bins) + 8 * 8 * max(bins, default=0)
-    return moments + 40 * min(CHUNK, max(tile_values, default=0)) + 4 * max(tile_values, default=0)
+    return moments + 40 * min(CHUNK, max(tile_values, default=0)) + 8 * max(tile_values, default=0)
 
 
 class Grid:
