@@ -10,7 +10,8 @@ each bin's residuals are A + C·v and their squares add up from the three sums: 
 second look at the values. Pass 2 hands each tile its positions' gradient 2(A + C·v), the
 targets held constant as a sort's ranks would be. The bins span the range the values took at
 the previous evaluation, widened by a margin (at the first one, the style's); values outside
-it fall in one group below and one above, whose target is flat (the style's extreme there).
+it fall in one group below and one above, whose target is flat (the style's quantile at the
+middle of the group's ranks).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 
 # Bins per direction: one per VALUES_PER_BIN values, at least FEWEST (so that short
 # directions' values mostly sit alone in a bin, ranked exactly), at most MOST (at 7680×4320
-# 256-2048 values a bin on the first three layers: their moments take 0.9 GiB).
+# 127-2025 values a bin on the first three layers; all layers' moments then take 1.3 GiB).
 VALUES_PER_BIN, FEWEST, MOST = 16, 4096, 1 << 14
 WIDEN = 0.05  # of the last range, on each side: the next evaluation's values stay inside
 CHUNK = 1 << 20  # values binned at a time (a band of rows: their projections, indices, offsets)
