@@ -39,8 +39,8 @@ from pathlib import Path
 
 import torch
 from losses import SHARED, SKIMAGE
-from measures import colour_distance, feature_distance, mobilenet_distance
-from PIL import Image, ImageDraw, ImageFont
+from measures import colour_distance, contact_sheet, feature_distance, mobilenet_distance
+from PIL import Image
 
 from brushwork import api, images, plan
 from brushwork.devices import pick_dtype
@@ -249,37 +249,21 @@ def print_tables(table: dict, results: dict) -> None:
                   f"{r['colour']:.2f} | {r['feature']:.4f} | {r['mobilenet']:.3f} |")
 
 
-def draw_sheet(pairs: list, results: dict, args: argparse.Namespace, box: int = 176) -> None:
+def draw_sheet(pairs: list, results: dict, args: argparse.Namespace) -> None:
     """Rows: the pairs; columns: photo, painting, then each configuration with its measures."""
-    font, small = ImageFont.load_default(size=13), ImageFont.load_default(size=11)
     labels = [c.label for c in CONFIGS if any(c.label in results[p[0]] for p in pairs)]
     configs = {c.label: c for c in CONFIGS}
-    label_h, pad = 40, 6
-    cells_of = []
+
+    def caption(m: dict | None) -> str:
+        return (f"content {m['content']:.2f}  cpu {m['cpu_seconds']:.0f} s\ncolour {m['colour']:.1f}  "
+                f"feat {m['feature']:.3f}\nmobilenet {m['mobilenet']:.3f}") if m else "not run"
+
+    rows = []
     for name, content, style in pairs:
         kept = [Image.open(kept_path(Path(args.outputs), args.size, name, configs[lab]).with_suffix(".png")).convert("RGB")
-                if lab in results[name] else Image.new("RGB", (box, box // 2), "#eeeeee") for lab in labels]
-        cells = [content.copy(), style.copy(), *kept]
-        for image in cells:
-            image.thumbnail((box, box), Image.LANCZOS)
-        cells_of.append((name, cells, max(image.height for image in cells)))
-    sheet = Image.new("RGB", ((2 + len(labels)) * (box + pad) + pad, 24 + sum(h + label_h + pad for *_, h in cells_of)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for c, title in enumerate(("photo", "painting", *labels)):
-        draw.text((pad + c * (box + pad), 5), title, fill="black", font=font)
-    top = 24
-    for name, cells, height in cells_of:
-        for c, image in enumerate(cells):
-            x = pad + c * (box + pad)
-            sheet.paste(image, (x, top))
-            if c >= 2:
-                m = results[name].get(labels[c - 2])
-                text = (f"content {m['content']:.2f}  cpu {m['cpu_seconds']:.0f} s\ncolour {m['colour']:.1f}  "
-                        f"feat {m['feature']:.3f}\nmobilenet {m['mobilenet']:.3f}") if m else "not run"
-                draw.multiline_text((x, top + height + 1), text, fill="black", font=small, spacing=1)
-        draw.multiline_text((pad, top + height + 1), name.replace(" / ", "\n/ "), fill="black", font=small, spacing=1)
-        top += height + label_h + pad
-    images.write_atomic(Path(args.sheet), lambda path: sheet.save(path, "JPEG", quality=82, optimize=True))
+                if lab in results[name] else Image.new("RGB", (176, 88), "#eeeeee") for lab in labels]
+        rows.append((name, [content, style, *kept], ["", "", *(caption(results[name].get(lab)) for lab in labels)]))
+    contact_sheet(["photo", "painting", *labels], rows, Path(args.sheet), box=176)
 
 
 def main() -> None:

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from measures import colour_distance, feature_distance
-from PIL import Image, ImageDraw, ImageFont
+from measures import colour_distance, contact_sheet, feature_distance
+from PIL import Image
 
 from brushwork import api, images, lbfgs
 from brushwork.engine import Engine
@@ -189,8 +189,8 @@ def summary(results: dict) -> dict:
 
 
 def print_table(table: dict, chosen: dict, timing: dict) -> None:
-    print(f"\n| loss | weight | content | gram style | colour (Lab) | feature | s/run | s/full-size step | "
-          f"s/eval best (median) |")
+    print("\n| loss | weight | content | gram style | colour (Lab) | feature | s/run | s/full-size step | "
+          "s/eval best (median) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for loss, t in table.items():
         print(f"| {loss} | {chosen[loss]:g} | {t['content']:.3f} | {t['gram']:.4f} ({t['best_gram']}) | "
@@ -202,33 +202,17 @@ def print_table(table: dict, chosen: dict, timing: dict) -> None:
               f"{timing[loss]['median'] / gram['median']:.2f}× (median)")
 
 
-def draw_sheet(pairs: list, results: dict, args: argparse.Namespace, box: int = 232) -> None:
+def draw_sheet(pairs: list, results: dict, args: argparse.Namespace) -> None:
     """Rows: the pairs; columns: content, style, then each loss's output with its measures."""
-    outputs, font, small = Path(args.outputs), ImageFont.load_default(size=15), ImageFont.load_default(size=12)
+    outputs = Path(args.outputs)
     rows = []
     for r, (name, content, style) in enumerate(pairs):
-        cells = [content.copy(), style.copy(), *(Image.open(outputs / f"{r}-{loss}.png").convert("RGB") for loss in LOSSES)]
-        for image in cells:
-            image.thumbnail((box, box), Image.LANCZOS)
-        rows.append((name, cells, max(image.height for image in cells)))
-    label, pad = 32, 8
-    sheet = Image.new("RGB", ((2 + len(LOSSES)) * (box + pad) + pad, 28 + sum(h + label + pad for *_, h in rows)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for c, title in enumerate(("content", "style", *(f"{loss} (weight {results_weight(results, loss):g})" for loss in LOSSES))):
-        draw.text((pad + c * (box + pad), 6), title, fill="black", font=font)
-    top = 28
-    for name, cells, height in rows:
-        for c, image in enumerate(cells):
-            x = pad + c * (box + pad)
-            sheet.paste(image, (x, top))
-            if c >= 2:
-                m = results[name][LOSSES[c - 2]]
-                text = f"content {m['content']:.2f}  gram {m['gram']:.3f}\ncolour {m['colour']:.1f}  feature {m['feature']:.3f}"
-                draw.multiline_text((x, top + height + 2), text, fill="black", font=small, spacing=2)
-        draw.text((pad, top + height + 2), name, fill="black", font=small)
-        top += height + label + pad
-    Path(args.sheet).parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(args.sheet, quality=88)
+        captions = [f"content {m['content']:.2f}  gram {m['gram']:.3f}\ncolour {m['colour']:.1f}  feature {m['feature']:.3f}"
+                    for m in (results[name][loss] for loss in LOSSES)]
+        rows.append((name, [content, style, *(Image.open(outputs / f"{r}-{loss}.png").convert("RGB") for loss in LOSSES)],
+                     ["", "", *captions]))
+    titles = ["content", "style", *(f"{loss} (weight {results_weight(results, loss):g})" for loss in LOSSES)]
+    contact_sheet(titles, rows, Path(args.sheet), box=232, font_size=15)
 
 
 def results_weight(results: dict, loss: str) -> float:

@@ -11,15 +11,17 @@ no loss wins by construction.
             extra) gives the output and the painting, each vector the mean over three squares
             (start, centre and end of the long side) so that one crop does not decide
 
-Not a module of the package: benchmarks import it as `from measures import ...` (a script's
+Also the contact sheet both draw (contact_sheet). Not a module of the package: benchmarks import it as `from measures import ...` (a script's
 own folder is on its path).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from skimage.color import rgb2lab
 
 from brushwork import images
@@ -90,3 +92,30 @@ def mobilenet_distance(output: Image.Image, style: Image.Image) -> float:
     itself, and what a network trained on other goals than VGG19's says of the style."""
     target = style_vector(same_scale(style, output))
     return float(np.linalg.norm(style_vector(output) - target) / np.linalg.norm(target))
+
+
+def contact_sheet(titles: list[str], rows: list[tuple[str, list[Image.Image], list[str]]], target: Path,
+                  box: int, font_size: int = 13) -> None:
+    """A benchmark page's sheet: a title over each column, then per row (a pair) its pictures
+    fitted in box×box, each with its caption under it (`captions`, "" for none) and the row's
+    name under the first; written whole as a JPEG."""
+    font, small = ImageFont.load_default(size=font_size), ImageFont.load_default(size=font_size - 2)
+    label_h, pad, top = 40, 6, 24
+    fitted = []
+    for name, cells, captions in rows:
+        cells = [cell.copy() for cell in cells]
+        for image in cells:
+            image.thumbnail((box, box), Image.LANCZOS)
+        fitted.append((name, cells, captions, max(image.height for image in cells)))
+    sheet = Image.new("RGB", (len(titles) * (box + pad) + pad, top + sum(h + label_h + pad for *_, h in fitted)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for c, title in enumerate(titles):
+        draw.text((pad + c * (box + pad), 5), title, fill="black", font=font)
+    for name, cells, captions, height in fitted:
+        for c, (image, caption) in enumerate(zip(cells, captions)):
+            x = pad + c * (box + pad)
+            sheet.paste(image, (x, top))
+            draw.multiline_text((x, top + height + 1), caption, fill="black", font=small, spacing=1)
+        draw.multiline_text((pad, top + height + 1), name.replace(" / ", "\n/ "), fill="black", font=small, spacing=1)
+        top += height + label_h + pad
+    images.write_atomic(target, lambda path: sheet.save(path, "JPEG", quality=82, optimize=True))
