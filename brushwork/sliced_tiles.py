@@ -70,9 +70,9 @@ class Grid:
         """Each value's group (0: below the bins, 1..bins, bins+1: above) and offset v in it, in
         bin widths (from the group's lower edge; below: from the first edge, negative)."""
         u = (projected - self.low) * self.scale
-        base = u.floor().clamp_(0, self.bins)
-        index = (u.floor().clamp_(-1, self.bins) + 1).long()
-        return index, u - base
+        floor = u.floor()
+        index = (floor.clamp(-1, self.bins) + 1).long()
+        return index, u - floor.clamp_(0, self.bins)
 
 
 def project(features: torch.Tensor, directions: torch.Tensor, band: slice) -> torch.Tensor:
