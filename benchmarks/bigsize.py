@@ -4,8 +4,8 @@ runs take, and how long does a poster take on this machine. Prints tables, write
     python benchmarks/bigsize.py exact              # tiled vs whole objective and gradient, per-eval cost
     python benchmarks/bigsize.py memory             # peak RSS of 1024, 2048, 4096 px (and --sizes 7680)
     python benchmarks/bigsize.py poster             # a 3840x2160 picture, timed, with a 100% crop
-    python benchmarks/bigsize.py auto               # --steps auto against fixed step counts, equal J
-    python benchmarks/bigsize.py auto --auto-size 3840 --fixed-steps 500   # the same at 4K
+    python benchmarks/bigsize.py auto               # --steps auto against the default's steps (and --fixed-steps)
+    python benchmarks/bigsize.py auto --auto-size 3840 --rerun   # the same at 4K, the kept rows dropped
     python benchmarks/bigsize.py styleres           # the style at its own size vs enlarged: 100% crops
 
 Each measurement that times or measures memory runs in its own process (`/usr/bin/time -v`
@@ -25,6 +25,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from brushwork.options import DEFAULT_STEPS, DEFAULT_STYLE_LOSS
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "images"
@@ -176,7 +178,7 @@ def auto_pairs(names: list[str]) -> list[tuple[Path, Path]]:
 def auto_run(content: Path, style: Path, size: int, steps: str) -> dict:
     """One stylize run in its own process: wall time, and J and steps per scale from its trace."""
     stem = OUT / f"auto-{size}-{content.stem}-{style.stem}-{steps}"
-    row = {"content": content.name, "style": style.name, "size": size, "steps": steps,
+    row = {"content": content.name, "style": style.name, "size": size, "steps": steps, "style_loss": DEFAULT_STYLE_LOSS,
            "output": stem.with_suffix(".png").name, **machine(),
            **timed_process(stylize_command(content, style, stem.with_suffix(".png"), size, "--steps", steps,
                                            "--trace", str(stem.with_suffix(".json"))))}
@@ -203,7 +205,7 @@ def auto(args: argparse.Namespace) -> dict:
     auto's J. Runs already in the results file (same pair, size and steps) are kept, not re-run:
     each is minutes to an hour."""
     path = RESULTS / f"bigsize-auto-{args.auto_size}.json"
-    kept = json.loads(path.read_text())["result"]["rows"] if path.exists() else []
+    kept = json.loads(path.read_text())["result"]["rows"] if path.exists() and not args.rerun else []
     rows = []
     for content, style in auto_pairs(args.auto_pairs):
         runs = []
@@ -321,8 +323,10 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
     parser.add_argument("--poster-steps", help="--steps-per-scale for the poster (default: brushwork's)")
     parser.add_argument("--auto-size", type=int, default=384)
-    parser.add_argument("--fixed-steps", type=int, nargs="*", default=[300, 600, 1000],
-                        help="fixed --steps to set against auto (1000 is auto's own cap)")
+    parser.add_argument("--fixed-steps", type=int, nargs="*", default=[DEFAULT_STEPS],
+                        help=f"fixed --steps to set against auto (default: the default's, {DEFAULT_STEPS})")
+    parser.add_argument("--rerun", action="store_true",
+                        help="auto: drop the kept rows and run every pair again (after a change to the defaults)")
     parser.add_argument("--auto-pairs", nargs="+", default=["rocket.jpg:starry_night.jpg"],
                         help="CONTENT:STYLE from ../shared/images/content and styles")
     parser.add_argument("--styleres-size", type=int, default=1920)

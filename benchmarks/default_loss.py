@@ -2,10 +2,11 @@
 (portraits, a still life, a night scene, an interior, a wall, a texture as style), each run the
 way a user's run goes (brushwork.api.run, three scales, --precision auto), with
 
-  gram            today's default: style weight 5, 300 steps split 180/81/39 (plan.SCALE_SPLIT)
+  gram            the old default: style weight 5, 300 steps split 180/81/39
   sliced, meancov at their weight from the style-loss sweep (results/losses.json), same steps
   gram 120/81/39, sliced 120/81/39   the coarsest scale cut to 120 steps (240 in all)
   gram 100/60/40, sliced 100/60/40   200 steps, half at the coarsest scale
+  sliced 90/54/36                    the new default: 180 steps (options.DEFAULT_STEPS, plan.SCALE_SPLIT)
 
 and scored on measures no loss optimizes (measures.py: colour, feature and the MobileNet style
 vector distance), besides brushwork.score's content and Gram style distances. The unpainted
@@ -42,7 +43,7 @@ from losses import SHARED, SKIMAGE
 from measures import colour_distance, contact_sheet, feature_distance, mobilenet_distance
 from PIL import Image
 
-from brushwork import api, images, plan
+from brushwork import api, images
 from brushwork.devices import pick_dtype
 from brushwork.engine import Engine
 from brushwork.options import Options
@@ -50,7 +51,7 @@ from brushwork.score import score
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-STEPS = 300
+OLD_DEFAULT = (180, 81, 39)  # gram's 300 steps over three scales, the default before sliced's 90/54/36
 WEIGHTS = json.loads((HERE / "results" / "losses.json").read_text())["weights"]  # the sweep's choice per loss
 PAIRS = [  # (name, content, style)
     ("astronaut / starry night", SKIMAGE / "astronaut.png", SHARED / "styles/starry_night.jpg"),
@@ -62,7 +63,7 @@ PAIRS = [  # (name, content, style)
     ("brick wall / matisse", SKIMAGE / "brick.png", SHARED / "styles/matisse_woman_with_a_hat.jpg"),
     ("cat / ihc (texture)", SKIMAGE / "chelsea.png", SKIMAGE / "ihc.png"),
 ]
-RESPLIT, SHORTER = (120, 81, 39), (100, 60, 40)
+RESPLIT, SHORTER, EQUAL_TIME = (120, 81, 39), (100, 60, 40), (90, 54, 36)
 
 
 @dataclass(frozen=True)
@@ -71,15 +72,16 @@ class Config:
 
     label: str
     loss: str
-    split: tuple[int, ...] | None  # None: today's default split of STEPS
+    split: tuple[int, ...] | None  # None: the old default, OLD_DEFAULT
 
     def steps(self) -> tuple[int, ...]:
-        return self.split or tuple(plan.split_steps(STEPS, 3))
+        return self.split or OLD_DEFAULT
 
 
 CONFIGS = [Config("gram", "gram", None), Config("sliced", "sliced", None), Config("meancov", "meancov", None),
            Config("gram 120/81/39", "gram", RESPLIT), Config("sliced 120/81/39", "sliced", RESPLIT),
-           Config("gram 100/60/40", "gram", SHORTER), Config("sliced 100/60/40", "sliced", SHORTER)]
+           Config("gram 100/60/40", "gram", SHORTER), Config("sliced 100/60/40", "sliced", SHORTER),
+           Config("sliced 90/54/36", "sliced", EQUAL_TIME)]
 MEASURES = ("seconds", "cpu_seconds", "final_j", "content", "gram", "colour", "feature", "mobilenet")
 
 
@@ -286,7 +288,7 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "cpu": cpu_name(), "cpus": os.cpu_count(), "torch": torch.__version__,
                     "precision": str(pick_dtype("auto", torch.device("cpu"))).removeprefix("torch."),
                     "load_average_before": load_before, "load_average_after": os.getloadavg()},
-        "settings": {"size": args.size, "steps": STEPS, "threads": args.threads, "weights": WEIGHTS,
+        "settings": {"size": args.size, "steps": list(OLD_DEFAULT), "threads": args.threads, "weights": WEIGHTS,
                      "configs": [asdict(c) | {"steps": c.steps()} for c in CONFIGS]},
         "summary": table, "against_gram": paired, "runs": results, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "seconds": round(time.perf_counter() - started, 1),

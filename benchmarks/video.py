@@ -58,13 +58,16 @@ from brushwork.fast.apply import resolve_model
 from brushwork.fast.backend import Settings, Stylizer
 from brushwork.fast.consistency import Consistency
 from brushwork.fast.net import load_model
-from brushwork.options import Options
+from brushwork.options import DEFAULT_STYLE_LOSS, Options
 from brushwork.score import score
 
 sys.path.insert(0, str(Path(__file__).parent))
 import video_clips  # noqa: E402
 
 WORK = Path("benchmarks/out/video")
+# The optimization rows' cache names the default style loss they ran with (gram's frames,
+# from before sliced became the default, sit in folders without it).
+LOSS_TAG = "" if DEFAULT_STYLE_LOSS == "gram" else f"-{DEFAULT_STYLE_LOSS}"
 STYLE = "starry_night.jpg"
 FAST = {"fast-off": "off", "fast-blend": "blend", "fast-flow": "flow"}
 
@@ -216,7 +219,7 @@ def run_clip(name: str, args: argparse.Namespace, style: tuple[Path, Image.Image
     if name not in args.opt_clips:
         return results
     small = make_clip(name, args.opt_size, args.opt_frames)
-    folder = WORK / f"{name}-{args.opt_size}px-{args.opt_frames}f-{args.opt_steps}steps"
+    folder = WORK / f"{name}-{args.opt_size}px-{args.opt_frames}f-{args.opt_steps}steps{LOSS_TAG}"
     results["input-opt"] = {"warping_error": float(np.mean(video_clips.warping_errors(small.frames, small))), "size": args.opt_size}
     opt_rows = {"input": small.frames}
     for row in (r for r in args.rows if r in ("stills", "video")):

@@ -34,7 +34,7 @@ from .objective import (
     tiled_grams,
 )
 from .options import Options
-from .plan import Plan, Scale, largest_fitting_size, make_plan, min_side
+from .plan import Plan, Scale, carried_steps, largest_fitting_size, make_plan, min_side
 from .temporal import Temporal, TemporalTarget
 from .recorder import Progress, Recorder, StepRecord
 from .run_description import RunDescription
@@ -226,7 +226,7 @@ class Painting:
 
     def paint(self) -> None:
         """Every scale, coarse to fine; the result is left in self.x (or the recorder's last_good)."""
-        optimizer = None
+        optimizer, spare = None, 0.0  # spare: pixels' evaluations settled scales left (--steps auto)
         try:
             for index, scale in enumerate(self.plan.scales):
                 objective = self.objective_at(index, scale)
@@ -234,8 +234,10 @@ class Painting:
                 x = images.resize(self.x, scale.size).to(self.engine.device).contiguous().requires_grad_(True)
                 self.x = x
                 optimizer = self._optimizer(x, scale.history, optimizer, previous_pixels)
-                if not self.optimize_scale(index, x, objective, optimizer, scale.steps):
+                steps, spare = carried_steps(scale.steps, spare, scale.size)
+                if not self.optimize_scale(index, x, objective, optimizer, steps):
                     return
+                spare += (steps - self.recorder.steps_at(index)) * scale.size[0] * scale.size[1]
                 self.x = x.detach().clamp(0, 1)
         except KeyboardInterrupt:
             self.recorder.stop_reason = "interrupted"

@@ -29,12 +29,15 @@ PRECISIONS = ("auto", "fp32", "bf16")
 POOLINGS = ("max", "avg")
 WEIGHT_FORMATS = ("auto", "caffe", "torchvision")
 DEFAULT_MAX_PIXELS = 8192 * 8192
-# --steps auto: the steps a run may take at most (split over the scales like a number would
-# be), and when a scale stops: its objective J improved by less than AUTO_TOLERANCE (relative)
-# over its last AUTO_WINDOW steps. 0.5% over 10 steps is where further steps stop changing the
-# picture to the eye (measured in benchmarks/bigsize.py); each scale hands on to a finer one
-# that will refine it anyway.
-AUTO_STEPS = 1000
+# The default run: the sliced loss, 180 steps (90/54/36 over three scales). On eight photo ×
+# painting pairs at 512 px it keeps more of the photo than Gram's old default (300 steps,
+# 180/81/39) with truer colours and textures, in no more time (docs/benchmarks/default-loss.md).
+DEFAULT_STYLE_LOSS = "sliced"
+DEFAULT_STEPS = 180
+# --steps auto: the default's budget, spent where J still moves. A scale stops once its
+# objective J improved by less than AUTO_TOLERANCE (relative) over its last AUTO_WINDOW steps,
+# and the evaluations it left go to the next scale (plan.carried_steps); so an auto run costs
+# at most the default's time (docs/benchmarks/bigsize.md#steps-auto-against-fixed-counts).
 AUTO_WINDOW = 10
 AUTO_TOLERANCE = 0.005
 # --protect-faces given bare: faces keep 0.8 of the photo (regions.py: a face pixel may move a
@@ -61,10 +64,10 @@ class Options:
     content_weight: float = 1.0
     style_weight: float = 5.0
     tv_weight: float = 0.0
-    style_loss: str = "gram"  # what of the style is matched: losses.STYLE_LOSSES
+    style_loss: str = DEFAULT_STYLE_LOSS  # what of the style is matched: losses.STYLE_LOSSES
     optimizer: str = "lbfgs"
     lr: float | None = None  # None: 1.0 for L-BFGS, 0.02 for Adam
-    steps: int | str = 300  # or "auto": each scale until it converges (AUTO_*)
+    steps: int | str = DEFAULT_STEPS  # or "auto": the default's budget, each scale until it settles (AUTO_*)
     scales: int | None = None  # None: 3 from 384 px up, else 1
     steps_per_scale: tuple[int, ...] | None = None  # None: derived from `steps`, see plan.schedule
     init: str = "content"  # content | noise | fast (the arbitrary-style network's picture) | path to an image
@@ -109,8 +112,8 @@ class Options:
 
     @property
     def step_budget(self) -> int:
-        """Steps to plan for: --steps, or with --steps auto the most it may take."""
-        return AUTO_STEPS if self.steps == "auto" else self.steps
+        """Steps to plan for: --steps, or with --steps auto the default's, the most it may cost."""
+        return DEFAULT_STEPS if self.steps == "auto" else self.steps
 
     @property
     def learning_rate(self) -> float:

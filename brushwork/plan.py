@@ -17,11 +17,13 @@ from .vgg import LAYER_INDEX, VGG19
 
 MULTISCALE_FROM = 384  # outputs this large (longest side) or larger default to coarse-to-fine
 COARSEST = 256  # big outputs get more scales, each double the last, from about this long side
-# How a multi-scale run splits --steps between its scales, coarse to fine. Runs with more
-# scales (big outputs) give each finer scale a quarter of the steps of the one before: a step
-# there costs four times as much, so every scale takes about the same time, and the top
-# scales, where steps only refine brush strokes, get a few (benchmarks/bigsize.py).
-SCALE_SPLIT = {1: [1.0], 2: [0.7, 0.3], 3: [0.6, 0.27, 0.13]}
+# How a multi-scale run splits --steps between its scales, coarse to fine. Three scales: half
+# at the coarsest, where about 100 steps settle the layout and more change nothing the finer
+# scales keep (docs/benchmarks/default-loss.md). Runs with more scales (big outputs) give
+# each finer scale a quarter of the steps of the one before: a step there costs four times as
+# much, so every scale takes about the same time, and the top scales, where steps only refine
+# brush strokes, get a few (benchmarks/bigsize.py).
+SCALE_SPLIT = {1: [1.0], 2: [0.7, 0.3], 3: [0.5, 0.3, 0.2]}
 FINER_SHARE = 0.25
 CPU_BUDGET = CPU_BUDGET_GIB * 2**30  # without --max-memory, on a CPU (devices.py says why)
 TILE_SIDES = (2048, 1536, 1024, 512, 256)  # tile cores tried, largest first (less margin overhead)
@@ -120,6 +122,14 @@ def split_steps(steps: int, n: int) -> list[int]:
     split = [part / sum(split) for part in split]
     counts = [max(1, round(steps * part)) for part in split[:-1]]
     return counts + [max(1, steps - sum(counts))]  # the finest scale takes the rounding
+
+
+def carried_steps(steps: int, spare: float, size: tuple[int, int]) -> tuple[int, float]:
+    """--steps auto: a scale's planned `steps` plus what the scales before it left unspent
+    (`spare`, in evaluated pixels), and what is still left over after whole steps at `size`."""
+    pixels = size[0] * size[1]
+    extra = int(spare // pixels)
+    return steps + extra, spare - extra * pixels
 
 
 def schedule(options: Options, width: int, height: int, layers: tuple[str, ...]) -> list[tuple[tuple[int, int], int]]:
@@ -292,26 +302,47 @@ def make_plan(
     dtype = pick_dtype(options.precision, device)
     free = available_bytes(device)
     budget = memory_budget(options, device, free)
-    scales = [fit_scale(size, steps, options, layers, dtype, budget) for size, steps in schedule(options, width, height, layers)]
+    held = style_targets_bytes(style_sizes, max(width, height), options)
+    budget_left = None if budget is None else budget - held
+    scales = [fit_scale(size, steps, options, layers, dtype, budget_left)
+              for size, steps in schedule(options, width, height, layers)]
     if scales[-1] is None or None in scales:
-        _refuse_memory(width, height, options, layers, dtype, budget, device)
-    needed = max(scale.memory for scale in scales)
+        _refuse_memory(width, height, options, layers, dtype, (budget, held), device)
+    needed = held + max(scale.memory for scale in scales)
     return Plan(width, height, layers, dtype, scales, needed, free, budget, tiles.margin_for(layers))
 
 
+def style_targets_bytes(style_sizes: list[tuple[int, int]], long_side: int, options: Options) -> int:
+    """What the style targets hold through the run: the sliced loss keeps each painting's
+    samples (at most sliced.STYLE_VALUES a layer) and their quantiles, at the final scale's
+    style size, and a blend of paintings one more copy of them side by side; the other losses
+    keep C×C statistics only."""
+    if options.style_loss != "sliced":
+        return 0
+    held = 0
+    for sw, sh in style_sizes:
+        fitted = images.fit_size(sw, sh, options.style_side(long_side, max(sw, sh)))
+        held += sliced.style_sample_bytes(style_shapes(*fitted, options.layers[0]))
+    return held * (2 if len(style_sizes) > 1 else 1)
+
+
 def _refuse_memory(width: int, height: int, options: Options, layers: tuple[str, ...], dtype: torch.dtype,
-                   budget: int, device: torch.device) -> None:
-    """Raise the error for a run that fits in no way, naming the largest --size that does."""
+                   budget_held: tuple[int, int], device: torch.device) -> None:
+    """Raise the error for a run that fits in no way, naming the largest --size that does
+    (`budget_held`: the budget, and what the style targets hold of it)."""
+    budget, held = budget_held
+
     def fits(side: int) -> bool:
         w, h = images.fit_size(width, height, side)
-        return fit_scale((w, h), MIN_HISTORY, options.replace(tile=None), layers, dtype, budget) is not None
+        steps = schedule(options, w, h, layers)[-1][1]  # the final scale's: they decide its history
+        return fit_scale((w, h), steps, options.replace(tile=None), layers, dtype, budget - held) is not None
 
     low, high = 1, max(width, height)
     while low < high:
         mid = (low + high + 1) // 2
         low, high = (mid, high) if fits(mid) else (low, mid - 1)
     least = tiled_peak_bytes(width, height, layers, dtype, min(TILE_SIDES), 2 * MIN_HISTORY + FIXED_COPIES,
-                             options.layers[1]) + style_term_bytes(width, height, options, dtype, min(TILE_SIDES))
+                             options.layers[1]) + style_term_bytes(width, height, options, dtype, min(TILE_SIDES)) + held
     raise BrushworkError(
         f"a {width}x{height} run needs at least {least / 2**30:.1f} GiB but {budget / 2**30:.1f} GiB is allowed on "
         f"{device} (--max-memory, or what is free); the largest --size that fits is about {low}"

@@ -109,6 +109,10 @@ class Recorder:
             self.callback(Progress(self.step, self.total_steps, index, self.n_scales, self.records[-1], x, self.finish))
         return True
 
+    def steps_at(self, index: int) -> int:
+        """Steps recorded at scale `index` (all of its steps once the scale has ended)."""
+        return sum(1 for r in self.records if r.scale == index)
+
     def converged(self, index: int) -> bool:
         """--steps auto: J improved by less than AUTO_TOLERANCE over this scale's last AUTO_WINDOW steps."""
         totals = [r.total for r in self.records[-AUTO_WINDOW - 1:] if r.scale == index]

@@ -77,21 +77,22 @@ class SlicedWassersteinLoss(nn.Module):
 
     @staticmethod
     def statistics(features: torch.Tensor, positions=None, weights: torch.Tensor | None = None):
-        """The samples themselves: every position's feature vector, N×C×P, in fp32; with
-        `weights` (a --style-regions mask), the positions it covers and their weights."""
+        """The samples themselves: the positions' feature vectors, N×C×P, in fp32 (at most
+        STYLE_VALUES values, `thinned`); with `weights` (a --style-regions mask), the
+        positions it covers and their weights."""
         with torch.autocast(features.device.type, enabled=False):
             samples = features.float().flatten(2)
         if weights is None:
-            return samples
+            return thinned(samples)
         weights = weights.float().flatten()
-        return samples[..., weights > 0], weights[weights > 0]
+        return thinned((samples[..., weights > 0], weights[weights > 0]))
 
     @staticmethod
     def gather(total, share):
         """Two tiles' statistics together (objective.tiled_grams): samples (and weights) side by side."""
         if isinstance(total, tuple):
-            return torch.cat([total[0], share[0]], -1), torch.cat([total[1], share[1]])
-        return torch.cat([total, share], -1)
+            return thinned((torch.cat([total[0], share[0]], -1), torch.cat([total[1], share[1]])))
+        return thinned(torch.cat([total, share], -1))
 
     @classmethod
     def build(cls, targets: list[dict], style_weights: list[float], layer_weights: dict[str, float],
@@ -163,6 +164,30 @@ class SlicedWassersteinLoss(nn.Module):
         w = None if weights is None else weights.flatten().float()
         share = 1.0 if w is None else w.sum().clamp_min(1e-12) / positions
         return SquaredResiduals.apply(features, self.directions[name], quantiles, w) / (energy * share * len(features))
+
+
+# The style's sample values a layer keeps at most: a large painting's positions are taken at
+# a regular stride, which keeps its distribution (a quantile's error about 1/sqrt(positions))
+# and bounds what its targets hold (the fp32 samples and their sorted fp32 projections,
+# SAMPLE_BYTES a value) whatever the painting's size: relu1_1 keeps up to 262144 positions
+# (a 512 px painting's 164k all), relu5_1 32768.
+STYLE_VALUES, SAMPLE_BYTES = 1 << 24, 8
+
+
+def style_sample_bytes(layers: list[tuple[int, int]]) -> int:
+    """What one style's targets hold for layers of (channels, positions) at the painting's size."""
+    return SAMPLE_BYTES * sum(min(channels * positions, STYLE_VALUES) for channels, positions in layers)
+
+
+def thinned(samples):
+    """`samples` (N×C×P, or with their weights) at a stride that leaves at most STYLE_VALUES."""
+    values = samples[0] if isinstance(samples, tuple) else samples
+    stride = -(-values.shape[-2] * values.shape[-1] // STYLE_VALUES)
+    if stride == 1:
+        return samples
+    if isinstance(samples, tuple):  # copies, so that the whole painting's features are freed
+        return samples[0][..., ::stride].clone(), samples[1][::stride].clone()
+    return samples[..., ::stride].clone()
 
 
 # Bytes per projected value (one direction at one position) that an evaluation holds, as
@@ -345,17 +370,32 @@ def sorting_order(values: torch.Tensor) -> torch.Tensor:
         return values.argsort(-1)
     rows = values.detach().reshape(-1, values.shape[-1]).numpy()
     order = np.empty(rows.shape, dtype=np.int64)
-    threads = min(torch.get_num_threads(), len(rows))
-    bounds = np.linspace(0, len(rows), threads + 1).astype(int)
 
-    def sort(part: int) -> None:
-        order[bounds[part]:bounds[part + 1]] = np.argsort(rows[bounds[part]:bounds[part + 1]], -1)
+    def sort(part: slice) -> None:
+        order[part] = np.argsort(rows[part], -1)
 
-    if threads > 1:
-        list(_pool(threads).map(sort, range(threads)))
-    else:
-        sort(0)
+    on_threads(len(rows), sort)
     return torch.from_numpy(order).reshape(values.shape)
+
+
+def sort_rows(rows: np.ndarray) -> np.ndarray:
+    """`rows` (M×Q) sorted in place, the rows shared among torch's threads as sorting_order's."""
+    def sort(part: slice) -> None:
+        rows[part].sort(-1)
+
+    on_threads(len(rows), sort)
+    return rows
+
+
+def on_threads(count: int, work) -> None:
+    """`work(rows)` on `count` rows, split in one slice per torch thread (numpy releases the GIL)."""
+    threads = max(1, min(torch.get_num_threads(), count))
+    bounds = np.linspace(0, count, threads + 1).astype(int)
+    parts = [slice(bounds[k], bounds[k + 1]) for k in range(threads)]
+    if threads > 1:
+        list(_pool(threads).map(work, parts))
+    else:
+        work(parts[0])
 
 
 @functools.cache
@@ -367,17 +407,18 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 class Quantiles:
     """The quantile function of one layer's style projections (M×Q, maybe weighted samples),
     read at the P levels (k + ½)/P of an output with P positions: linear between the samples'
-    own levels, flat beyond them; computed once per P (in float64: with a million samples the
-    levels are closer than fp32 can tell apart)."""
+    own levels, flat beyond them; computed once per P (the levels in float64: with a million
+    samples they are closer than fp32 can tell apart)."""
 
     def __init__(self, projected: torch.Tensor, weights: torch.Tensor | None = None):
-        values = projected.reshape(-1, projected.shape[-1]).cpu()
-        order = sorting_order(values)
-        self.values = values.gather(-1, order).double().numpy()
+        values = projected.detach().reshape(-1, projected.shape[-1]).cpu()
         count = values.shape[-1]
         if weights is None or bool((weights == weights[0]).all()):  # one style: equal weights, even levels
+            self.values = sort_rows(values.numpy())  # in place: nothing but this loss holds the projections
             self.levels = np.broadcast_to((np.arange(count) + 0.5) / count, self.values.shape)
         else:
+            order = sorting_order(values)
+            self.values = values.gather(-1, order).numpy()
             w = weights.cpu().double()[order].numpy()
             self.levels = np.cumsum(w, -1) - w / 2
         self.mean_square = self._mean_square()
@@ -396,10 +437,13 @@ class Quantiles:
     def _mean_square(self) -> float:
         """∫₀¹ Q(u)² du summed over the directions, Q linear between the samples' levels and flat
         beyond: what Σ Q((k + ½)/P)² / P (at's energy) tends to for many positions P."""
-        v0, v1, l0, l1 = self.values[:, :-1], self.values[:, 1:], self.levels[:, :-1], self.levels[:, 1:]
-        inside = ((l1 - l0) * (v0 * v0 + v0 * v1 + v1 * v1) / 3).sum()
-        ends = (self.levels[:, 0] * self.values[:, 0] ** 2 + (1 - self.levels[:, -1]) * self.values[:, -1] ** 2).sum()
-        return float(inside + ends)
+        total = 0.0
+        for values, levels in zip(self.values, self.levels):  # a row at a time in float64
+            values = values.astype(np.float64)
+            v0, v1, l0, l1 = values[:-1], values[1:], levels[:-1], levels[1:]
+            inside = ((l1 - l0) * (v0 * v0 + v0 * v1 + v1 * v1) / 3).sum()
+            total += inside + levels[0] * values[0] ** 2 + (1 - levels[-1]) * values[-1] ** 2
+        return float(total)
 
     def read(self, fractions: np.ndarray) -> np.ndarray:
         """The quantiles at any levels: `fractions` M×K in 0..1 (the tiled loss's bin edges)."""

@@ -35,12 +35,11 @@ def tiled_bytes(layers: list[tuple[int, int]], tile_values: list[int]) -> int:
     positions) in the whole image: every layer's moments, held through an evaluation (the
     sums over the tiles, one tile's share, their gradients, A and C: 11 float32 a bin), and
     compare's float64 work on one layer (8 a bin); for one tile (`tile_values`: its layers'
-    feature values), a band's indices, offsets and projections (40 bytes a value) and 8 bytes
-    a value of its largest layer: the gradient handed back, and the sum autograd makes of it
-    and the network's (measured at 2048 and 4096 px, bf16 and fp32: benchmarks/memory.py)."""
+    feature values), a band's indices, offsets and projections (40 bytes a value)
+    (measured at 2048 and 4096 px, bf16 and fp32: benchmarks/memory.py)."""
     bins = [channels * (bins_for(positions) + 2) for channels, positions in layers]
     moments = 11 * 4 * sum(bins) + 8 * 8 * max(bins, default=0)
-    return moments + 40 * min(CHUNK, max(tile_values, default=0)) + 8 * max(tile_values, default=0)
+    return moments + 40 * min(CHUNK, max(tile_values, default=0))
 
 
 class Grid:

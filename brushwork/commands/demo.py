@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .. import images
+from ..options import DEFAULT_STEPS
 from .stylize import cmd_stylize
 
 DEMO_CONTENT = "astronaut.png"  # scikit-image's NASA portrait of Eileen Collins (public domain)
@@ -37,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", default="demo.png", help="output image (default demo.png)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--size", dest="demo_size", type=int, default=384, help="longest side (default 384)")
-    p.add_argument("--steps", dest="demo_steps", type=int, default=300, help="optimizer steps (default 300)")
+    p.add_argument("--steps", dest="demo_steps", type=int, default=DEFAULT_STEPS,
+                   help=f"optimizer steps (default {DEFAULT_STEPS})")
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(func=cmd_demo)

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import torch
 
-from ..fast.train import TRAIN_FIELDS, TrainConfig, checkpoint_path, train
+from ..fast.train import TRAIN_FIELDS, TRAIN_STYLE_LOSS, TrainConfig, checkpoint_path, train
+from ..options import Options
 from .flags import add_flags, options_from_args
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    options = options_from_args(args, Options(style_loss=TRAIN_STYLE_LOSS))
     config = TrainConfig(
-        styles=args.style, data=args.data, output=Path(args.output), options=options_from_args(args),
+        styles=args.style, data=args.data, output=Path(args.output), options=options,
         iterations=args.iterations, batch=args.batch, crop=args.crop, width=args.width, blocks=args.blocks,
         holdout=args.holdout, sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
         resume=args.resume, overwrite=args.overwrite, quiet=args.quiet,

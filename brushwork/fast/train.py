@@ -47,6 +47,9 @@ TRAIN_FIELDS = (
     "weights_format", "device", "precision",
 )  # fmt: skip
 DEFAULT_LR = 1e-3
+# Training keeps the Gram loss by default: the sliced default was chosen on optimization runs
+# (docs/benchmarks/default-loss.md); the fast networks and their benchmarks are Gram-trained.
+TRAIN_STYLE_LOSS = "gram"
 
 
 @dataclass
@@ -54,7 +57,7 @@ class TrainConfig:
     styles: list[str]
     data: str
     output: Path
-    options: Options = field(default_factory=Options)
+    options: Options = field(default_factory=lambda: Options(style_loss=TRAIN_STYLE_LOSS))
     iterations: int = 2000
     batch: int = 4
     crop: int = 256

@@ -26,12 +26,15 @@ def pixels(image) -> torch.Tensor:
 
 
 @pytest.mark.slow
-def test_a_tiled_run_matches_an_untiled_one_without_seams(engine, content, style):
-    """Same J within 1%, and the tiled picture is no less smooth across its tile borders."""
-    options = Options(size=160, steps=20, scales=1, precision="fp32", device="cpu", preset="tutorial")
+@pytest.mark.parametrize(("loss", "within"), [("gram", 0.01), ("sliced", 0.05)])
+def test_a_tiled_run_matches_an_untiled_one_without_seams(engine, content, style, loss, within):
+    """Same J (gram's tiles are exact: within 1%; sliced's bin the first evaluation over the
+    style's range, 4% off here, so the runs part: within 5%), and the tiled picture is no less
+    smooth across its tile borders."""
+    options = Options(size=160, steps=20, scales=1, precision="fp32", device="cpu", preset="tutorial", style_loss=loss)
     whole = engine.run(content, [style], options)
     tiled = engine.run(content, [style], options.replace(tile=64))
-    assert abs(tiled.records[-1].total - whole.records[-1].total) <= 0.01 * whole.records[-1].total
+    assert abs(tiled.records[-1].total - whole.records[-1].total) <= within * whole.records[-1].total
     column_steps = (pixels(tiled.image)[:, 1:] - pixels(tiled.image)[:, :-1]).abs().mean(dim=(0, 2))
     borders = {t.cols.core_stop - 1 for t in tiles.tiles(*tiled.size, 64, 16)} - {tiled.size[0] - 1}
     assert borders and column_steps[sorted(borders)].mean() <= 1.3 * column_steps.mean()
@@ -95,14 +98,29 @@ def test_a_disk_that_fills_up_leaves_no_partial_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_steps_auto_stops_each_scale_when_it_converges(engine, content, style):
-    from brushwork.options import AUTO_STEPS, AUTO_TOLERANCE, AUTO_WINDOW
+def test_steps_auto_stops_each_scale_when_it_settles(engine, content, style):
+    from brushwork.options import AUTO_TOLERANCE, AUTO_WINDOW, DEFAULT_STEPS
 
-    result = engine.run(content, [style], Options(size=48, steps="auto", device="cpu"))
-    assert result.stop_reason == "done" and len(result.records) < AUTO_STEPS
+    options = Options(size=48, steps="auto", device="cpu", precision="fp32", style_loss="gram")  # gram settles at 48 px
+    result = engine.run(content, [style], options)
+    assert result.stop_reason == "done" and len(result.records) < DEFAULT_STEPS
     totals = [r.total for r in result.records]
     assert totals[-1 - AUTO_WINDOW] - totals[-1] < AUTO_TOLERANCE * totals[-1]  # it stopped for a reason
     assert all(a - b >= AUTO_TOLERANCE * b for a, b in zip(totals[:-AUTO_WINDOW - 1], totals[AUTO_WINDOW:-1]))
+
+
+def test_steps_auto_hands_a_settled_scales_steps_to_the_next(engine, content, style):
+    """Three scales: what a settled scale leaves goes on to finer ones, a quarter of the steps
+    for each doubling of the side, so an auto run never costs more than the default's."""
+    options = Options(size=128, scales=3, steps="auto", device="cpu", precision="fp32",
+                      style_loss="gram", style_weight=0.5)  # its 32 px scale settles after about 80 steps
+    planned = engine.plan(content.size, options, [style.size]).scales
+    result = engine.run(content, [style], options)
+    done = [sum(1 for r in result.records if r.scale == k) for k in range(3)]
+    pixels = [s.size[0] * s.size[1] for s in planned]
+    assert done[0] < planned[0].steps  # the coarse scale settled early here
+    assert done[1] > planned[1].steps or done[2] > planned[2].steps  # and its steps went on
+    assert sum(d * p for d, p in zip(done, pixels)) <= sum(s.steps * p for s, p in zip(planned, pixels))
 
 
 def test_style_targets_never_enlarge_the_painting_unless_asked(engine, content, monkeypatch):

@@ -150,8 +150,8 @@ def test_presets_command(capsys):
     assert "gatys:" in text and "tutorial:" in text
     assert "relu1_1, relu2_1, relu3_1, relu4_1, relu5_1" in text and "relu4_2" in text
     assert "conv1_1, conv1_2, conv2_1, conv2_2, conv3_1" in text
-    assert "gram (default): Gram matrices" in text and "meancov: mean and covariance" in text
-    assert "sliced: the whole distribution" in text
+    assert "gram: Gram matrices" in text and "meancov: mean and covariance" in text
+    assert "sliced (default): the whole distribution" in text
 
 
 def test_demo(out, capsys):

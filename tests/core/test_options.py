@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from brushwork.errors import BrushworkError
-from brushwork.options import AUTO_STEPS, Options, parse_option
+from brushwork.options import DEFAULT_STEPS, Options, parse_option
 from brushwork.presets import PRESETS
 
 
@@ -24,7 +24,7 @@ def test_the_style_is_never_enlarged_unless_style_scale_asks():
 
 
 def test_step_budget_and_learning_rate_defaults():
-    assert Options(steps=40).step_budget == 40 and Options(steps="auto").step_budget == AUTO_STEPS
+    assert Options(steps=40).step_budget == 40 and Options(steps="auto").step_budget == DEFAULT_STEPS
     assert Options().learning_rate == 1.0 and Options(optimizer="adam").learning_rate == 0.02
     assert Options(optimizer="adam", lr=0.5).learning_rate == 0.5
 

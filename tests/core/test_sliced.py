@@ -112,3 +112,17 @@ def test_the_loss_of_features_is_the_squared_error_of_their_projections():
     reference.backward()
     assert float(value) == pytest.approx(float(reference), rel=1e-5)
     assert torch.allclose(direct.grad, via.grad, rtol=1e-4, atol=1e-7)
+
+def test_a_large_style_is_thinned_to_a_stride_that_keeps_its_quantiles(monkeypatch):
+    monkeypatch.setattr(sliced, "STYLE_VALUES", 1 << 14)
+    g = torch.Generator().manual_seed(3)
+    features = torch.randn(1, 8, 100, 100, generator=g).cumsum(-1) / 10  # smooth along rows, as features are
+    weights = torch.rand(100, 100, generator=g)
+    kept = SlicedWassersteinLoss.statistics(features)
+    kept_samples, kept_weights = SlicedWassersteinLoss.statistics(features, None, weights)
+    assert kept.shape[-1] * 8 <= 1 << 14 < features.numel() and kept_samples.shape == kept.shape
+    assert kept_weights.shape[-1] == kept.shape[-1]
+    directions = torch.nn.functional.normalize(torch.randn(8, 8, generator=g), dim=1)
+    whole, thin = (Quantiles(directions @ s) for s in (features.flatten(2), kept))
+    spread = (whole.at(500)[0].amax() - whole.at(500)[0].amin()).item()
+    assert (whole.at(500)[0] - thin.at(500)[0]).abs().max().item() < 0.05 * spread
