@@ -31,15 +31,15 @@ def bins_for(positions: int) -> int:
 
 
 def tiled_bytes(layers: list[tuple[int, int]], tile_values: list[int]) -> int:
-    """Memory the tiled sliced loss needs beyond the network, for `layers` of (channels,
-    positions) in the whole image: every layer's moments, held through an evaluation (the
-    sums over the tiles, one tile's share, their gradients, A and C: 11 float32 a bin), and
-    compare's float64 work on one layer (8 a bin); for one tile (`tile_values`: its layers'
-    feature values), a band's indices, offsets and projections (40 bytes a value)
-    (measured at 2048 and 4096 px, bf16 and fp32: benchmarks/memory.py)."""
+    """Memory the tiled sliced loss needs beyond the network at its peak (a tile's backward),
+    for `layers` of (channels, positions) in the whole image: every layer's moments, held
+    through an evaluation (the sums over the tiles, one tile's share, their gradients, A and C:
+    11 float32 a bin), and for one tile (`tile_values`: its layers' feature values) a band's
+    indices, offsets and projections (40 bytes a value). Compare's float64 work runs between
+    the two passes, when no tile's activations are held, so it is not counted (measured at
+    2048 and 4096 px, bf16 and fp32: benchmarks/memory.py)."""
     bins = [channels * (bins_for(positions) + 2) for channels, positions in layers]
-    moments = 11 * 4 * sum(bins) + 8 * 8 * max(bins, default=0)
-    return moments + 40 * min(CHUNK, max(tile_values, default=0))
+    return 11 * 4 * sum(bins) + 40 * min(CHUNK, max(tile_values, default=0))
 
 
 class Grid:

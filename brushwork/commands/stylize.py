@@ -112,7 +112,8 @@ def paint(
     that load_styles has checked. Without `keep_partial` (one of several photos), Ctrl-C
     writes nothing, so --resume redoes it."""
     engine = engine_for(options)
-    plan = engine.plan(content.size, options)
+    cropped = [images.crop(s, run.style_crop) for s in styles] if run.style_crop is not None else styles
+    plan = engine.plan(content.size, options, [s.size for s in cropped])  # the plan engine.run makes
     images.check_disk_space(args.output, (plan.width, plan.height))
     if not args.quiet:
         print(plan.describe(engine.device), file=sys.stderr)

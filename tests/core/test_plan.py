@@ -150,3 +150,14 @@ def test_the_sliced_loss_in_tiles_holds_binned_moments_not_projections(engine):
     assert sliced.scales[-1].tile and sliced.memory_needed <= 2 * 2**30
     eight_k = engine.plan((7680, 4320), Options(size=7680, style_loss="sliced"))
     assert eight_k.scales[-1].tile and eight_k.memory_needed <= plan.CPU_BUDGET
+
+
+def test_the_plan_counts_the_sliced_paintings_samples_up_to_their_bound():
+    from brushwork import sliced
+
+    small = plan.style_targets_bytes([(256, 160)], 1024, Options(style_loss="sliced"))
+    large = plan.style_targets_bytes([(1024, 640)], 1024, Options(style_loss="sliced"))
+    huge = plan.style_targets_bytes([(8000, 5000)], 4096, Options(style_loss="sliced"))
+    assert 0 < small < large < huge == sliced.SAMPLE_BYTES * 5 * sliced.STYLE_VALUES  # every layer at its cap
+    assert plan.style_targets_bytes([(1024, 640)] * 2, 1024, Options(style_loss="sliced")) == 4 * large  # and the blend
+    assert plan.style_targets_bytes([(8000, 5000)], 4096, Options(style_loss="gram")) == 0
