@@ -10,6 +10,7 @@ position's projections) line up side by side instead of adding up.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -387,7 +388,7 @@ def sort_rows(rows: np.ndarray) -> np.ndarray:
     return rows
 
 
-def on_threads(count: int, work) -> None:
+def on_threads(count: int, work: Callable[[slice], None]) -> None:
     """`work(rows)` on `count` rows, split in one slice per torch thread (numpy releases the GIL)."""
     threads = max(1, min(torch.get_num_threads(), count))
     bounds = np.linspace(0, count, threads + 1).astype(int)
