@@ -167,11 +167,10 @@ class SlicedWassersteinLoss(nn.Module):
         return SquaredResiduals.apply(features, self.directions[name], quantiles, w) / (energy * share * len(features))
 
 
-# The style's sample values a layer keeps at most: a large painting's positions are taken at
-# a regular stride, which keeps its distribution (a quantile's error about 1/sqrt(positions))
-# and bounds what its targets hold (the fp32 samples and their sorted fp32 projections,
-# SAMPLE_BYTES a value) whatever the painting's size: relu1_1 keeps up to 262144 positions
-# (a 512 px painting's 164k all), relu5_1 32768.
+# The style's sample values a layer keeps at most: a larger painting's positions are taken at a
+# regular stride, which keeps its distribution (a quantile's error about 1/sqrt(positions)) and
+# bounds what its targets hold (fp32 samples and sorted projections, SAMPLE_BYTES a value):
+# relu1_1 keeps up to 262144 positions (a 512 px painting's 164k all), relu5_1 32768.
 STYLE_VALUES, SAMPLE_BYTES = 1 << 24, 8
 
 
