@@ -319,11 +319,14 @@ def style_targets_bytes(style_sizes: list[tuple[int, int]], long_side: int, opti
     keep C×C statistics only."""
     if options.style_loss != "sliced":
         return 0
-    held = 0
-    for sw, sh in style_sizes:
-        fitted = images.fit_size(sw, sh, options.style_side(long_side, max(sw, sh)))
-        held += sliced.style_sample_bytes(style_shapes(*fitted, options.layers[0]))
+    held = sum(sliced.style_sample_bytes(style_shapes(*size, options.layers[0]))
+               for size in fitted_styles(style_sizes, long_side, options))
     return held * (2 if len(style_sizes) > 1 else 1)
+
+
+def fitted_styles(style_sizes: list[tuple[int, int]], long_side: int, options: Options) -> list[tuple[int, int]]:
+    """The paintings' sizes at the final scale of an output `long_side` px long."""
+    return [images.fit_size(sw, sh, options.style_side(long_side, max(sw, sh))) for sw, sh in style_sizes]
 
 
 def _refuse_memory(width: int, height: int, options: Options, layers: tuple[str, ...], dtype: torch.dtype,
@@ -379,8 +382,7 @@ def _check_style_sizes(
     style_sizes: list[tuple[int, int]], long_side: int, style_layers: tuple[str, ...], options: Options
 ) -> None:
     style_min = min_side(style_layers)
-    for sw, sh in style_sizes:
-        fitted = images.fit_size(sw, sh, options.style_side(long_side, max(sw, sh)))
+    for fitted in fitted_styles(style_sizes, long_side, options):
         if min(fitted) < style_min:
             raise BrushworkError(
                 f"the style image at {fitted[0]}x{fitted[1]} is too small for the chosen layers "
