@@ -50,15 +50,17 @@ class LBFGS:
         # The m×m algebra in float64 (cheap, and R can be ill-conditioned); MPS has no float64.
         self.small_dtype = torch.float32 if param.device.type == "mps" else torch.float64
 
-    def _remember(self, s: torch.Tensor, y: torch.Tensor) -> None:
-        """Store the pair (s, y) and the dot products it adds to sy and yy."""
+    def _remember(self, s: torch.Tensor, grad: torch.Tensor, prev_grad: torch.Tensor) -> None:
+        """Store the pair (s, y = grad - prev_grad) and the dot products it adds to sy and yy;
+        y is written straight into its slot (no image-sized temporary)."""
         m, n = self.history_size, s.numel()
         if self.history is None:
             self.history = torch.empty(m, 2, n, device=s.device, dtype=torch.float32)
             self.sy = torch.zeros(m, m, device=s.device, dtype=torch.float32)
             self.yy = torch.zeros(m, m, device=s.device, dtype=torch.float32)
         k, used = self.count % m, min(self.count + 1, m)
-        self.history[k, 0], self.history[k, 1] = s, y
+        self.history[k, 0] = s
+        y = torch.sub(grad, prev_grad, out=self.history[k, 1])
         # Three matrix-vector products (one (2m×N)·(N×2) product is 2-3× slower on a CPU).
         stored_s, stored_y = self.history[:used, 0], self.history[:used, 1]
         self.sy[:used, k] = stored_s @ y
@@ -92,13 +94,16 @@ class LBFGS:
         p = torch.linalg.solve_triangular(r, (a * w)[:, None], upper=True)
         u = torch.linalg.solve_triangular(r.T, middle @ p - (gamma * c * w)[:, None], upper=False)
         coefficients = torch.cat([u, -gamma * p], 1).roll(oldest, 0).reshape(-1)  # interleaved like history's rows
-        return self.h_diag * g + history.T @ coefficients.to(g.dtype)
+        return (history.T @ coefficients.to(g.dtype)).add_(self.h_diag * g)  # in place: one vector fewer
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """One evaluation and one update. The update works in place wherever the numbers stay
+        the same, so that it holds few image-sized vectors: at print size they, not the
+        network's activations, decide the peak (plan.optimizer_vectors counts them)."""
         with torch.enable_grad():
             loss = closure()
-        grad = self.param.grad.reshape(-1).float()
+        grad = self.param.grad.reshape(-1).float()  # a copy below: a CUDA graph rewrites x.grad in place
         # Pixels held at 0 or 1 by the clamp whose gradient pushes them further out are not free
         # to move: leave them out of the step and of the curvature pairs (projected gradient).
         flat = self.param.detach().reshape(-1)
@@ -110,17 +115,18 @@ class LBFGS:
             else:
                 t = self.first_h_diag * self.lr
         else:
-            self._remember(self.prev_step, grad - self.prev_grad)
-            direction = -self._inverse_hessian_times(grad)
+            self._remember(self.prev_step, grad, self.prev_grad)
+            self.prev_grad = self.prev_step = None  # stored in the history; let them go before the product
+            direction = self._inverse_hessian_times(grad).neg_()
             t = self.lr
         self.prev_grad = grad
-        step = direction * t
+        step = direction.mul_(t)
         # No pixel moves more than MAX_PIXEL_STEP in one step: a curvature pair spoiled by bf16
         # noise (tiny steps right after a rescale) must not throw the image away.
-        step = step * (MAX_PIXEL_STEP / step.abs().max().clamp_min(1e-12)).clamp(max=1.0)
-        before = self.param.detach().clone()
-        self.param.add_(step.view_as(self.param)).clamp_(0, 1)
+        low, high = step.aminmax()
+        step.mul_((MAX_PIXEL_STEP / torch.maximum(-low, high).clamp_min(1e-12)).clamp(max=1.0))
+        moved = (flat + step).clamp_(0, 1)
         # The step actually taken after clamping to valid pixels, so the curvature pairs stay true.
-        self.prev_step = (self.param.detach() - before).reshape(-1).float()
+        self.prev_step = torch.sub(moved, flat, out=step)
+        self.param.copy_(moved.view_as(self.param))
         return loss.detach()
-

@@ -29,7 +29,6 @@ CPU_BUDGET = CPU_BUDGET_GIB * 2**30  # without --max-memory, on a CPU (devices.p
 TILE_SIDES = (2048, 1536, 1024, 512, 256)  # tile cores tried, largest first (less margin overhead)
 MIN_TILE = 64
 MIN_HISTORY = 2  # L-BFGS pairs below which a run is refused rather than degraded further
-FIXED_COPIES = 8  # image-sized fp32 vectors an L-BFGS step holds besides its history
 CHANNELS = {"1": 64, "2": 128, "3": 256, "4": 512, "5": 512}  # VGG19's channels by block
 # Peak memory of one forward + input-gradient backward, in bytes per activation element up to
 # the deepest layer, measured as RSS growth at 512 and 1024 px on a CPU with native bf16
@@ -37,8 +36,9 @@ CHANNELS = {"1": 64, "2": 128, "3": 256, "4": 512, "5": 512}  # VGG19's channels
 # being propagated. bf16 is not half of fp32: the losses and the input's gradient are fp32.
 BYTES_PER_ACTIVATION = {torch.float32: 4.7, torch.bfloat16: 3.7}
 # What a run holds beyond the network whatever its size: the pictures, oneDNN's kernels and
-# scratch, the allocator's slack (measured: peak RSS less the estimate's terms, 1024-2048 px).
-RUN_OVERHEAD = int(0.15 * 2**30)
+# scratch, and the heap malloc keeps as scales of different sizes come and go (measured: peak
+# RSS less the estimate's terms, multi-scale runs at 1024-7680 px; a one-scale run holds less).
+RUN_OVERHEAD = int(0.25 * 2**30)
 
 
 @dataclass
@@ -168,23 +168,39 @@ def activation_elements(width: int, height: int, layers: tuple[str, ...]) -> int
     return total
 
 
-def estimate_peak_bytes(
-    width: int, height: int, layers: tuple[str, ...], dtype: torch.dtype, image_copies: int = 0
-) -> int:
-    """Memory a whole-image evaluation needs on top of the loaded network: activations, plus
-    `image_copies` fp32 image-sized vectors the optimizer keeps (L-BFGS: two per history entry)."""
-    activations = activation_elements(width, height, layers) * BYTES_PER_ACTIVATION.get(dtype, 4.7)
-    return int(activations + image_copies * 3 * width * height * 4)
+def activation_bytes(width: int, height: int, layers: tuple[str, ...], dtype: torch.dtype) -> int:
+    """Memory of one forward and input-gradient backward through VGG19 of a width×height image."""
+    return int(activation_elements(width, height, layers) * BYTES_PER_ACTIVATION.get(dtype, 4.7))
 
 
-def whole_peak_bytes(
-    width: int, height: int, layers: tuple[str, ...], dtype: torch.dtype, image_copies: int,
-    content_layers: tuple[str, ...] = (),
-) -> int:
-    """A whole-image run's peak beyond the network: the evaluation, the optimizer's vectors,
-    the content targets and what every run holds (RUN_OVERHEAD)."""
-    targets = feature_map_bytes(width, height, content_layers, dtype)
-    return estimate_peak_bytes(width, height, layers, dtype, image_copies) + targets + RUN_OVERHEAD
+def optimizer_vectors(optimizer: str, steps: int, pairs: int) -> tuple[int, int]:
+    """Image-sized fp32 vectors a scale of `steps` steps holds while the network evaluates, and
+    at the peak of an update (when no activations are held). Measured as RSS growth of the
+    engine's scale loop on a large image (tests/core/test_plan.py): x, its gradient and the
+    evaluated image the recorder keeps, from the second step on also the one before it and
+    L-BFGS's previous gradient and step, and two a stored pair (up to `pairs`; each step after
+    the first stores one, after its evaluation); an update adds its gradient, direction and
+    clamped image, and its masks (a quarter of a vector more, counted as one). Adam: x, its
+    gradient, the two kept images and its two moments."""
+    if optimizer == "adam":
+        return 7, 9
+    if steps == 1:
+        return 3, 6
+    return 6 + 2 * min(pairs, steps - 2), 8 + 2 * min(pairs, steps - 1)
+
+
+def scale_bytes(size: tuple[int, int], tile: int | None, steps: int, pairs: int, options: Options,
+                layers: tuple[str, ...], dtype: torch.dtype) -> int:
+    """A scale's peak beyond the network: the larger of an evaluation (the activations of the
+    whole image or of its largest tile, the style term, the optimizer's vectors) and an update
+    (the vectors alone), plus what both hold: the content targets, kept whole, and RUN_OVERHEAD."""
+    w, h = size
+    evaluated = (w, h) if tile is None else largest_tile(w, h, tile, tiles.margin_for(layers))
+    evaluation = activation_bytes(*evaluated, layers, dtype) + style_term_bytes(w, h, options, dtype, tile)
+    evaluating, updating = optimizer_vectors(options.optimizer, steps, pairs)
+    vector = 3 * w * h * 4
+    held = feature_map_bytes(w, h, options.layers[1], dtype) + RUN_OVERHEAD
+    return held + max(evaluation + evaluating * vector, updating * vector)
 
 
 def feature_map_bytes(width: int, height: int, layers: tuple[str, ...], dtype: torch.dtype) -> int:
@@ -194,17 +210,6 @@ def feature_map_bytes(width: int, height: int, layers: tuple[str, ...], dtype: t
         factor = tiles.downsampling(name)
         total += CHANNELS[name[4]] * (width // factor) * (height // factor) * dtype.itemsize
     return total
-
-
-def tiled_peak_bytes(
-    width: int, height: int, layers: tuple[str, ...], dtype: torch.dtype, tile: int, image_copies: int,
-    content_layers: tuple[str, ...] = (),
-) -> int:
-    """The same for the tiled evaluation: the largest tile's activations, the image-sized
-    vectors, the whole-image content targets and RUN_OVERHEAD."""
-    one_tile = estimate_peak_bytes(*largest_tile(width, height, tile, tiles.margin_for(layers)), layers, dtype)
-    targets = feature_map_bytes(width, height, content_layers, dtype)
-    return int(one_tile + image_copies * 3 * width * height * 4 + targets + RUN_OVERHEAD)
 
 
 def largest_tile(width: int, height: int, tile: int, margin: int) -> tuple[int, int]:
@@ -268,17 +273,14 @@ def fit_scale(size: tuple[int, int], steps: int, options: Options, layers: tuple
     None if nothing fits. --tile forces tiles wherever the image is larger than one."""
     w, h = size
     wanted = min(lbfgs.HISTORY, steps) if options.optimizer == "lbfgs" else 0
-    fixed = FIXED_COPIES if options.optimizer == "lbfgs" else 2
+    # --steps auto may hand a scale the steps that settled scales left: count a full history.
+    counted = lbfgs.HISTORY + 2 if options.steps == "auto" else steps
     forced = options.tile is not None and max(w, h) > options.tile
     candidates: list[int | None] = [] if forced else [None]
     candidates += [options.tile] if options.tile else [t for t in TILE_SIDES if t < max(w, h)]
     for tile in candidates:
-        style = style_term_bytes(w, h, options, dtype, tile)
-
         def need(pairs: int) -> int:
-            if tile is None:
-                return whole_peak_bytes(w, h, layers, dtype, 2 * pairs + fixed, options.layers[1]) + style
-            return tiled_peak_bytes(w, h, layers, dtype, tile, 2 * pairs + fixed, options.layers[1]) + style
+            return scale_bytes(size, tile, counted, pairs, options, layers, dtype)
 
         floor = min(wanted, 10 if tile is None else MIN_HISTORY)
         pairs = next((m for m in range(wanted, floor - 1, -1) if budget is None or need(m) <= budget), None)
@@ -344,8 +346,8 @@ def _refuse_memory(width: int, height: int, options: Options, layers: tuple[str,
     while low < high:
         mid = (low + high + 1) // 2
         low, high = (mid, high) if fits(mid) else (low, mid - 1)
-    least = tiled_peak_bytes(width, height, layers, dtype, min(TILE_SIDES), 2 * MIN_HISTORY + FIXED_COPIES,
-                             options.layers[1]) + style_term_bytes(width, height, options, dtype, min(TILE_SIDES)) + held
+    steps = schedule(options, width, height, layers)[-1][1]
+    least = scale_bytes((width, height), min(TILE_SIDES), steps, MIN_HISTORY, options, layers, dtype) + held
     raise BrushworkError(
         f"a {width}x{height} run needs at least {least / 2**30:.1f} GiB but {budget / 2**30:.1f} GiB is allowed on "
         f"{device} (--max-memory, or what is free); the largest --size that fits is about {low}"
