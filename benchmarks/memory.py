@@ -7,10 +7,13 @@ network's own process, measured once per precision). Prints a table, writes JSON
     python benchmarks/memory.py --sizes 4096 --losses gram       # all aspects x both precisions at 4096
     python benchmarks/memory.py --sizes 7680 --aspects 16:9 --precisions bf16 --ladder   # the default steps
     python benchmarks/memory.py --table                          # the table of what was measured so far
+    python benchmarks/memory.py --reestimate                     # those runs against today's plans
 
-Steps: one a scale, so each scale's peak is reached in minutes rather than hours (the plan
-then keeps one L-BFGS pair a scale; a default run keeps up to its steps, 4 at the 2048 px
-scale of a 4096 px run: 8 image-sized vectors more, which the estimate counts alike).
+Steps: one a scale, so each scale's peak is reached in minutes rather than hours. The plan
+counts the optimizer's image-sized vectors for the steps a scale runs (plan.optimizer_vectors:
+3 while a first step evaluates, 6 and two a stored L-BFGS pair from the second on), so the
+estimate is that of the run measured; the default schedule gives the top scales of big
+outputs one or two steps too (180 steps at 4096 px: 135/34/8/2/1).
 `--ladder` runs the default schedule end to end instead. Runs the plan
 refuses (it says the largest --size that fits) are recorded as refused. Rows already in the
 results file are kept (each run is minutes to hours); --rerun measures them again.
@@ -134,6 +137,36 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def reestimated(rows: list[dict]) -> str:
+    """Markdown: every measured run against today's plan for it, made in this process without
+    running it. A run whose plan (scales, tiles) is today's still measures today's peak, so a
+    change to the estimate alone needs no new runs; one whose plan changed needs measuring."""
+    from PIL import Image
+
+    from brushwork.engine import engine_for
+    from brushwork.options import Options
+    from brushwork.plan import default_scale_count
+
+    engine = engine_for(Options(device="cpu"))
+    lines = ["| --size | aspect | precision | loss | top scale today | estimate today GiB | peak RSS GiB | error | "
+             "measured | same plan |", "| ---: | --- | --- | --- | --- | ---: | ---: | ---: | --- | --- |"]
+    for r in sorted((r for r in rows if r.get("peak_rss_gib")), key=key):
+        content, style = pictures(r["aspect"])
+        with Image.open(content) as photo, Image.open(style) as painting:
+            sizes = photo.size, painting.size
+        steps = {} if r.get("ladder") else {"steps_per_scale": (1,) * default_scale_count(r["size"])}
+        options = Options(device="cpu", size=r["size"], precision=r["precision"], style_loss=r["loss"], **steps)
+        plan = engine.plan(sizes[0], options, [sizes[1]])
+        line = plan.describe(engine.device).split(" steps on")[0].removeprefix("plan: ")
+        estimate = plan.memory_needed / 2**30 + r["baseline_gib"]
+        at_run = (r.get("plan") or "").split(" steps on")[0].removeprefix("plan: ")
+        same = at_run == line or at_run.startswith("... -> ") and line.endswith(at_run[7:])  # restored: top only
+        lines.append(f"| {r['size']} | {r['aspect']}{' ladder' if r.get('ladder') else ''} | {r['precision']} | "
+                     f"{r['loss']} | {line.split(' -> ')[-1]} | {estimate:.2f} | {r['peak_rss_gib']:.2f} | "
+                     f"{100 * (estimate / r['peak_rss_gib'] - 1):+.1f}% | {r['date']} | {'yes' if same else 'no'} |")
+    return "\n".join(lines)
+
+
 def save(made: list[dict]) -> list[dict]:
     """This call's rows merged into the results file as it is now (another call may have
     added rows since this one started), written whole or not at all."""
@@ -156,10 +189,11 @@ def main() -> None:
     parser.add_argument("--ladder", action="store_true", help="the default schedule end to end")
     parser.add_argument("--rerun", action="store_true", help="measure rows already in the results again")
     parser.add_argument("--table", action="store_true", help="print the table of the results file and stop")
+    parser.add_argument("--reestimate", action="store_true", help="the measured runs against today's plans, and stop")
     args = parser.parse_args()
     kept = json.loads(RESULT.read_text())["rows"] if RESULT.exists() else []
-    if args.table:
-        print(table(kept))
+    if args.table or args.reestimate:
+        print(reestimated(kept) if args.reestimate else table(kept))
         return
     baseline = baseline_gib()
     print(f"network loaded: {baseline:.2f} GiB peak RSS", flush=True)
