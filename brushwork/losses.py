@@ -242,12 +242,55 @@ class TVLoss(nn.Module):
         self.wrap = wrap
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(image.device.type, enabled=False):
-            image = image.float()
-            if self.wrap:
-                dx = (image.roll(-1, -1) - image).pow(2).mean()
-                dy = (image.roll(-1, -2) - image).pow(2).mean()
-            else:
-                dx = (image[..., :, 1:] - image[..., :, :-1]).pow(2).mean()
-                dy = (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean()
-            return dx + dy
+        return TotalVariation.apply(image, self.wrap)
+
+
+class TotalVariation(torch.autograd.Function):
+    """TVLoss's value and gradient, one channel at a time. Autograd's version of the same
+    formula held about five image-sized tensors at once (the differences, their squares, the
+    gradients of the slices); at print size each is 0.66 GiB (7680×7680), more than a tile's
+    activations, and the tiled objective evaluates TV over the whole image. This holds one
+    channel's differences at a time, and the gradient."""
+
+    @staticmethod
+    def forward(ctx, image: torch.Tensor, wrap: bool) -> torch.Tensor:
+        ctx.save_for_backward(image)
+        ctx.wrap = wrap
+        total = torch.zeros((), device=image.device)
+        for plane in planes(image):
+            for dim in (-1, -2):
+                total += neighbour_difference(plane, dim, wrap).square_().sum() / pair_count(image, dim, wrap)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_total: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (image,) = ctx.saved_tensors
+        grad = torch.zeros_like(image, dtype=torch.float32)
+        for plane, into in zip(planes(image), planes(grad)):
+            for dim in (-1, -2):
+                step = neighbour_difference(plane, dim, ctx.wrap).mul_(2 * grad_total / pair_count(image, dim, ctx.wrap))
+                if ctx.wrap:  # d(x[j+1] - x[j]) / dx: +1 at j+1 (cyclic), -1 at j
+                    into.add_(step.roll(1, dim)).sub_(step)
+                else:
+                    into.narrow(dim, 1, step.shape[dim]).add_(step)
+                    into.narrow(dim, 0, step.shape[dim]).sub_(step)
+        return grad, None
+
+
+def planes(image: torch.Tensor) -> list[torch.Tensor]:
+    """The H×W planes of an N×C×H×W image (views)."""
+    return [image[n, c] for n in range(image.shape[0]) for c in range(image.shape[1])]
+
+
+def neighbour_difference(plane: torch.Tensor, dim: int, wrap: bool) -> torch.Tensor:
+    """x[j+1] - x[j] along `dim` of an H×W plane, in fp32 (cyclic with `wrap`)."""
+    plane = plane.float()
+    if wrap:
+        return plane.roll(-1, dim) - plane
+    n = plane.shape[dim]
+    return plane.narrow(dim, 1, n - 1) - plane.narrow(dim, 0, n - 1)
+
+
+def pair_count(image: torch.Tensor, dim: int, wrap: bool) -> int:
+    """How many neighbouring pairs the mean along `dim` is over."""
+    return image.numel() if wrap else image.numel() // image.shape[dim] * (image.shape[dim] - 1)
