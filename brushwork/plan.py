@@ -243,7 +243,7 @@ def style_term_bytes(width: int, height: int, options: Options, dtype: torch.dty
         return regions * sliced_tiles.tiled_bytes(style_shapes(width, height, style_layers),
                                                   style_values(*evaluated, style_layers))
     if options.style_loss == "sliced":
-        return sliced.ranked_bytes(style_values(width, height, style_layers))
+        return sliced.ranked_bytes(style_values(width, height, style_layers), dtype)
     if options.style_loss == "meancov":
         evaluated = largest_tile(width, height, tile, tiles.margin_for(options.layers[0] + options.layers[1])) if tile else (width, height)
         return dtype.itemsize * sum(style_values(*evaluated, style_layers))

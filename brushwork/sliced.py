@@ -191,16 +191,17 @@ def thinned(samples):
 
 
 # Bytes per projected value (one direction at one position) that an evaluation holds, as
-# measured (RSS growth over the Gram loss's less the painting's samples, 1024×768, bf16 and
-# fp32): for every layer at once, the residuals autograd keeps (HELD); for one layer at a time,
-# what its ranking and squared error pass on (PASSING).
-HELD, PASSING = 5, 4
+# measured (peak RSS less the rest of the estimate, 1024×768 and 683×2048, whole): for every
+# layer at once, what autograd keeps (HELD: in bf16 also the features widened to fp32 for
+# the projection, which fp32 features need not be); for one layer at a time, what its
+# ranking and squared error pass on (PASSING).
+HELD, PASSING = {torch.bfloat16: 5, torch.float32: 2}, 4
 
 
-def ranked_bytes(values: list[int]) -> int:
+def ranked_bytes(values: list[int], dtype: torch.dtype) -> int:
     """Memory the sliced loss needs beyond the network for layers of `values` projected values
-    each, evaluated whole (in tiles: sliced_tiles.tiled_bytes)."""
-    return HELD * sum(values) + PASSING * max(values, default=0)
+    each, evaluated whole in `dtype` (in tiles: sliced_tiles.tiled_bytes)."""
+    return HELD.get(dtype, 5) * sum(values) + PASSING * max(values, default=0)
 
 
 # Directions of up to SORTED_UP_TO values are ranked by a sort, longer ones by a histogram of
