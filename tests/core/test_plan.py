@@ -199,7 +199,7 @@ def test_the_sliced_loss_in_tiles_holds_binned_moments_not_projections(engine):
     budget as Gram does, up to 7680×4320 in the default one."""
     options = Options(style_loss="sliced")
     whole = plan.style_term_bytes(4096, 3072, options, torch.float32, None)
-    assert plan.style_term_bytes(4096, 3072, options, torch.float32, 512) < whole / 10
+    assert plan.style_term_bytes(4096, 3072, options, torch.float32, 512) < whole / 5
     sliced = engine.plan((1200, 900), Options(size=1200, steps=10, max_memory=2.0, style_loss="sliced"))
     assert sliced.scales[-1].tile and sliced.memory_needed <= 2 * 2**30
     eight_k = engine.plan((7680, 4320), Options(size=7680, style_loss="sliced"))
