@@ -44,6 +44,12 @@ RUN_OVERHEAD = int(0.25 * 2**30)
 # Bytes a style value of the tile, measured (peak RSS less the rest of the estimate, 2048 px
 # in 1536 px tiles): 1.5 for gram in bf16, 0.8 in fp32, 2 and 2.5 for meancov.
 TILE_STATISTICS_BYTES = 2
+# Between a tiled scale's evaluations no activations are held, but RSS does not fall that far:
+# malloc's heap keeps what the tiles' smaller tensors and a scale's start (the content and x
+# resized, the content targets computed tile by tile) left. Image-sized vectors it adds to an
+# update, measured at 4096×4096 in 1024 px tiles (the update and TV held 12.3 vectors, the
+# scale's start 13.2, with the targets and RUN_OVERHEAD) and 7680×7680 (its peak, 10.9).
+HEAP_VECTORS = 4
 
 
 @dataclass
@@ -198,14 +204,15 @@ def scale_bytes(size: tuple[int, int], tile: int | None, steps: int, pairs: int,
                 layers: tuple[str, ...], dtype: torch.dtype) -> int:
     """A scale's peak beyond the network: the larger of an evaluation (the activations of the
     whole image or of its largest tile, the style term, the optimizer's vectors) and an update
-    (the vectors alone), plus what both hold: the content targets, kept whole, and RUN_OVERHEAD."""
+    (the vectors and what the heap kept, HEAP_VECTORS), plus what both hold: the content
+    targets, kept whole, and RUN_OVERHEAD."""
     w, h = size
     evaluated = (w, h) if tile is None else largest_tile(w, h, tile, tiles.margin_for(layers))
     evaluation = activation_bytes(*evaluated, layers, dtype) + style_term_bytes(w, h, options, dtype, tile)
     evaluating, updating = optimizer_vectors(options.optimizer, steps, pairs)
     vector = 3 * w * h * 4
     held = feature_map_bytes(w, h, options.layers[1], dtype) + RUN_OVERHEAD
-    return held + max(evaluation + evaluating * vector, updating * vector)
+    return held + max(evaluation + evaluating * vector, (updating + HEAP_VECTORS) * vector)
 
 
 def feature_map_bytes(width: int, height: int, layers: tuple[str, ...], dtype: torch.dtype) -> int:
@@ -347,7 +354,8 @@ def _refuse_memory(width: int, height: int, options: Options, layers: tuple[str,
 
     def fits(side: int) -> bool:
         w, h = images.fit_size(width, height, side)
-        steps = schedule(options, w, h, layers)[-1][1]  # the final scale's: they decide its history
+        # The final scale's steps decide its history; --steps-per-scale's may not match a smaller side's scales.
+        steps = options.steps_per_scale[-1] if options.steps_per_scale else schedule(options, w, h, layers)[-1][1]
         return fit_scale((w, h), steps, options.replace(tile=None), layers, dtype, budget - held) is not None
 
     low, high = 1, max(width, height)

@@ -179,6 +179,13 @@ def test_a_run_that_cannot_fit_names_the_largest_size(engine):
     engine.plan((8000, 6000), Options(size=largest, max_memory=0.5))  # and that size does fit
 
 
+def test_a_refusal_with_steps_per_scale_names_the_largest_size_too(engine):
+    """The search for the largest size that fits tries smaller sides, which have fewer scales
+    than --steps-per-scale has values: it must still answer with the memory, not that mismatch."""
+    with pytest.raises(BrushworkError, match=r"largest --size that fits is about \d+"):
+        engine.plan((8000, 6000), Options(size=8000, max_memory=0.5, steps_per_scale=(1,) * 6))
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
