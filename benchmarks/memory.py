@@ -144,6 +144,7 @@ def reestimated(rows: list[dict]) -> str:
     from PIL import Image
 
     from brushwork.engine import engine_for
+    from brushwork.errors import BrushworkError
     from brushwork.options import Options
     from brushwork.plan import default_scale_count
 
@@ -156,13 +157,16 @@ def reestimated(rows: list[dict]) -> str:
             sizes = photo.size, painting.size
         steps = {} if r.get("ladder") else {"steps_per_scale": (1,) * default_scale_count(r["size"])}
         options = Options(device="cpu", size=r["size"], precision=r["precision"], style_loss=r["loss"], **steps)
-        plan = engine.plan(sizes[0], options, [sizes[1]])
+        try:
+            plan, refused = engine.plan(sizes[0], options, [sizes[1]]), ""
+        except BrushworkError:  # its estimate all the same, from a plan with room
+            plan, refused = engine.plan(sizes[0], options.replace(max_memory=8.0), [sizes[1]]), " (refused; --max-memory 8)"
         line = plan.describe(engine.device).split(" steps on")[0].removeprefix("plan: ")
         estimate = plan.memory_needed / 2**30 + r["baseline_gib"]
         at_run = (r.get("plan") or "").split(" steps on")[0].removeprefix("plan: ")
         same = at_run == line or at_run.startswith("... -> ") and line.endswith(at_run[7:])  # restored: top only
         lines.append(f"| {r['size']} | {r['aspect']}{' ladder' if r.get('ladder') else ''} | {r['precision']} | "
-                     f"{r['loss']} | {line.split(' -> ')[-1]} | {estimate:.2f} | {r['peak_rss_gib']:.2f} | "
+                     f"{r['loss']} | {line.split(' -> ')[-1]}{refused} | {estimate:.2f} | {r['peak_rss_gib']:.2f} | "
                      f"{100 * (estimate / r['peak_rss_gib'] - 1):+.1f}% | {r['date']} | {'yes' if same else 'no'} |")
     return "\n".join(lines)
 
