@@ -190,11 +190,10 @@ def thinned(samples):
     return samples[..., ::stride].clone()
 
 
-# Bytes per projected value (one direction at one position) that an evaluation holds, as
-# measured (peak RSS less the rest of the estimate, 1024×768 and 683×2048, whole): for every
-# layer at once, what autograd keeps (HELD: in bf16 also the features widened to fp32 for
-# the projection, which fp32 features need not be); for one layer at a time, what its
-# ranking and squared error pass on (PASSING).
+# Bytes per projected value (one direction at one position) an evaluation holds, measured
+# (peak RSS less the rest of the estimate, 1024×768 and 683×2048, whole): for every layer at
+# once, what autograd keeps (HELD; in bf16 also the features widened to fp32 for the
+# projection); for one layer at a time, what its ranking and squared error pass on (PASSING).
 HELD, PASSING = {torch.bfloat16: 5, torch.float32: 2}, 4
 
 
