@@ -247,7 +247,7 @@ class TVLoss(nn.Module):
 
 class TotalVariation(torch.autograd.Function):
     """TVLoss's value and gradient, one channel at a time. Autograd's version of the same
-    formula held about five image-sized tensors at once (the differences, their squares, the
+    formula held six image-sized tensors at once (measured: the differences, their squares, the
     gradients of the slices); at print size each is 0.66 GiB (7680×7680), more than a tile's
     activations, and the tiled objective evaluates TV over the whole image. This holds one
     channel's differences at a time, and the gradient."""
