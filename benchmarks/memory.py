@@ -22,6 +22,7 @@ results file are kept (each run is minutes to hours); --rerun measures them agai
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -46,6 +47,7 @@ def machine() -> dict:
             "load_1min": round(os.getloadavg()[0], 2), "date": time.strftime("%Y-%m-%d %H:%M")}
 
 
+@functools.cache  # cut once per aspect and process: --reestimate asks for every row
 def pictures(aspect: str) -> tuple[Path, Path]:
     """A photo cut to exactly `aspect` (the astronaut) and The Starry Night; scikit-image's
     astronaut and coffee where ../shared is absent."""
