@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from .devices import return_free_heap
 from .errors import BrushworkError
 from .losses import STYLE_LOSSES, ContentLoss, TVLoss, gram_matrix
 from .run_description import RunDescription
@@ -116,6 +117,7 @@ class TiledObjective(Objective):
             shares = self.style.tile_statistics(tile, feats, positions)
             share = sum((grams[key].grad * shares[key]).sum() for key in shares)
             (share + wc * self.content.part(*self._content_cores(tile, feats))).backward()
+        return_free_heap(x.device)
         tv = self.tv(x)
         (wt * tv).backward()
         return torch.stack([content, style.detach(), tv.detach(), wc * content + ws * style.detach() + wt * tv.detach()])

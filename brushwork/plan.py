@@ -44,12 +44,6 @@ RUN_OVERHEAD = int(0.25 * 2**30)
 # Bytes a style value of the tile, measured (peak RSS less the rest of the estimate, 2048 px
 # in 1536 px tiles): 1.5 for gram in bf16, 0.8 in fp32, 2 and 2.5 for meancov.
 TILE_STATISTICS_BYTES = 2
-# Between a tiled scale's evaluations no activations are held, but RSS does not fall that far:
-# malloc's heap keeps what the tiles' smaller tensors and a scale's start (the content and x
-# resized, the content targets computed tile by tile) left. Image-sized vectors it adds to an
-# update, measured at 4096×4096 in 1024 px tiles (the update and TV held 12.3 vectors, the
-# scale's start 13.2, with the targets and RUN_OVERHEAD) and 7680×7680 (its peak, 10.9).
-HEAP_VECTORS = 4
 
 
 @dataclass
@@ -204,15 +198,15 @@ def scale_bytes(size: tuple[int, int], tile: int | None, steps: int, pairs: int,
                 layers: tuple[str, ...], dtype: torch.dtype) -> int:
     """A scale's peak beyond the network: the larger of an evaluation (the activations of the
     whole image or of its largest tile, the style term, the optimizer's vectors) and an update
-    (the vectors and what the heap kept, HEAP_VECTORS), plus what both hold: the content
-    targets, kept whole, and RUN_OVERHEAD."""
+    (the vectors alone: a tiled evaluation hands its tiles' heap back, devices.return_free_heap),
+    plus what both hold: the content targets, kept whole, and RUN_OVERHEAD."""
     w, h = size
     evaluated = (w, h) if tile is None else largest_tile(w, h, tile, tiles.margin_for(layers))
     evaluation = activation_bytes(*evaluated, layers, dtype) + style_term_bytes(w, h, options, dtype, tile)
     evaluating, updating = optimizer_vectors(options.optimizer, steps, pairs)
     vector = 3 * w * h * 4
     held = feature_map_bytes(w, h, options.layers[1], dtype) + RUN_OVERHEAD
-    return held + max(evaluation + evaluating * vector, (updating + HEAP_VECTORS) * vector)
+    return held + max(evaluation + evaluating * vector, updating * vector)
 
 
 def feature_map_bytes(width: int, height: int, layers: tuple[str, ...], dtype: torch.dtype) -> int:
