@@ -112,11 +112,15 @@ class TiledObjective(Objective):
         with torch.enable_grad():
             style = self.style.compare(grams)
             (ws * style).backward()
+        gradient = torch.zeros_like(x)
         for tile in self.tiles:  # pass 2: gradients
-            feats = self.features(tile.take(x))
+            pixels = tile.take(x.detach()).requires_grad_(True)
+            feats = self.features(pixels)
             shares = self.style.tile_statistics(tile, feats, positions)
             share = sum((grams[key].grad * shares[key]).sum() for key in shares)
             (share + wc * self.content.part(*self._content_cores(tile, feats))).backward()
+            tile.put_back(pixels.grad, gradient)
+        x.grad = gradient
         return_free_heap(x.device)
         tv = self.tv(x)
         (wt * tv).backward()

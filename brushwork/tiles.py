@@ -89,6 +89,20 @@ class Tile:
         image = image[..., rows, :] if isinstance(rows, slice) else image.index_select(-2, rows.to(image.device))
         return image[..., cols] if isinstance(cols, slice) else image.index_select(-1, cols.to(image.device))
 
+    def put_back(self, gradient: torch.Tensor, whole: torch.Tensor) -> None:
+        """Adds the gradient of take()'s pixels into `whole` (the image's gradient), in place,
+        where take() read them (wrapped pixels add up). Autograd through take() would fill an
+        image-sized tensor of zeros for every tile's backward: at 7680×7680 0.66 GiB more at
+        the peak of each evaluation, and 64 fills and adds of it."""
+        rows, cols = self.rows.indices(), self.cols.indices()
+        if not isinstance(cols, slice):
+            strip = gradient.new_zeros(*gradient.shape[:-1], whole.shape[-1])
+            gradient, cols = strip.index_add_(-1, cols.to(whole.device), gradient), slice(None)
+        if isinstance(rows, slice):
+            whole[..., rows, cols] += gradient
+        else:
+            whole[..., cols].index_add_(-2, rows.to(whole.device), gradient)
+
     def core(self, features: torch.Tensor, layer: str) -> torch.Tensor:
         """The part of this tile's features at `layer` that is exactly the whole image's."""
         factor = downsampling(layer)

@@ -123,6 +123,35 @@ def test_tv_holds_about_two_image_sized_vectors(wrap):
     assert float(out.stdout.split()[-1]) <= 2.5
 
 
+ENERGY_MEMORY = """
+import re, torch
+from pathlib import Path
+from brushwork.losses import ContentLoss
+def status(key):
+    return int(re.search(key + r":\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1)) * 1024
+target = torch.rand(1, 512, 480, 480).to(torch.bfloat16)
+loss = ContentLoss({"relu4_2": target}, {"relu4_2": 1.0})
+Path("/proc/self/clear_refs").write_text("5")
+before = status("VmRSS")
+energy = float(loss.energy("relu4_2"))
+held = (status("VmHWM") - before) / (target.numel() * 2)
+print(abs(energy / float(target.double().pow(2).sum()) - 1), held)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's resettable peak RSS")
+def test_the_content_targets_energy_is_summed_without_widening_the_whole_map():
+    """A tiled run divides each tile's content error by the whole target's energy, computed
+    once. Widened and squared at once, a bf16 target took two fp32 copies of itself: 3.5 GiB
+    at 7680×7680, the peak of that run (measured), counted nowhere in the memory plan."""
+    environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(2**20)}
+    out = subprocess.run([sys.executable, "-c", ENERGY_MEMORY], capture_output=True, text=True, check=True,
+                         env=environment)
+    error, held = map(float, out.stdout.split())
+    assert error < 1e-5
+    assert held < 0.5  # in bf16 targets' bytes; widening it whole held 4
+
+
 def test_gram_is_size_invariant(engine, style):
     """The same texture tiled 2×2 and 4×4: Gram matrices agree (they would differ 4× unnormalized)."""
     tile = images.resize(images.to_tensor(style), (32, 32))
