@@ -40,6 +40,20 @@ def test_a_tiles_core_is_the_same_positions_as_its_region_of_the_whole():
         assert torch.equal(tile.core(tile.take(whole), "relu1_1"), tile.region(whole, "relu1_1"))
 
 
+@settings(max_examples=30, deadline=None)
+@given(width=st.integers(24, 120), height=st.integers(24, 120), core=st.integers(8, 64), wrap=st.booleans())
+def test_put_back_adds_a_tiles_gradient_where_take_read_it(width, height, core, wrap):
+    """put_back is the adjoint of take (what autograd through take would add to the image's
+    gradient, wrapped pixels summed), computed without an image-sized tensor per tile."""
+    image = torch.rand(1, 3, height, width).requires_grad_(True)
+    ours = torch.zeros_like(image)
+    for tile in tiles.tiles(width, height, core, 16, wrap):  # their margins overlap: the sums must add
+        upstream = torch.rand_like(tile.take(image))
+        (tile.take(image) * upstream).sum().backward()
+        tile.put_back(upstream, ours)
+    torch.testing.assert_close(ours, image.grad)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     length=st.integers(1, 900),
