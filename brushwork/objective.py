@@ -163,6 +163,7 @@ def tiled_features(features: Features, image: torch.Tensor, layers: tuple[str, .
                     shape = (*f.shape[:2], image.shape[-2] // factor, image.shape[-1] // factor)
                     whole[name] = f.new_zeros(shape)
                 tile.region(whole[name], name).copy_(tile.core(f, name))
+    return_free_heap(image.device)  # the tiles' maps, which the scale's first evaluation would start on
     return whole
 
 
@@ -184,6 +185,7 @@ def tiled_grams(features: Features, image: torch.Tensor, layers: tuple[str, ...]
                     total = weights[name].float().sum().clamp_min(1e-12)
                     share = statistics(tile.core(f, name), total, tile.region(weights[name], name))
                 grams[name] = gather(grams[name], share) if name in grams else share
+    return_free_heap(image.device)
     return grams
 
 
