@@ -91,9 +91,9 @@ class Tile:
 
     def put_back(self, gradient: torch.Tensor, whole: torch.Tensor) -> None:
         """Adds the gradient of take()'s pixels into `whole` (the image's gradient), in place,
-        where take() read them (wrapped pixels add up). Autograd through take() would fill an
-        image-sized tensor of zeros for every tile's backward: at 7680×7680 0.66 GiB more at
-        the peak of each evaluation, and 64 fills and adds of it."""
+        where take() read them (wrapped pixels add up). Autograd through take() fills an
+        image-sized tensor of zeros for every tile's backward and adds it: at 7680×7680, 64 of
+        0.66 GiB an evaluation (one step a scale took 706–755 s with put_back, 1310 without)."""
         rows, cols = self.rows.indices(), self.cols.indices()
         if not isinstance(cols, slice):
             strip = gradient.new_zeros(*gradient.shape[:-1], whole.shape[-1])

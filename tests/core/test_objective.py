@@ -217,9 +217,9 @@ def test_cuda_graph_replay_recomputes_at_the_changed_image():
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads the process's RSS from Linux's /proc")
 def test_a_tiled_evaluation_hands_back_the_heap_its_tiles_used(engine):
     """The tiles' smaller tensors come and go on malloc's heap, which would keep their pages
-    through the optimizer's update (at print size, 4 image-sized vectors more than the plan
-    counts). After the evaluations RSS must not have grown beyond the gradient: without the
-    trim it grows by about 60 vectors here."""
+    through TV and the optimizer's update, which the plan counts as vectors alone. After the
+    evaluations RSS must not have grown beyond the gradient: without the trim it grew by 60-90
+    vectors here (266 MiB)."""
     width = height = 512
     features, content, style, layers = losses_for(engine, GATYS, width, height)
     x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
