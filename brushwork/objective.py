@@ -120,8 +120,8 @@ class TiledObjective(Objective):
             share = sum((grams[key].grad * shares[key]).sum() for key in shares)
             (share + wc * self.content.part(*self._content_cores(tile, feats))).backward()
             tile.put_back(pixels.grad, gradient)
+            return_free_heap(x.device)  # else the heap creeps tile by tile (0.26 GiB of the peak at 7680x7680)
         x.grad = gradient
-        return_free_heap(x.device)
         tv = self.tv(x)
         (wt * tv).backward()
         return torch.stack([content, style.detach(), tv.detach(), wc * content + ws * style.detach() + wt * tv.detach()])
