@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import io
+import signal
 import socket
 import threading
 import time
@@ -27,6 +28,15 @@ SHARED_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "images"
 
 # Small enough to keep every run around a second on a shared 2-core CPU.
 TINY = Options(size=48, steps=5, device="cpu")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The Ctrl-C tests send SIGINT to the commands they start. A shell that starts the test
+    run in the background (`.ci/run &`) has it ignore SIGINT, and an ignored signal stays
+    ignored in every child, so the commands would never see it: catch it here instead, which
+    every child then starts from the default again."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
