@@ -148,19 +148,21 @@ class Engine:
         start: torch.Tensor | None = None,
         temporal: TemporalTarget | None = None,
         run: RunDescription | None = None,
+        plan: Plan | None = None,
     ) -> Result:
         """Stylize `content` (RGB PIL) with `styles`; see Options for the knobs. The options are
         checked where the run comes in, before any network is loaded, by resolving them into the
         RunDescription that the painting reads (`run`: api.run and the commands pass theirs);
         without one (the web form and a batch's plan checked their options when they were
-        queued), it is made here, and checked then: none is made from options that cannot run. The plan and --init's picture still read the Options. A video
-        frame (video.py) passes `start`, the image to start from instead of --init (1×3×H×W),
-        and `temporal`, what the frame is held to with --temporal-weight."""
+        queued), it is made here, and checked then: none is made from options that cannot run.
+        The plan and --init's picture still read the Options; `plan` is the one a caller made
+        already to print it (stylize), else it is made here. A video frame (video.py) passes
+        `start`, the image to start from instead of --init (1×3×H×W), and `temporal`, what the
+        frame is held to with --temporal-weight."""
         run = run or RunDescription.from_options(options, len(styles))
         run_masks = regions.prepare(run, content, styles)
-        if run.style_crop is not None:
-            styles = [images.crop(s, run.style_crop) for s in styles]
-        plan = self.plan(content.size, options, [s.size for s in styles])
+        styles = images.crop_styles(styles, run.style_crop)
+        plan = plan or self.plan(content.size, options, [s.size for s in styles])
         init_image = start if start is not None else starting_picture(content, styles, options, max(plan.width, plan.height))
         painting = Painting(self, run, plan, content, styles, init_image, callback, run_masks, temporal)
         try:

@@ -127,6 +127,12 @@ def crop(image: Image.Image, box: tuple[float, float, float, float]) -> Image.Im
     return image.crop((left, top, right, bottom))
 
 
+def crop_styles(styles: list[Image.Image], box: tuple[float, float, float, float] | None) -> list[Image.Image]:
+    """The style images as a run paints from them (--style-crop's box of each, if one is set):
+    the one place the run, its plan and fast training read them from."""
+    return styles if box is None else [crop(s, box) for s in styles]
+
+
 # --- color ---------------------------------------------------------------------------------
 
 # ITU-R BT.601 luma and the YIQ chroma axes, as in Gatys et al., "Preserving Color in Neural

@@ -55,5 +55,5 @@ def check_plans(cells: list[Cell], rows: dict[int, dict], inputs: Inputs, engine
     for cell in cells:
         if cell.index not in rows:
             o = cell.options
-            cropped = inputs.styles if o.style_crop is None else [images.crop(s, o.style_crop) for s in inputs.styles]
+            cropped = images.crop_styles(inputs.styles, o.style_crop)
             engines.for_options(o).plan(inputs.content.size, o, [s.size for s in cropped])

@@ -112,8 +112,7 @@ def paint(
     that load_styles has checked. Without `keep_partial` (one of several photos), Ctrl-C
     writes nothing, so --resume redoes it."""
     engine = engine_for(options)
-    cropped = [images.crop(s, run.style_crop) for s in styles] if run.style_crop is not None else styles
-    plan = engine.plan(content.size, options, [s.size for s in cropped])  # the plan engine.run makes
+    plan = engine.plan(content.size, options, [s.size for s in images.crop_styles(styles, run.style_crop)])
     images.check_disk_space(args.output, (plan.width, plan.height))
     if not args.quiet:
         print(plan.describe(engine.device), file=sys.stderr)
@@ -122,7 +121,7 @@ def paint(
             print(f"estimated time: about {format_duration(seconds)}", file=sys.stderr)
     reporter = ProgressReporter("stylize", enabled=not args.quiet)
     try:
-        result = engine.run(content, styles, options, snapshot_saver(args, reporter), run=run)
+        result = engine.run(content, styles, options, snapshot_saver(args, reporter), run=run, plan=plan)
     finally:
         reporter.close()
     if result.stop_reason == "interrupted" and not keep_partial:

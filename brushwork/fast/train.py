@@ -261,10 +261,8 @@ class TrainingRun:
         size `stylize --size CROP` would use, so a trained model paints what an optimization
         at that size would."""
         style_layers, _ = self.options.layers
-        if self.options.style_crop is not None:
-            styles = [images.crop(s, self.options.style_crop) for s in styles]
         grams = []
-        for style in styles:
+        for style in images.crop_styles(styles, self.options.style_crop):
             style_side = self.options.style_side(self.config.crop, max(style.size))
             tensor = images.resize(images.to_tensor(style), images.fit_size(style.width, style.height, style_side))
             if min(tensor.shape[-2:]) < min_side(style_layers):
