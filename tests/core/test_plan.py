@@ -80,15 +80,17 @@ def test_a_run_under_a_small_budget_keeps_to_it_and_to_the_estimate(precision, l
     at once: it is tiled, its peak RSS growth beyond the loaded network stays under the budget,
     and the plan's estimate covers that peak by no more than what it counts for every run,
     whatever its size (plan.RUN_OVERHEAD, fitted on multi-scale runs at 1024-7680 px, whose
-    heap grows as scales come and go; a one-scale 512 px run holds a part of it).
-    benchmarks/memory.py finds the estimate within 10% at 1024-7680 px."""
+    heap grows as scales come and go; a one-scale 512 px run holds a part of it). Below the
+    peak by no more than half of that: the heap's pages swing from run to run (bf16 gram, the
+    same command: 400, 459, 469, 473 and 582 MB, for an estimate of 514), a fifth of the peak at
+    this size. benchmarks/memory.py finds the estimate within 10% at 1024-7680 px."""
     budget = 0.6
     out = subprocess.run([sys.executable, "-c", MEASURE_RUN, precision, str(budget), loss],
                          capture_output=True, text=True, check=True)
     numbers = json.loads(out.stdout.strip().splitlines()[-1])
     assert numbers["tiled"], numbers
     assert numbers["measured"] <= budget * 2**30, numbers
-    assert numbers["measured"] * 0.9 <= numbers["estimate"] <= numbers["measured"] + plan.RUN_OVERHEAD, numbers
+    assert numbers["measured"] - plan.RUN_OVERHEAD / 2 <= numbers["estimate"] <= numbers["measured"] + plan.RUN_OVERHEAD, numbers
 
 
 def test_estimate_grows_with_area_and_shrinks_with_bf16():
