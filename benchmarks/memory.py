@@ -8,6 +8,7 @@ network's own process, measured once per precision). Prints a table, writes JSON
     python benchmarks/memory.py --sizes 7680 --aspects 16:9 --precisions bf16 --ladder   # the default steps
     python benchmarks/memory.py --table                          # the table of what was measured so far
     python benchmarks/memory.py --reestimate                     # those runs against today's plans
+    python benchmarks/memory.py --missing                        # the cells not measured yet, riskiest first
 
 Steps: one a scale, so each scale's peak is reached in minutes rather than hours. The plan
 counts the optimizer's image-sized vectors for the steps a scale runs (plan.optimizer_vectors:
@@ -186,6 +187,40 @@ def save(made: list[dict]) -> list[dict]:
     return rows
 
 
+def missing(rows: list[dict]) -> str:
+    """Markdown: the grid's cells with no measured run, by today's estimate beyond the network,
+    highest (nearest the budget, so measured first) at the top."""
+    from PIL import Image
+
+    from brushwork.engine import engine_for
+    from brushwork.errors import BrushworkError
+    from brushwork.options import Options
+    from brushwork.plan import default_scale_count
+
+    engine = engine_for(Options(device="cpu"))
+    measured = {key(r) for r in rows if r.get("peak_rss_gib")}
+    cells = []
+    for size in (2048, 4096, 7680):
+        for aspect in ASPECTS:
+            with Image.open(pictures(aspect)[0]) as photo, Image.open(pictures(aspect)[1]) as painting:
+                sizes = photo.size, painting.size
+            for precision in ("fp32", "bf16"):
+                for loss in ("gram", "meancov", "sliced"):
+                    if (size, aspect, precision, loss, False) in measured:
+                        continue
+                    options = Options(device="cpu", size=size, precision=precision, style_loss=loss,
+                                      steps_per_scale=(1,) * default_scale_count(size))
+                    try:
+                        estimate, note = engine.plan(sizes[0], options, [sizes[1]]).memory_needed / 2**30, ""
+                    except BrushworkError:  # over the default budget: a run would be refused
+                        estimate, note = float("inf"), " refused"
+                    cells.append((estimate, size, aspect, precision, loss, note))
+    lines = ["| --size | aspect | precision | loss | estimate beyond the network GiB |", "| ---: | --- | --- | --- | ---: |"]
+    lines += [f"| {size} | {aspect} | {precision} | {loss} | {estimate:.2f}{note} |"
+              for estimate, size, aspect, precision, loss, note in sorted(cells, reverse=True)]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096, 7680])
@@ -196,10 +231,11 @@ def main() -> None:
     parser.add_argument("--rerun", action="store_true", help="measure rows already in the results again")
     parser.add_argument("--table", action="store_true", help="print the table of the results file and stop")
     parser.add_argument("--reestimate", action="store_true", help="the measured runs against today's plans, and stop")
+    parser.add_argument("--missing", action="store_true", help="the cells not measured yet, riskiest first, and stop")
     args = parser.parse_args()
     kept = json.loads(RESULT.read_text())["rows"] if RESULT.exists() else []
-    if args.table or args.reestimate:
-        print(reestimated(kept) if args.reestimate else table(kept))
+    if args.table or args.reestimate or args.missing:
+        print(missing(kept) if args.missing else reestimated(kept) if args.reestimate else table(kept))
         return
     baseline = baseline_gib()
     print(f"network loaded: {baseline:.2f} GiB peak RSS", flush=True)
