@@ -31,6 +31,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # brushwork, and torch with it, is imported where a function needs it: --table needs neither
+    from brushwork.engine import Engine
+    from brushwork.plan import Plan
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "images"
@@ -140,30 +145,39 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def reestimated(rows: list[dict]) -> str:
-    """Markdown: every measured run against today's plan for it, made in this process without
-    running it. A run whose plan (scales, tiles) is today's still measures today's peak, so a
-    change to the estimate alone needs no new runs; one whose plan changed needs measuring."""
+def todays_plan(engine: Engine, size: int, aspect: str, precision: str, loss: str, ladder: bool) -> tuple[Plan, bool]:
+    """The plan a run of this cell would get now, made without running it, and whether the
+    default budget refuses it (then the plan --max-memory 8 gives, for its estimate)."""
     from PIL import Image
 
-    from brushwork.engine import engine_for
     from brushwork.errors import BrushworkError
     from brushwork.options import Options
     from brushwork.plan import default_scale_count
+
+    content, style = pictures(aspect)
+    with Image.open(content) as photo, Image.open(style) as painting:
+        sizes = photo.size, painting.size
+    steps = {} if ladder else {"steps_per_scale": (1,) * default_scale_count(size)}
+    options = Options(device="cpu", size=size, precision=precision, style_loss=loss, **steps)
+    try:
+        return engine.plan(sizes[0], options, [sizes[1]]), False
+    except BrushworkError:
+        return engine.plan(sizes[0], options.replace(max_memory=8.0), [sizes[1]]), True
+
+
+def reestimated(rows: list[dict]) -> str:
+    """Markdown: every measured run against today's plan for it. A run whose plan (scales,
+    tiles) is today's still measures today's peak, so a change to the estimate alone needs no
+    new runs; one whose plan changed needs measuring."""
+    from brushwork.engine import engine_for
+    from brushwork.options import Options
 
     engine = engine_for(Options(device="cpu"))
     lines = ["| --size | aspect | precision | loss | top scale today | estimate today GiB | peak RSS GiB | error | "
              "measured | same plan |", "| ---: | --- | --- | --- | --- | ---: | ---: | ---: | --- | --- |"]
     for r in sorted((r for r in rows if r.get("peak_rss_gib")), key=key):
-        content, style = pictures(r["aspect"])
-        with Image.open(content) as photo, Image.open(style) as painting:
-            sizes = photo.size, painting.size
-        steps = {} if r.get("ladder") else {"steps_per_scale": (1,) * default_scale_count(r["size"])}
-        options = Options(device="cpu", size=r["size"], precision=r["precision"], style_loss=r["loss"], **steps)
-        try:
-            plan, refused = engine.plan(sizes[0], options, [sizes[1]]), ""
-        except BrushworkError:  # its estimate all the same, from a plan with room
-            plan, refused = engine.plan(sizes[0], options.replace(max_memory=8.0), [sizes[1]]), " (refused; --max-memory 8)"
+        plan, over = todays_plan(engine, r["size"], r["aspect"], r["precision"], r["loss"], r.get("ladder", False))
+        refused = " (refused; --max-memory 8)" if over else ""
         line = plan.describe(engine.device).split(" steps on")[0].removeprefix("plan: ")
         estimate = plan.memory_needed / 2**30 + r["baseline_gib"]
         at_run = (r.get("plan") or "").split(" steps on")[0].removeprefix("plan: ")
@@ -190,34 +204,21 @@ def save(made: list[dict]) -> list[dict]:
 def missing(rows: list[dict]) -> str:
     """Markdown: the grid's cells with no measured run, by today's estimate beyond the network,
     highest (nearest the budget, so measured first) at the top."""
-    from PIL import Image
-
     from brushwork.engine import engine_for
-    from brushwork.errors import BrushworkError
     from brushwork.options import Options
-    from brushwork.plan import default_scale_count
 
     engine = engine_for(Options(device="cpu"))
     measured = {key(r) for r in rows if r.get("peak_rss_gib")}
-    cells = []
-    for size in (2048, 4096, 7680):
-        for aspect in ASPECTS:
-            with Image.open(pictures(aspect)[0]) as photo, Image.open(pictures(aspect)[1]) as painting:
-                sizes = photo.size, painting.size
-            for precision in ("fp32", "bf16"):
-                for loss in ("gram", "meancov", "sliced"):
-                    if (size, aspect, precision, loss, False) in measured:
-                        continue
-                    options = Options(device="cpu", size=size, precision=precision, style_loss=loss,
-                                      steps_per_scale=(1,) * default_scale_count(size))
-                    try:
-                        estimate, note = engine.plan(sizes[0], options, [sizes[1]]).memory_needed / 2**30, ""
-                    except BrushworkError:  # over the default budget: a run would be refused
-                        estimate, note = float("inf"), " refused"
-                    cells.append((estimate, size, aspect, precision, loss, note))
+    cells = [(size, aspect, precision, loss) for size in (2048, 4096, 7680) for aspect in ASPECTS
+             for precision in ("fp32", "bf16") for loss in ("gram", "meancov", "sliced")
+             if (size, aspect, precision, loss, False) not in measured]
+    estimated = []
+    for cell in cells:
+        plan, over = todays_plan(engine, *cell, ladder=False)
+        estimated.append((plan.memory_needed / 2**30, over, *cell))
     lines = ["| --size | aspect | precision | loss | estimate beyond the network GiB |", "| ---: | --- | --- | --- | ---: |"]
-    lines += [f"| {size} | {aspect} | {precision} | {loss} | {estimate:.2f}{note} |"
-              for estimate, size, aspect, precision, loss, note in sorted(cells, reverse=True)]
+    lines += [f"| {size} | {aspect} | {precision} | {loss} | {estimate:.2f}{' (refused: over the budget)' if over else ''} |"
+              for estimate, over, size, aspect, precision, loss in sorted(estimated, reverse=True)]
     return "\n".join(lines)
 
 
