@@ -41,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "images"
 OUT = HERE / "out" / "memory"
 RESULT = HERE / "results" / "memory.json"
+SIZES, PRECISIONS, LOSSES = [2048, 4096, 7680], ["fp32", "bf16"], ["gram", "meancov", "sliced"]  # the grid
 ASPECTS = {"1:1": (1, 1), "4:3": (4, 3), "3:4": (3, 4), "16:9": (16, 9), "1:3": (1, 3)}
 BASELINE = "import resource, sys; from brushwork.engine import engine_for; from brushwork.options import Options; " \
            "engine_for(Options(device='cpu')); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
@@ -209,8 +210,8 @@ def missing(rows: list[dict]) -> str:
 
     engine = engine_for(Options(device="cpu"))
     measured = {key(r) for r in rows if r.get("peak_rss_gib")}
-    cells = [(size, aspect, precision, loss) for size in (2048, 4096, 7680) for aspect in ASPECTS
-             for precision in ("fp32", "bf16") for loss in ("gram", "meancov", "sliced")
+    cells = [(size, aspect, precision, loss) for size in SIZES for aspect in ASPECTS
+             for precision in PRECISIONS for loss in LOSSES
              if (size, aspect, precision, loss, False) not in measured]
     estimated = []
     for cell in cells:
@@ -224,10 +225,10 @@ def missing(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096, 7680])
+    parser.add_argument("--sizes", type=int, nargs="+", default=SIZES)
     parser.add_argument("--aspects", nargs="+", default=list(ASPECTS), choices=list(ASPECTS))
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
-    parser.add_argument("--losses", nargs="+", default=["gram", "meancov", "sliced"])
+    parser.add_argument("--precisions", nargs="+", default=PRECISIONS, choices=PRECISIONS)
+    parser.add_argument("--losses", nargs="+", default=LOSSES)
     parser.add_argument("--ladder", action="store_true", help="the default schedule end to end")
     parser.add_argument("--rerun", action="store_true", help="measure rows already in the results again")
     parser.add_argument("--table", action="store_true", help="print the table of the results file and stop")
