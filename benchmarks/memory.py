@@ -228,7 +228,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=SIZES)
     parser.add_argument("--aspects", nargs="+", default=list(ASPECTS), choices=list(ASPECTS))
     parser.add_argument("--precisions", nargs="+", default=PRECISIONS, choices=PRECISIONS)
-    parser.add_argument("--losses", nargs="+", default=LOSSES)
+    parser.add_argument("--losses", nargs="+", default=LOSSES, choices=LOSSES)
     parser.add_argument("--ladder", action="store_true", help="the default schedule end to end")
     parser.add_argument("--rerun", action="store_true", help="measure rows already in the results again")
     parser.add_argument("--table", action="store_true", help="print the table of the results file and stop")
