@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import warnings
 from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
 
-from .errors import BrushworkError
+from .errors import BrushworkError, BrushworkWarning
 
 # Without --max-memory, a CPU run keeps under this many GiB beyond the network (the loaded
 # network and Python take about 0.4 GiB more, so the whole process stays under 8 GiB): RAM is
@@ -49,12 +50,24 @@ def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
     if precision == "fp32":
         return torch.float32
     if precision == "bf16":
+        if device.type == "cpu" and not cpu_has_bf16():
+            notice_emulated_bf16()
         return torch.bfloat16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     if device.type == "cpu" and cpu_has_bf16():
         return torch.bfloat16
     return torch.float32
+
+
+@functools.cache  # once a process: compare and the studio plan many runs
+def notice_emulated_bf16() -> None:
+    """bf16 asked for on a CPU without it: PyTorch emulates it, and its convolutions run many
+    times slower than fp32 (12x a whole run at 128 px on a 2-core AMD EPYC without AVX512),
+    which a user who asked for bf16 to go faster would not guess."""
+    warnings.warn(BrushworkWarning(
+        "this CPU has no native bf16 (AVX512-BF16 or AMX), so bf16 is emulated and runs many times "
+        "slower than fp32; --precision auto picks fp32 here"), stacklevel=3)
 
 
 def available_bytes(device: torch.device) -> int | None:
