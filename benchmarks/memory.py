@@ -9,6 +9,8 @@ network's own process, measured once per precision). Prints a table, writes JSON
     python benchmarks/memory.py --table                          # the table of what was measured so far
     python benchmarks/memory.py --reestimate                     # those runs against today's plans
     python benchmarks/memory.py --missing                        # the cells not measured yet, riskiest first
+    python benchmarks/memory.py --sizes 2048 --aspects 1:1 1:3 --precisions bf16 --losses gram \
+        --results benchmarks/results/memory_emulated_bf16.json   # on a CPU without native bf16
 
 Steps: one a scale, so each scale's peak is reached in minutes rather than hours. The plan
 counts the optimizer's image-sized vectors for the steps a scale runs (plan.optimizer_vectors:
@@ -189,16 +191,16 @@ def reestimated(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def save(made: list[dict]) -> list[dict]:
+def save(made: list[dict], result: Path) -> list[dict]:
     """This call's rows merged into the results file as it is now (another call may have
     added rows since this one started), written whole or not at all."""
     keys = {key(r) for r in made}
-    rows = json.loads(RESULT.read_text())["rows"] if RESULT.exists() else []
+    rows = json.loads(result.read_text())["rows"] if result.exists() else []
     rows = sorted([r for r in rows if key(r) not in keys] + made, key=key)
-    RESULT.parent.mkdir(exist_ok=True)
-    temporary = RESULT.with_suffix(f".{os.getpid()}.tmp")
+    result.parent.mkdir(exist_ok=True)
+    temporary = result.with_suffix(f".{os.getpid()}.tmp")
     temporary.write_text(json.dumps({"rows": rows}, indent=1))
-    temporary.replace(RESULT)
+    temporary.replace(result)
     return rows
 
 
@@ -234,8 +236,10 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="print the table of the results file and stop")
     parser.add_argument("--reestimate", action="store_true", help="the measured runs against today's plans, and stop")
     parser.add_argument("--missing", action="store_true", help="the cells not measured yet, riskiest first, and stop")
+    parser.add_argument("--results", type=Path, default=RESULT,
+                        help="the results file (another for runs outside the grid, e.g. bf16 where the CPU emulates it)")
     args = parser.parse_args()
-    kept = json.loads(RESULT.read_text())["rows"] if RESULT.exists() else []
+    kept = json.loads(args.results.read_text())["rows"] if args.results.exists() else []
     if args.table or args.reestimate or args.missing:
         print(missing(kept) if args.missing else reestimated(kept) if args.reestimate else table(kept))
         return
@@ -250,7 +254,7 @@ def main() -> None:
                     if not args.rerun and any(key(r) == wanted for r in kept):
                         continue
                     made.append(with_baseline(measure(size, aspect, precision, loss, args.ladder), baseline))
-                    kept = save(made)
+                    kept = save(made, args.results)
                     print(table(made[-1:]).splitlines()[-1], flush=True)
     print(table(kept))
 
