@@ -19,7 +19,7 @@ from typing import Iterator
 import pytest
 from PIL import Image
 
-from brushwork import api, images
+from brushwork import api, devices, images
 from brushwork.engine import Engine
 from brushwork.options import Options
 
@@ -62,6 +62,16 @@ def engine() -> Engine:
     `brushwork.stylize(..., device="cpu")` and `brushwork stylize --device cpu` pick, so API
     and in-process CLI tests share it too."""
     return api.engine_for(TINY)
+
+
+@pytest.fixture
+def cpu_without_bf16(monkeypatch) -> Iterator[None]:
+    """A CPU that lacks native bf16, whichever CPU the suite runs on; the notice that bf16 is
+    emulated not yet given in this process."""
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: False)
+    devices.notice_emulated_bf16.cache_clear()
+    yield
+    devices.notice_emulated_bf16.cache_clear()
 
 
 @pytest.fixture

@@ -93,14 +93,9 @@ def test_quiet_and_options(image_files, out, capsys, runs):
     assert (options.preserve_color, options.optimizer, options.lr) == ("luminance", "adam", 0.05)
 
 
-def test_bf16_where_the_cpu_lacks_it_says_so_once_and_still_runs(image_files, out, capsys, monkeypatch):
-    from brushwork import devices
-
-    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: False)
-    devices.notice_emulated_bf16.cache_clear()
+def test_bf16_where_the_cpu_lacks_it_says_so_once_and_still_runs(image_files, out, capsys, cpu_without_bf16):
     code = brushwork("stylize", image_files["content"], "--style", image_files["style"], "-o", out / "a.png",
                      "--precision", "bf16", *FAST)
-    devices.notice_emulated_bf16.cache_clear()
     err = capsys.readouterr().err
     assert code == 0 and files(out) == ["a.png"]
     assert err.count("brushwork: notice: this CPU has no native bf16") == 1, err

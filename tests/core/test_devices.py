@@ -14,15 +14,6 @@ from brushwork.errors import BrushworkWarning
 CPU = torch.device("cpu")
 
 
-@pytest.fixture
-def cpu_without_bf16(monkeypatch):
-    """A CPU that lacks native bf16, whichever CPU the suite runs on; the notice not yet given."""
-    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: False)
-    devices.notice_emulated_bf16.cache_clear()
-    yield
-    devices.notice_emulated_bf16.cache_clear()
-
-
 def test_bf16_asked_for_on_a_cpu_without_it_runs_bf16_with_one_notice(cpu_without_bf16):
     with pytest.warns(BrushworkWarning, match="no native bf16.*emulated.*--precision auto picks fp32") as seen:
         assert devices.pick_dtype("bf16", CPU) == torch.bfloat16
