@@ -14,7 +14,8 @@ network's own process, measured once per precision). Prints a table, writes JSON
 
 Steps: one a scale, so each scale's peak is reached in minutes rather than hours. The plan
 counts the optimizer's image-sized vectors for the steps a scale runs (plan.optimizer_vectors:
-3 while a first step evaluates, 6 and two a stored L-BFGS pair from the second on), so the
+3 while a first step evaluates, and a quarter more in a one-step scale for the last good
+image of the scale before; 6 and two a stored L-BFGS pair from the second on), so the
 estimate is that of the run measured; the default schedule gives the top scales of big
 outputs one or two steps too (180 steps at 4096 px: 135/34/8/2/1).
 `--ladder` runs the default schedule end to end instead. Runs the plan

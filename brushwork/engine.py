@@ -224,7 +224,7 @@ class Painting:
         # Reading a loss value waits for the GPU; on accelerators read every few steps instead.
         sync_every = 1 if engine.device.type == "cpu" else 10
         shape = (len(plan.scales), plan.total_steps)
-        self.recorder = Recorder(started, self.x, shape, callback, self.finish, sync_every)
+        self.recorder = Recorder(started, shape, callback, self.finish, sync_every)
 
     def paint(self) -> None:
         """Every scale, coarse to fine; the result is left in self.x (or the recorder's last_good)."""

@@ -181,19 +181,21 @@ def activation_bytes(width: int, height: int, layers: tuple[str, ...], dtype: to
     return int(activation_elements(width, height, layers) * BYTES_PER_ACTIVATION.get(dtype, 4.7))
 
 
-def optimizer_vectors(optimizer: str, steps: int, pairs: int) -> tuple[int, int]:
+def optimizer_vectors(optimizer: str, steps: int, pairs: int) -> tuple[float, float]:
     """Image-sized fp32 vectors a scale of `steps` steps holds while the network evaluates, and
     at the peak of an update (when no activations are held). Measured as RSS growth of the
     engine's scale loop on a large image (tests/core/test_plan.py): x, its gradient and the
     evaluated image the recorder keeps, from the second step on also the one before it and
     L-BFGS's previous gradient and step, and two a stored pair (up to `pairs`; each step after
     the first stores one, after its evaluation); an update adds its gradient, direction and
-    clamped image, and its masks (a quarter of a vector more, counted as one). Adam: x, its
-    gradient, the two kept images and its two moments."""
+    clamped image, and its masks (a quarter of a vector more, counted as one). A scale of one
+    step also holds the recorder's last good image from the scale before (a quarter of a
+    vector: sides halve) through its evaluation and update; from the second step on, that is
+    the one before it. Adam: x, its gradient, the two kept images and its two moments."""
     if optimizer == "adam":
         return 7, 9
     if steps == 1:
-        return 3, 6
+        return 3.25, 6.25
     return 6 + 2 * min(pairs, steps - 2), 8 + 2 * min(pairs, steps - 1)
 
 
@@ -209,7 +211,7 @@ def scale_bytes(size: tuple[int, int], tile: int | None, steps: int, pairs: int,
     evaluating, updating = optimizer_vectors(options.optimizer, steps, pairs)
     vector = 3 * w * h * 4
     held = feature_map_bytes(w, h, options.layers[1], dtype) + RUN_OVERHEAD
-    return held + max(evaluation + evaluating * vector, updating * vector)
+    return held + int(max(evaluation + evaluating * vector, updating * vector))
 
 
 def feature_map_bytes(width: int, height: int, layers: tuple[str, ...], dtype: torch.dtype) -> int:

@@ -60,7 +60,6 @@ class Recorder:
     def __init__(
         self,
         started: float,
-        start_image: torch.Tensor,
         shape: tuple[int, int],
         callback: Callable[[Progress], None] | None,
         finish: Callable[[torch.Tensor], torch.Tensor],
@@ -71,7 +70,9 @@ class Recorder:
         losses are read every `sync_every` steps."""
         self.started, self.callback, self.finish, self.sync_every = started, callback, finish, sync_every
         self.n_scales, self.total_steps = shape
-        self.last_good = start_image.clone()
+        # The last image whose loss was finite; until one is read, the first image evaluated
+        # (the start image): no copy of its own, which would be one more image-sized vector.
+        self.last_good: torch.Tensor | None = None
         self.records: list[StepRecord] = []
         self.stop_reason = "done"  # "done" | "interrupted" | "diverged"
         self.step = 0
@@ -86,6 +87,8 @@ class Recorder:
         read now (every sync_every steps, and at a scale's `last` step)."""
         self.step += 1
         self.pending.append((self.step, evaluated))
+        if self.last_good is None:
+            self.last_good = evaluated
         return len(self.pending) >= self.sync_every or last
 
     def read(self, index: int, x: torch.Tensor, losses: list[torch.Tensor]) -> bool:

@@ -125,7 +125,9 @@ MEASURE_VECTORS = textwrap.dedent(
     painting = types.SimpleNamespace(
         engine=types.SimpleNamespace(cuda_graphs=False, device=torch.device("cpu")),
         run=types.SimpleNamespace(optimizer=optimizer, auto_steps=False),
-        recorder=Recorder(time.perf_counter(), torch.zeros(1, 3, 8, 8), (1, steps), None, lambda t: t, 1))
+        recorder=Recorder(time.perf_counter(), (2, steps), None, lambda t: t, 1))
+    # Coming from a scale before: the recorder keeps its last good image, a quarter of x.
+    painting.recorder.last_good = torch.rand(1, 3, 1024, 2048)
     step = lbfgs.LBFGS(x, 1.0, pairs) if optimizer == "lbfgs" else torch.optim.Adam([x], lr=0.01)
     Painting.optimize_scale(painting, 0, x, Objective(), step, steps)
     print(json.dumps({"evaluating": (max(evaluating) - base) / vector, "peak": (status("VmHWM") - base) / vector}))
