@@ -204,51 +204,63 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
+    results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "device": args.device,
+               "size": args.size, "steps": args.steps, "pairs": []}
+    results["bare_pass_seconds"] = {p: bare_pass(args.size, args.device, p) for p in ("fp32", "bf16")}
+    sheet_rows = []
+    for content, style in pairs(args.pairs, args.styles):
+        runs, outs = run_pair(content, style, args)
+        results["pairs"].append({"content": content.name, "style": style.name, "runs": runs})
+        sheet_rows.append([("content", content), ("style", style)] + [(n, outs[n]) for n in runs])
+    print_results(results)
+    args.json.write_text(json.dumps(results, indent=1))
+    side_by_side(sheet_rows, args.sheet)
+    print(f"\nwrote {args.json} and {args.sheet}")
 
+
+def run_pair(content: Path, style: Path, args: argparse.Namespace) -> tuple[dict[str, dict], dict[str, Path]]:
+    """Every tool not skipped on one photo and painting, each output scored by the same measures."""
     import torch
 
     from brushwork import images
     from brushwork.batch.engines import score_engine
     from brushwork.score import score
 
-    results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "device": args.device,
-               "size": args.size, "steps": args.steps, "pairs": []}
-    results["bare_pass_seconds"] = {p: bare_pass(args.size, args.device, p) for p in ("fp32", "bf16")}
-    sheet_rows = []
-    for content, style in pairs(args.pairs, args.styles):
-        tag = f"{content.stem}-{style.stem}"
-        runs: dict[str, dict] = {}
-        outs = {name: args.out / f"{tag}-{name}.png" for name in ("pastiche", "plain", "brushwork", "brushwork-fp32", "brushwork-gram")}
-        if "pastiche" not in args.skip:
-            runs["pastiche"] = run_pastiche(content, style, outs["pastiche"], args.size, args.steps)
-        if "plain" not in args.skip:
-            runs["plain"] = run_plain(content, style, outs["plain"], args.size, args.steps, args.device)
-        runs["brushwork"] = run_brushwork(content, style, outs["brushwork"], args.size, args.device, [])
-        if "fp32" not in args.skip:
-            runs["brushwork-fp32"] = run_brushwork(content, style, outs["brushwork-fp32"], args.size, args.device,
-                                                   ["--precision", "fp32"])
-        if "gram" not in args.skip:
-            runs["brushwork-gram"] = run_brushwork(content, style, outs["brushwork-gram"], args.size, args.device,
-                                                   ["--style-loss", "gram", "--steps", "300"])
-        content_image, style_image = images.load_image(content), images.load_image(style)
-        engine = score_engine(args.device)
-        for name, run in runs.items():
-            s = score(images.load_image(outs[name]), content_image, style_image, engine)
-            run.update(content_distance=s.content, style_distance=s.style, J=s.objective)
-        # What bf16 itself changes: the same brushwork image, scored with bf16 features.
-        s = score(images.load_image(outs["brushwork"]), content_image, style_image, engine, torch.bfloat16)
-        runs["brushwork"]["J_scored_in_bf16"] = s.objective
-        if "plain" in runs and "brushwork-gram" in runs:  # only a Gram run's own objective is the plain loop's
-            gram = runs["brushwork-gram"]
-            reached = time_to_reach(gram["trace"], runs["plain"]["J"])
-            gram["seconds_to_plain_final_J"] = reached
-            gram["fraction_of_plain_time"] = reached / runs["plain"]["optimize_seconds"] if reached else None
-        for run in runs.values():
-            run.pop("trace", None)
-        results["pairs"].append({"content": content.name, "style": style.name, "runs": runs})
-        sheet_rows.append([("content", content), ("style", style)] + [(n, outs[n]) for n in runs])
+    tag = f"{content.stem}-{style.stem}"
+    runs: dict[str, dict] = {}
+    outs = {name: args.out / f"{tag}-{name}.png" for name in ("pastiche", "plain", "brushwork", "brushwork-fp32", "brushwork-gram")}
+    if "pastiche" not in args.skip:
+        runs["pastiche"] = run_pastiche(content, style, outs["pastiche"], args.size, args.steps)
+    if "plain" not in args.skip:
+        runs["plain"] = run_plain(content, style, outs["plain"], args.size, args.steps, args.device)
+    runs["brushwork"] = run_brushwork(content, style, outs["brushwork"], args.size, args.device, [])
+    if "fp32" not in args.skip:
+        runs["brushwork-fp32"] = run_brushwork(content, style, outs["brushwork-fp32"], args.size, args.device,
+                                               ["--precision", "fp32"])
+    if "gram" not in args.skip:
+        runs["brushwork-gram"] = run_brushwork(content, style, outs["brushwork-gram"], args.size, args.device,
+                                               ["--style-loss", "gram", "--steps", "300"])
+    content_image, style_image = images.load_image(content), images.load_image(style)
+    engine = score_engine(args.device)
+    for name, run in runs.items():
+        s = score(images.load_image(outs[name]), content_image, style_image, engine)
+        run.update(content_distance=s.content, style_distance=s.style, J=s.objective)
+    # What bf16 itself changes: the same brushwork image, scored with bf16 features.
+    s = score(images.load_image(outs["brushwork"]), content_image, style_image, engine, torch.bfloat16)
+    runs["brushwork"]["J_scored_in_bf16"] = s.objective
+    if "plain" in runs and "brushwork-gram" in runs:  # only a Gram run's own objective is the plain loop's
+        gram = runs["brushwork-gram"]
+        reached = time_to_reach(gram["trace"], runs["plain"]["J"])
+        gram["seconds_to_plain_final_J"] = reached
+        gram["fraction_of_plain_time"] = reached / runs["plain"]["optimize_seconds"] if reached else None
+    for run in runs.values():
+        run.pop("trace", None)
+    return runs, outs
 
-    print(f"\n{results['machine']}, device {args.device}, {args.size} px, peer steps {args.steps}")
+
+def print_results(results: dict) -> None:
+    """The table, a line a tool and pair, and what each pair's runs say against each other."""
+    print(f"\n{results['machine']}, device {results['device']}, {results['size']} px, peer steps {results['steps']}")
     print(f"bare VGG19 forward+backward: fp32 {results['bare_pass_seconds']['fp32']:.3f} s, "
           f"bf16 {results['bare_pass_seconds']['bf16']:.3f} s")
     header = f"{'pair':32} {'tool':15} {'whole s':>8} {'optim s':>8} {'peak MiB':>9} {'content':>8} {'style':>8} {'J':>7}"
@@ -274,10 +286,6 @@ def main() -> None:
             fp = pair["runs"]["brushwork-fp32"]
             print(f"  brushwork run in bf16 vs in fp32: content {bw['content_distance'] / fp['content_distance'] - 1:+.2%}, "
                   f"style {bw['style_distance'] / fp['style_distance'] - 1:+.2%}, J {bw['J'] / fp['J'] - 1:+.2%}")
-    args.json.write_text(json.dumps(results, indent=1))
-    side_by_side(sheet_rows, args.sheet)
-    print(f"\nwrote {args.json} and {args.sheet}")
-
 
 if __name__ == "__main__":
     main()

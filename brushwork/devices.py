@@ -37,6 +37,7 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@functools.cache  # the CPU does not change under a process, and every plan asks
 def cpu_has_bf16() -> bool:
     """AVX512-BF16 or AMX: CPUs where oneDNN runs bf16 convolutions natively."""
     try:
