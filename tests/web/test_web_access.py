@@ -180,6 +180,23 @@ def fits(page) -> None:
     page.set_viewport_size({"width": 1280, "height": 900})
 
 
+def history_of_waiting_jobs_passes_axe(page, url: str, axe: Path) -> None:
+    """The history while jobs wait and run, as a slower machine shows it for a moment: each
+    card's placeholder (its queue place, its status) is part of what its button is named."""
+    done = page.request.get(f"{url}api/jobs").json()["jobs"][0]
+    waiting = [{**done, "id": "1" * 32, "status": "queued", "position": 1},
+               {**done, "id": "2" * 32, "status": "running"}]
+    page.route("**/api/jobs", lambda route: route.fulfill(json={"jobs": waiting}))
+    page.evaluate("document.dispatchEvent(new Event('jobs-changed'))")
+    sync_api.expect(page.locator("#history li.queued, #history li.running")).to_have_count(2)
+    sync_api.expect(page.get_by_role("button", name="Open #1 ")).to_have_count(1)
+    sync_api.expect(page.get_by_role("button", name="Open running ")).to_have_count(1)
+    assert run_axe(page, axe) == [], "history of waiting jobs"
+    page.unroute("**/api/jobs")
+    page.evaluate("document.dispatchEvent(new Event('jobs-changed'))")
+    sync_api.expect(page.locator("#history li.done")).not_to_have_count(0)
+
+
 def test_every_tab_passes_axe_and_fits_a_phone(browser, tmp_path, content, style):
     axe = axe_script()
     if axe is None:
@@ -203,6 +220,7 @@ def test_every_tab_passes_axe_and_fits_a_phone(browser, tmp_path, content, style
         sync_api.expect(page.locator("#grid-downloads")).to_be_visible(timeout=300_000)
         assert run_axe(page, axe) == [], "compare"
         fits(page)
+        history_of_waiting_jobs_passes_axe(page, url, axe)
 
         page.click("#mode-stylize")
         page.locator("#history li.done button.open").first.click()

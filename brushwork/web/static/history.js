@@ -75,9 +75,11 @@ function historyItem(job) {
       : `${job.video ? `video, ${job.frames} frames, ` : ""}${job.settings.size}px, ${job.settings.steps} steps`;
   const styles = job.inputs.styles.length ? ` × ${job.inputs.styles.join(", ")}` : "";
   const text = `${job.inputs.content}${styles} · ${what} · ${job.status}`;
+  // Named by what it shows, behind a hidden "Open": a label of its own would leave out the
+  // placeholder's words (a job's status or queue place) and no longer match what is seen.
   const card = element("button", { type: "button", title: when, className: "open" },
-    [picture, masks(job), element("span", { textContent: text })]);
-  card.setAttribute("aria-label", `Open ${text}`);
+    [element("span", { className: "visually-hidden", textContent: "Open " }), picture, masks(job),
+      element("span", { textContent: text })]);
   card.addEventListener("click", () => open(job, false));
   return element("li", { className: job.status, id: `job-${job.id}` }, [card, actions(job)]);
 }
