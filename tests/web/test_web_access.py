@@ -182,13 +182,15 @@ def fits(page) -> None:
 
 def history_of_waiting_jobs_passes_axe(page, url: str, axe: Path) -> None:
     """The history while jobs wait and run, as a slower machine shows it for a moment: each
-    card's placeholder (its queue place, its status) is part of what its button is named."""
+    card's placeholder (its queue place, its status) is part of what its button is named; and
+    a finished video's MP4 link, named with the word it shows."""
     done = page.request.get(f"{url}api/jobs").json()["jobs"][0]
     waiting = [{**done, "id": "1" * 32, "status": "queued", "position": 1},
-               {**done, "id": "2" * 32, "status": "running"}]
+               {**done, "id": "2" * 32, "status": "running"}, {**done, "video": True, "frames": 2}]
     page.route("**/api/jobs", lambda route: route.fulfill(json={"jobs": waiting}))
     page.evaluate("document.dispatchEvent(new Event('jobs-changed'))")
     sync_api.expect(page.locator("#history li.queued, #history li.running")).to_have_count(2)
+    sync_api.expect(page.get_by_role("link", name="MP4")).to_have_count(1)
     sync_api.expect(page.get_by_role("button", name="Open #1 ")).to_have_count(1)
     sync_api.expect(page.get_by_role("button", name="Open running ")).to_have_count(1)
     assert run_axe(page, axe) == [], "history of waiting jobs"

@@ -35,7 +35,7 @@ function actions(job) {
   if (job.video && job.status === "done") {
     const link = element("a", { className: "button", href: `/api/jobs/${job.id}/result.mp4`, textContent: "MP4",
       download: `brushwork-${job.id.slice(0, 8)}.mp4` });
-    items.push(labelled(link, "Download the video of"));
+    items.push(labelled(link, "Download the MP4 video of"));
   }
   if (FINISHED.includes(job.status) && job.kind !== "fast-video") {
     items.push(labelled(button("Re-run", "a new job exactly like this one: its settings, pictures and mask",
