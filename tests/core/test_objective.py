@@ -135,7 +135,7 @@ def test_a_style_image_run_in_tiles_gives_the_sliced_loss_all_its_samples(engine
 
 def test_too_small_a_margin_is_not_exact(engine):
     """The margin is what makes tiles exact: without it, the tiles' features are wrong."""
-    features, content, style, layers = losses_for(engine, GATYS, 256, 208)
+    features, content, style, _ = losses_for(engine, GATYS, 256, 208)
     x = torch.rand(1, 3, 208, 256, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
     _, whole_grad = evaluate(Objective(features, content, style, (1.0, 5.0, 0.1)), x)
     grid = tiles.tiles(256, 208, 64, 16)

@@ -68,7 +68,7 @@ def test_tile_cores_partition_every_feature_map(length, core, layer, wrap):
     covered = []
     for span in tiles.spans(length, core, 80, wrap):
         local, whole = span.core(factor)
-        tile_length = (span.stop - span.start) // factor if not wrap else (span.stop - span.start) // factor
+        tile_length = (span.stop - span.start) // factor
         assert 0 <= local.start <= local.stop <= tile_length
         assert local.stop - local.start == whole.stop - whole.start
         assert span.start % 16 == 0 or span.start == 0
